@@ -1,0 +1,66 @@
+/// A validated, flattened tree ensemble: all trees' nodes in one contiguous array, each tree laid
+/// out breadth-first so the top levels that every row visits share cache lines.
+///
+/// Built only through ``build(trees:groups:weights:groupCount:featureCount:categorySets:categoryWords:linearLeaves:)``,
+/// which checks every index, so evaluation can read without bounds checks.
+struct Forest<Semantics: SplitSemantics>: Sendable {
+    typealias Scalar = Semantics.Scalar
+
+    let nodes: [TreeNode<Scalar>]
+    let roots: [Int32]
+    let depths: [Int32]
+    /// Output group (class) of each tree.
+    let groups: [Int32]
+    /// Multiplier of each tree's leaf value (XGBoost dart's `weight_drop`; else 1).
+    let weights: [Scalar]
+    let groupCount: Int
+    let featureCount: Int
+    let categorySets: [CategorySet]
+    let categoryWords: [UInt32]
+    let linearLeaves: LinearLeaves?
+    let hasCategoricalSplits: Bool
+
+    /// Deepest path from a root to a leaf, over all trees.
+    var maxDepth: Int { Int(depths.max() ?? 0) }
+
+    var treeCount: Int { roots.count }
+
+    /// Features used by at least one categorical split.
+    var categoricalFeatures: [Int] {
+        Set(nodes.lazy.filter { $0.flags.contains(.categorical) }.map(\.feature)).sorted()
+    }
+
+    /// Every numeric threshold used on each feature, for synthetic benchmark data.
+    func thresholds() -> [[Double]] {
+        var result = Array(repeating: [Double](), count: featureCount)
+        for node in nodes where node.left != node.right && !node.flags.contains(.categorical) {
+            result[node.feature].append(Double(node.value))
+        }
+        return result
+    }
+
+    init(
+        nodes: [TreeNode<Scalar>],
+        roots: [Int32],
+        depths: [Int32],
+        groups: [Int32],
+        weights: [Scalar],
+        groupCount: Int,
+        featureCount: Int,
+        categorySets: [CategorySet],
+        categoryWords: [UInt32],
+        linearLeaves: LinearLeaves?
+    ) {
+        self.nodes = nodes
+        self.roots = roots
+        self.depths = depths
+        self.groups = groups
+        self.weights = weights
+        self.groupCount = groupCount
+        self.featureCount = featureCount
+        self.categorySets = categorySets
+        self.categoryWords = categoryWords
+        self.linearLeaves = linearLeaves
+        self.hasCategoricalSplits = nodes.contains { $0.flags.contains(.categorical) }
+    }
+}

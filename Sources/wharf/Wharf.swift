@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Wharf: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wharf",
+        abstract: "Wharf: machine-learning models from offline training to production.",
+        subcommands: [PredictCommand.self, InspectCommand.self, BenchCommand.self]
+    )
+}
