@@ -67,6 +67,10 @@ public enum ModelLoader {
         var start = 0
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { start = 3 }
         while start < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[start]) { start += 1 }
+        if start < bytes.count, bytes[start] == UInt8(ascii: "[") {
+            // Not a model, but JSON: parse it so the error says what it is.
+            return .xgboostJSON
+        }
         if start < bytes.count, bytes[start] == UInt8(ascii: "{") {
             let prefix = String(decoding: bytes[start..<min(bytes.count, start + 4096)], as: UTF8.self)
             return prefix.contains("\"\(LinearModelReader.formatName)\"") ? .wharfLinear : .xgboostJSON

@@ -23,7 +23,10 @@ extension Forest {
         guard featureCount >= 1, featureCount <= TreeNode<Scalar>.maxFeatureIndex else {
             throw WharfError(.invalidModel, "feature count \(featureCount) is out of range 1...\(TreeNode<Scalar>.maxFeatureIndex)")
         }
-        guard groupCount >= 1 else { throw WharfError(.invalidModel, "output group count must be at least 1") }
+        // Every output group has at least one tree; a larger count would only size scratch space.
+        guard groupCount >= 1, groupCount <= max(trees.count, 1) else {
+            throw WharfError(.invalidModel, "\(groupCount) output groups (classes) for \(trees.count) trees: each group needs a tree")
+        }
         precondition(groups.count == trees.count && weights.count == trees.count)
         for set in categorySets {
             guard set.start >= 0, set.count >= 0, Int(set.start) + Int(set.count) <= categoryWords.count else {

@@ -8,6 +8,9 @@ import WharfCore
 struct XGBoostReader {
     /// Category codes at or above this are refused: the bitset would be absurdly large.
     static let categoryCodeLimit = 1 << 24
+    /// Bitset words over all categorical splits (64 MiB): a few bytes of file can name a large
+    /// code, so the total is bounded, not only each code.
+    static let categoryWordLimit = 1 << 24
 
     static func read(_ document: JSONValue, format: ModelFormat) throws(WharfError) -> (ModelMetadata, XGBoostEvaluator) {
         let root = JSONNode(document)
@@ -168,7 +171,9 @@ struct XGBoostReader {
                 setOfNode[node] = categorySets.count
                 categorySets.append(CategorySet(start: Int32(categoryWords.count), count: Int32(wordCount)))
                 categoryWords.append(contentsOf: words)
-                guard categoryWords.count < Int(Int32.max) else { throw tree.error("too many category codes") }
+                guard categoryWords.count <= categoryWordLimit else {
+                    throw tree.error("category sets need more than \(categoryWordLimit) bitset words; codes this large are implausible")
+                }
             }
         }
 
