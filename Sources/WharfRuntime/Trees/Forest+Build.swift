@@ -36,6 +36,8 @@ extension Forest {
 
         var nodes: [TreeNode<Scalar>] = []
         nodes.reserveCapacity(trees.reduce(0) { $0 + $1.count })
+        var leafValues: [Scalar] = []
+        leafValues.reserveCapacity(nodes.capacity)
         var roots: [Int32] = []
         var depths: [Int32] = []
         var linear: LinearLeaves? = linearLeaves.map { _ in
@@ -56,7 +58,9 @@ extension Forest {
             for (position, old) in order.enumerated() {
                 let here = Int32(base + position)
                 if tree.left[old] == -1 {
-                    nodes.append(TreeNode(value: tree.value[old], featureAndFlags: 0, left: here, right: here))
+                    // A leaf is its own left child, and every value, NaN too, goes left.
+                    nodes.append(TreeNode(threshold: .infinity, featureAndFlags: SplitFlags.nanGoesLeft.rawValue, left: here))
+                    leafValues.append(tree.value[old])
                     if let linearLeaves, linear != nil {
                         try appendLinearLeaf(&linear!, tree: tree, node: old, treeIndex: treeIndex, leaves: linearLeaves, featureCount: featureCount)
                     }
@@ -66,28 +70,30 @@ extension Forest {
                 guard feature >= 0, feature < featureCount else {
                     throw WharfError(.invalidModel, "tree \(treeIndex) node \(old): feature index \(feature) is out of range 0..<\(featureCount)")
                 }
-                let flags = tree.flags[old]
+                var flags = tree.flags[old]
+                var threshold = tree.value[old]
                 if flags.contains(.categorical) {
-                    let setIndex = tree.value[old]
-                    guard setIndex >= 0, setIndex < Scalar(categorySets.count), setIndex == setIndex.rounded(.towardZero) else {
-                        throw WharfError(.invalidModel, "tree \(treeIndex) node \(old): category set \(setIndex) does not exist")
+                    guard threshold >= 0, threshold < Scalar(categorySets.count), threshold == threshold.rounded(.towardZero) else {
+                        throw WharfError(.invalidModel, "tree \(treeIndex) node \(old): category set \(threshold) does not exist")
                     }
-                } else if tree.value[old].isNaN {
-                    throw WharfError(.invalidModel, "tree \(treeIndex) node \(old): the threshold is NaN")
+                    if flags.contains(.defaultLeft) { flags.insert(.nanGoesLeft) }
+                } else {
+                    guard !threshold.isNaN else {
+                        throw WharfError(.invalidModel, "tree \(treeIndex) node \(old): the threshold is NaN")
+                    }
+                    (threshold, flags) = Semantics.compile(threshold: threshold, flags: flags)
                 }
-                nodes.append(
-                    TreeNode(
-                        value: tree.value[old],
-                        featureAndFlags: UInt32(feature) | flags.rawValue,
-                        left: Int32(base + newIndex[tree.left[old]]),
-                        right: Int32(base + newIndex[tree.right[old]])
-                    )
-                )
+                // Breadth-first order places the two children side by side, left first.
+                let left = newIndex[tree.left[old]]
+                precondition(newIndex[tree.right[old]] == left + 1)
+                nodes.append(TreeNode(threshold: threshold, featureAndFlags: UInt32(feature) | flags.rawValue, left: Int32(base + left)))
+                leafValues.append(0)
                 if linear != nil { linear!.slotOfNode.append(-1) }
             }
         }
         return Forest(
             nodes: nodes,
+            leafValues: leafValues,
             roots: roots,
             depths: depths,
             groups: groups.map { Int32($0) },

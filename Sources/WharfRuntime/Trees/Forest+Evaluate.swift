@@ -12,10 +12,12 @@ extension Forest {
     ///   - margins: `rows × groupCount` accumulators, already holding the base margins.
     func accumulate(input: UnsafePointer<Double>, rows: Int, margins: UnsafeMutablePointer<Scalar>) {
         nodes.withUnsafeBufferPointer { nodes in
-            if rows >= 8 {
-                accumulateByRowBlocks(nodes: nodes.baseAddress!, input: input, rows: rows, margins: margins)
-            } else {
-                accumulateByTreeBlocks(nodes: nodes.baseAddress!, input: input, rows: rows, margins: margins)
+            leafValues.withUnsafeBufferPointer { leaves in
+                if rows >= 8 {
+                    accumulateByRowBlocks(nodes: nodes.baseAddress!, leaves: leaves.baseAddress!, input: input, rows: rows, margins: margins)
+                } else {
+                    accumulateByTreeBlocks(nodes: nodes.baseAddress!, leaves: leaves.baseAddress!, input: input, rows: rows, margins: margins)
+                }
             }
         }
     }
@@ -24,24 +26,29 @@ extension Forest {
     @inline(__always)
     private func step(_ index: Int32, nodes: UnsafePointer<TreeNode<Scalar>>, row: UnsafePointer<Double>) -> Int32 {
         let node = nodes[Int(index)]
-        let x = Semantics.prepare(row[node.feature])
+        let raw = row[node.feature]
         let flags = node.flags
-        let left: Bool
-        if flags.contains(.categorical) {
-            left = categoryGoesLeft(x, setIndex: node.value, flags: flags)
-        } else {
-            left = Semantics.goesLeft(x, threshold: node.value, flags: flags)
+        if _slowPath(flags.rawValue & SplitFlags.special.rawValue != 0) {
+            return node.left + Int32(bit(!specialGoesLeft(raw, threshold: node.threshold, flags: flags)))
         }
-        return left ? node.left : node.right
+        let x = Semantics.prepare(raw)
+        let left = bit(x <= node.threshold) | (bit(x != x) & flags.bit(.nanGoesLeft))
+        return node.left + Int32(left ^ 1)
     }
 
-    private func categoryGoesLeft(_ x: Scalar, setIndex: Scalar, flags: SplitFlags) -> Bool {
-        if x.isNaN { return flags.contains(.defaultLeft) }
+    /// Categorical and zero-as-missing splits, off the fast path.
+    private func specialGoesLeft(_ raw: Double, threshold: Scalar, flags: SplitFlags) -> Bool {
+        let x = Semantics.specialValue(raw)
+        if x.isNaN { return flags.contains(flags.contains(.categorical) ? .nanGoesLeft : .defaultLeft) }
+        if !flags.contains(.categorical) {
+            // Zero as missing: zero (after LightGBM's rounding of tiny values) takes the default.
+            return x == 0 ? flags.contains(.defaultLeft) : Scalar(x) <= threshold
+        }
         let outside = flags.contains(.notInSetGoesLeft)
         // Both libraries truncate the value to an integer code; negative or huge codes are in no set.
         guard x >= 0, x < 16_777_216 else { return outside }
         let code = Int(x)
-        let set = categorySets[Int(setIndex)]
+        let set = categorySets[Int(threshold)]
         let word = code >> 5
         guard word < Int(set.count) else { return outside }
         let inSet = (categoryWords[Int(set.start) + word] >> UInt32(code & 31)) & 1 == 1
@@ -49,11 +56,11 @@ extension Forest {
     }
 
     @inline(__always)
-    private func leafValue(_ index: Int32, nodes: UnsafePointer<TreeNode<Scalar>>, row: UnsafePointer<Double>) -> Scalar {
+    private func leafValue(_ index: Int32, leaves: UnsafePointer<Scalar>, row: UnsafePointer<Double>) -> Scalar {
         if let linearLeaves {
-            return linearValue(linearLeaves, index: Int(index), fallback: nodes[Int(index)].value, row: row)
+            return linearValue(linearLeaves, index: Int(index), fallback: leaves[Int(index)], row: row)
         }
-        return nodes[Int(index)].value
+        return leaves[Int(index)]
     }
 
     private func linearValue(_ leaves: LinearLeaves, index: Int, fallback: Scalar, row: UnsafePointer<Double>) -> Scalar {
@@ -62,13 +69,14 @@ extension Forest {
         for term in Int(leaves.offsets[slot])..<Int(leaves.offsets[slot + 1]) {
             let raw = row[Int(leaves.features[term])]
             if raw.isNaN { return fallback }
-            sum += LightGBMSplits.prepare(raw) * leaves.coefficients[term]
+            sum += LightGBMSplits.specialValue(raw) * leaves.coefficients[term]
         }
         return Scalar(sum)
     }
 
     private func accumulateByRowBlocks(
         nodes: UnsafePointer<TreeNode<Scalar>>,
+        leaves: UnsafePointer<Scalar>,
         input: UnsafePointer<Double>,
         rows: Int,
         margins: UnsafeMutablePointer<Scalar>
@@ -94,7 +102,7 @@ extension Forest {
                     let weight = weights[tree]
                     for row in 0..<count {
                         blockMargins[row * groupCount + group] +=
-                            leafValue(cursor[row], nodes: nodes, row: block + row * featureCount) * weight
+                            leafValue(cursor[row], leaves: leaves, row: block + row * featureCount) * weight
                     }
                 }
                 blockStart += count
@@ -104,6 +112,7 @@ extension Forest {
 
     private func accumulateByTreeBlocks(
         nodes: UnsafePointer<TreeNode<Scalar>>,
+        leaves: UnsafePointer<Scalar>,
         input: UnsafePointer<Double>,
         rows: Int,
         margins: UnsafeMutablePointer<Scalar>
@@ -131,7 +140,7 @@ extension Forest {
                     // Summed in tree order: XGBoost's float32 margins are reproduced bit for bit.
                     for lane in 0..<count {
                         rowMargins[Int(groups[first + lane])] +=
-                            leafValue(cursor[lane], nodes: nodes, row: row) * weights[first + lane]
+                            leafValue(cursor[lane], leaves: leaves, row: row) * weights[first + lane]
                     }
                     first += count
                 }

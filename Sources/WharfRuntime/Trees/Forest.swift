@@ -7,6 +7,8 @@ struct Forest<Semantics: SplitSemantics>: Sendable {
     typealias Scalar = Semantics.Scalar
 
     let nodes: [TreeNode<Scalar>]
+    /// Indexed like `nodes`: the value of each leaf (0 at splits).
+    let leafValues: [Scalar]
     let roots: [Int32]
     let depths: [Int32]
     /// Output group (class) of each tree.
@@ -33,14 +35,15 @@ struct Forest<Semantics: SplitSemantics>: Sendable {
     /// Every numeric threshold used on each feature, for synthetic benchmark data.
     func thresholds() -> [[Double]] {
         var result = Array(repeating: [Double](), count: featureCount)
-        for node in nodes where node.left != node.right && !node.flags.contains(.categorical) {
-            result[node.feature].append(Double(node.value))
+        for (index, node) in nodes.enumerated() where Int(node.left) != index && !node.flags.contains(.categorical) {
+            result[node.feature].append(Double(node.threshold))
         }
         return result
     }
 
     init(
         nodes: [TreeNode<Scalar>],
+        leafValues: [Scalar],
         roots: [Int32],
         depths: [Int32],
         groups: [Int32],
@@ -52,6 +55,7 @@ struct Forest<Semantics: SplitSemantics>: Sendable {
         linearLeaves: LinearLeaves?
     ) {
         self.nodes = nodes
+        self.leafValues = leafValues
         self.roots = roots
         self.depths = depths
         self.groups = groups

@@ -1,14 +1,26 @@
 /// How one library's trees route a row: the precision of comparisons and the rules for missing
 /// values. A generic parameter, so the evaluation loop is specialized per library with no
 /// dynamic dispatch inside it.
+///
+/// Each library's rule is compiled, once, into the one rule the loop runs:
+/// go left iff `x <= threshold`, or `x` is NaN and the node's ``SplitFlags/nanGoesLeft`` is set.
 protocol SplitSemantics: Sendable {
     associatedtype Scalar: BinaryFloatingPoint & Sendable
 
-    /// Converts an input value to the space thresholds are compared in.
+    /// Converts an input value to the precision thresholds are compared in.
     static func prepare(_ x: Double) -> Scalar
 
-    /// True when a numeric split sends `x` (already prepared) left.
-    static func goesLeft(_ x: Scalar, threshold: Scalar, flags: SplitFlags) -> Bool
+    /// The threshold and flags that make the fast rule reproduce the library's numeric split.
+    static func compile(threshold: Scalar, flags: SplitFlags) -> (Scalar, SplitFlags)
+
+    /// The value a categorical or zero-as-missing split sees (LightGBM reads inputs within
+    /// ±kZeroThreshold as zero).
+    static func specialValue(_ x: Double) -> Double
+}
+
+/// 0 or 1, without a branch.
+@inline(__always) func bit(_ value: Bool) -> UInt32 {
+    UInt32(unsafeBitCast(value, to: UInt8.self))
 }
 
 /// XGBoost: inputs are rounded to float32; left iff `x < threshold`; NaN follows the node's
@@ -16,29 +28,46 @@ protocol SplitSemantics: Sendable {
 enum XGBoostSplits: SplitSemantics {
     @inline(__always) static func prepare(_ x: Double) -> Float { Float(x) }
 
-    @inline(__always)
-    static func goesLeft(_ x: Float, threshold: Float, flags: SplitFlags) -> Bool {
-        // NaN compares false, so it goes left only through the default direction.
-        (x < threshold) || (x.isNaN && flags.contains(.defaultLeft))
+    static func compile(threshold: Float, flags: SplitFlags) -> (Float, SplitFlags) {
+        var flags = flags
+        if flags.contains(.defaultLeft) { flags.insert(.nanGoesLeft) }
+        // For float32 x, `x < t` is `x <= t.nextDown`; nothing is below -inf, and x <= NaN is
+        // always false.
+        return (threshold == -.infinity ? .nan : threshold.nextDown, flags)
     }
+
+    static func specialValue(_ x: Double) -> Double { Double(Float(x)) }
 }
 
 /// LightGBM: everything in double; inputs within ±kZeroThreshold are zero; left iff
-/// `x <= threshold`; missing-value handling per node type (FORMATS.md §2.3).
+/// `x <= threshold`; missing values per node type (FORMATS.md §2.3).
 enum LightGBMSplits: SplitSemantics {
     /// `kZeroThreshold` is the float literal `1e-35f` widened to double, not the double `1e-35`.
     static let zeroThreshold = Double(Float(1e-35))
 
-    @inline(__always) static func prepare(_ x: Double) -> Double {
-        abs(x) <= zeroThreshold ? 0 : x
+    @inline(__always) static func prepare(_ x: Double) -> Double { x }
+
+    static func compile(threshold: Double, flags: SplitFlags) -> (Double, SplitFlags) {
+        var flags = flags
+        // LightGBM first reads |x| <= kZero as 0. A threshold outside that zone compares the
+        // same either way; one inside it is moved to the zone's edge so raw inputs need no
+        // rewriting: 0 <= t sends the whole zone left, 0 > t sends it right.
+        var compiled = threshold
+        if threshold >= -zeroThreshold, threshold < zeroThreshold {
+            compiled = threshold >= 0 ? zeroThreshold : (-zeroThreshold).nextDown
+        }
+        let nanLeft: Bool
+        if flags.contains(.missingNaN) {
+            nanLeft = flags.contains(.defaultLeft)
+        } else {
+            // Where NaN is not the missing marker it is read as zero.
+            nanLeft = 0 <= threshold
+        }
+        if nanLeft { flags.insert(.nanGoesLeft) }
+        return (compiled, flags)
     }
 
-    @inline(__always)
-    static func goesLeft(_ x: Double, threshold: Double, flags: SplitFlags) -> Bool {
-        let isNaN = x.isNaN
-        // Where NaN is not the missing marker, it is read as zero.
-        let value = isNaN ? 0 : x
-        let isMissing = (isNaN && flags.contains(.missingNaN)) || (value == 0 && flags.contains(.missingZero))
-        return isMissing ? flags.contains(.defaultLeft) : value <= threshold
+    @inline(__always) static func specialValue(_ x: Double) -> Double {
+        abs(x) <= zeroThreshold ? 0 : x
     }
 }

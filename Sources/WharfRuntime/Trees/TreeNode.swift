@@ -1,16 +1,18 @@
-/// One node of a flattened forest, laid out for the evaluation loop: 16 bytes for XGBoost's
-/// `Float` trees, 24 for LightGBM's `Double` trees.
+/// One node of a flattened forest, laid out for the evaluation loop: 12 bytes for XGBoost's
+/// `Float` trees, 16 for LightGBM's `Double` trees.
 ///
-/// Leaves point to themselves on both sides, so a tree can be walked a fixed number of steps
-/// (its depth) for many rows in lockstep, without a branch on "is this a leaf".
+/// A node's children are adjacent (`left`, `left + 1`), so one step is
+/// `next = left + (goes left ? 0 : 1)`. A leaf is its own left child with an infinite
+/// threshold, so every row stays on it: a tree is walked a fixed number of steps (its depth)
+/// for many rows in lockstep, with no branch on "is this a leaf". Leaf values live apart, in
+/// ``Forest/leafValues``.
 struct TreeNode<Scalar: BinaryFloatingPoint & Sendable>: Sendable {
-    /// Split threshold; at a leaf, the leaf value; at a categorical split, the index of its
-    /// category set in ``Forest/categorySets``.
-    var value: Scalar
+    /// Go left iff `x <= threshold` (each library's own rule is folded into the threshold when
+    /// the forest is built); at a categorical split, the index of its category set.
+    var threshold: Scalar
     /// Feature index in the low 24 bits, ``SplitFlags`` in the high 8.
     var featureAndFlags: UInt32
     var left: Int32
-    var right: Int32
 
     static var maxFeatureIndex: Int { (1 << 24) - 1 }
 
@@ -22,14 +24,22 @@ struct TreeNode<Scalar: BinaryFloatingPoint & Sendable>: Sendable {
 /// ``TreeNode/featureAndFlags``.
 struct SplitFlags: OptionSet, Sendable {
     let rawValue: UInt32
-    /// Missing values go left (else right).
-    static let defaultLeft = SplitFlags(rawValue: 1 << 24)
-    /// NaN is a missing value.
-    static let missingNaN = SplitFlags(rawValue: 1 << 25)
-    /// Zero (and NaN) is a missing value: LightGBM's `zero_as_missing`.
-    static let missingZero = SplitFlags(rawValue: 1 << 26)
-    /// A categorical split: the value indexes a category set.
-    static let categorical = SplitFlags(rawValue: 1 << 27)
+    /// A NaN input goes left (else right). Set at build time from the library's rules.
+    static let nanGoesLeft = SplitFlags(rawValue: 1 << 24)
+    /// The file's default direction for missing values: left (else right).
+    static let defaultLeft = SplitFlags(rawValue: 1 << 25)
+    /// The file says NaN is the missing value (LightGBM missing type NaN; every XGBoost split).
+    static let missingNaN = SplitFlags(rawValue: 1 << 26)
+    /// Zero (and NaN) is the missing value: LightGBM's `zero_as_missing`.
+    static let missingZero = SplitFlags(rawValue: 1 << 27)
+    /// A categorical split: the threshold indexes a category set.
+    static let categorical = SplitFlags(rawValue: 1 << 28)
     /// For categorical splits: categories outside the set go left (XGBoost) rather than right.
-    static let notInSetGoesLeft = SplitFlags(rawValue: 1 << 28)
+    static let notInSetGoesLeft = SplitFlags(rawValue: 1 << 29)
+
+    /// Splits that leave the fast path: categorical and zero-as-missing.
+    static let special: SplitFlags = [.categorical, .missingZero]
+
+    /// 0 or 1 for one flag, without a branch.
+    @inline(__always) func bit(_ flag: SplitFlags) -> UInt32 { (rawValue & flag.rawValue) == 0 ? 0 : 1 }
 }
