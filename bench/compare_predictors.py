@@ -116,18 +116,55 @@ def round_up(value: float, multiple: int) -> int:
 
 
 def measure_wharf(wharf: Wharf, model: Path, csv: Path, *, n_rows: int, batch: int, threads: int,
-                  seed: int, min_seconds: float, rate_hint: float | None) -> dict:
-    """One `wharf bench` run sized to take about min_seconds (from rate_hint, rows/s per thread,
-    when known), rerun with more rows if it took under half of that."""
-    rows = round_up(n_rows, batch)                      # at least one pass over the data
-    if rate_hint:
-        rows = max(rows, round_up(rate_hint * min_seconds * 1.2, batch))
+                  seed: int, min_seconds: float, rate_hint: float | None,
+                  rows: int | None = None) -> dict:
+    """One `wharf bench` run of `rows` rows per thread, or sized to take about min_seconds (from
+    rate_hint, rows/s per thread, when known) and rerun with more rows if it took under half of
+    that."""
+    if rows is None:
+        rows = round_up(n_rows, batch)                  # at least one pass over the data
+        if rate_hint:
+            rows = max(rows, round_up(rate_hint * min_seconds * 1.1, batch))
+        fixed = False
+    else:
+        fixed = True
     result = wharf.bench(model, csv, rows=rows, batch=batch, threads=threads, seed=seed)
-    if result["seconds"] < min_seconds / 2:
-        factor = min_seconds * 1.2 / max(result["seconds"], 1e-4)
+    if not fixed and result["seconds"] < min_seconds / 2:
+        factor = min_seconds * 1.1 / max(result["seconds"], 1e-4)
         rows = min(round_up(rows * factor, batch), round_up(1e9, batch))
         result = wharf.bench(model, csv, rows=rows, batch=batch, threads=threads, seed=seed)
+    result["rows_per_thread"] = rows
     return result
+
+
+class CPUWatch:
+    """CPU time other processes take while the benchmark runs (Linux /proc/stat), in CPUs."""
+
+    def __init__(self):
+        self.start = self._snapshot()
+
+    @staticmethod
+    def _snapshot():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        hz = os.sysconf("SC_CLK_TCK")
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        busy = (sum(fields[:8]) - idle) / hz              # user..steal, without guest (counted in user)
+        own = os.times()
+        mine = own.user + own.system + own.children_user + own.children_system
+        return time.monotonic(), busy, mine
+
+    def others(self) -> float | None:
+        """Average CPUs busy with other processes since the start (or the last call)."""
+        now = self._snapshot()
+        if now is None or self.start is None:
+            return None
+        (t0, b0, m0), (t1, b1, m1) = self.start, now
+        self.start = now
+        return max(0.0, ((b1 - b0) - (m1 - m0)) / max(t1 - t0, 1e-3))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,17 +176,19 @@ def batch_views(X: np.ndarray, batch: int) -> list[np.ndarray]:
 
 
 def time_python(call, views: list[np.ndarray], *, fixed_calls: int | None, min_seconds: float,
-                max_seconds: float) -> tuple[int, float]:
-    """Calls `call(view)` cycling through `views`; returns (calls, seconds)."""
+                max_seconds: float, offset: int = 0) -> tuple[int, float]:
+    """Calls `call(view)` cycling through `views` (from `offset`), after a short warm-up:
+    `fixed_calls` calls, or else whole passes until min_seconds have gone by. Returns
+    (calls, seconds); stops early after max_seconds."""
     count = len(views)
-    warmup = min(count, 200) if fixed_calls else min(count, 3)
+    warmup = min(count, 200) if fixed_calls else min(count, 2)
     for i in range(warmup):
-        call(views[i])
+        call(views[(offset + i) % count])
     perf_counter = time.perf_counter
     calls = 0
     start = perf_counter()
     if fixed_calls:
-        i = 0
+        i = offset % count
         while calls < fixed_calls:
             chunk = min(fixed_calls - calls, 1000)
             for _ in range(chunk):
@@ -266,9 +305,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2024,
                         help="dataset seed (default 2024; the models were trained on seed 42)")
     parser.add_argument("--single-calls", type=int,
-                        help="timed batch-1 calls per Python predictor (default 20000; --quick 2000)")
+                        help="timed batch-1 calls per Python predictor and round (default 8000, i.e. "
+                             "24000 over 3 rounds; --quick 1000)")
     parser.add_argument("--min-seconds", type=float,
-                        help="least timed seconds per measurement (default 1.0; --quick 0.2)")
+                        help="least timed seconds per measurement (default 0.5; --quick 0.15)")
+    parser.add_argument("--repeat", type=int,
+                        help="interleaved rounds; the best is reported (default 3; --quick 2)")
     parser.add_argument("--max-seconds", type=float, default=10.0,
                         help="stop a Python measurement after this many seconds (default 10)")
     parser.add_argument("--quick", action="store_true", help="fast smoke run: fewer rows, shorter timings")
@@ -279,8 +321,9 @@ def main() -> int:
     args = parser.parse_args()
 
     n_rows = args.rows or (10_000 if args.quick else 100_000)
-    single_calls = args.single_calls or (2_000 if args.quick else 20_000)
-    min_seconds = args.min_seconds or (0.2 if args.quick else 1.0)
+    single_calls = args.single_calls or (1_000 if args.quick else 8_000)
+    min_seconds = args.min_seconds or (0.15 if args.quick else 0.5)
+    repeat = max(1, args.repeat or (2 if args.quick else 3))
     batches = sorted({1, 64, 1024, n_rows})
     batches = [b for b in batches if b <= n_rows]
     scaling_batch = 1024 if n_rows >= 1024 else n_rows
@@ -295,11 +338,19 @@ def main() -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"wharf: {args.wharf}")
 
+    cpu_watch = CPUWatch()
+    time.sleep(0.5)
+    idle_load = cpu_watch.others()
+    if idle_load is not None:
+        print(f"other processes are using {idle_load:.2f} of {os.cpu_count()} CPUs right now"
+              + ("  -- WARNING: figures will be noisy" if idle_load > 0.1 else ""))
+    cpu_watch = CPUWatch()
+
     wharf = Wharf(args.wharf)
     model_paths = {k: args.models / files[0] for k, files in MODELS.items()}
     figures: dict = {
         "config": {"rows": n_rows, "seed": args.seed, "batches": batches, "single_calls": single_calls,
-                   "min_seconds": min_seconds, "quick": args.quick, "wharf": str(args.wharf),
+                   "min_seconds": min_seconds, "repeat": repeat, "quick": args.quick, "wharf": str(args.wharf),
                    "omp_num_threads": os.environ["OMP_NUM_THREADS"], "cpus": os.cpu_count()},
         "results": [],
     }
@@ -353,57 +404,73 @@ def main() -> int:
             for what, c in checks.items():
                 print(f"  {what}: max |diff| {c['max_abs_diff']:.3g}, rows > 1e-5: {c['rows_over_1e-5']}")
 
-        results: dict[tuple[str, int, int], dict] = {}
-
-        def record(predictor: str, model: str, batch: int, threads: int, calls: int, rows: int,
-                   seconds: float, micros_per_call: float, extra: dict | None = None) -> None:
-            entry = {"predictor": predictor, "model": model, "batch": batch, "threads": threads,
-                     "calls": calls, "rows": rows, "seconds": seconds,
-                     "rows_per_second": rows / seconds, "micros_per_call": micros_per_call,
-                     **(extra or {})}
-            results[(predictor, batch, threads)] = entry
-            figures["results"].append(entry)
-
-        # -- wharf (subprocess; in-process timing)
-        print("\nmeasuring wharf ...", flush=True)
-        for key, path in model_paths.items():
-            name = f"wharf {key}"
-            hint = None
-            order = ([scaling_batch] + [b for b in batches if b != scaling_batch])
-            for batch in order:
-                r = measure_wharf(wharf, path, csv_for[key], n_rows=n_rows, batch=batch, threads=1,
-                                  seed=args.seed, min_seconds=min_seconds, rate_hint=hint)
-                hint = r["rows_per_second"]
-                record(name, key, batch, 1, r["rows"] // batch, r["rows"], r["seconds"],
-                       r["micros_per_call"], {"process_seconds": r["process_seconds"]})
-                print(f"  {name:<26} batch {batch_label(batch, n_rows):>10}  threads 1  "
-                      f"{fmt_rate(r['rows_per_second']):>8} rows/s  {fmt_micros(r['micros_per_call']):>9} us/call",
-                      flush=True)
-            one = results[(name, scaling_batch, 1)]
-            r = wharf.bench(path, csv_for[key], rows=one["rows"], batch=scaling_batch, threads=2, seed=args.seed)
-            record(name, key, scaling_batch, 2, r["rows"] // scaling_batch, r["rows"], r["seconds"],
-                   r["micros_per_call"], {"process_seconds": r["process_seconds"]})
-            print(f"  {name:<26} batch {batch_label(scaling_batch, n_rows):>10}  threads 2  "
-                  f"{fmt_rate(r['rows_per_second']):>8} rows/s  {fmt_micros(r['micros_per_call']):>9} us/call",
-                  flush=True)
-
-        # -- Python predictors (this process, one thread)
-        print("measuring Python predictors ...", flush=True)
-        for name, key, call, data, _ in predictors:
-            for batch in batches:
-                views = batch_views(data, batch)
-                calls, seconds = time_python(call, views, fixed_calls=single_calls if batch == 1 else None,
-                                             min_seconds=min_seconds, max_seconds=args.max_seconds)
-                record(name, key, batch, 1, calls, calls * batch, seconds, seconds * 1e6 / calls)
-                e = results[(name, batch, 1)]
-                print(f"  {name:<26} batch {batch_label(batch, n_rows):>10}  threads 1  "
-                      f"{fmt_rate(e['rows_per_second']):>8} rows/s  {fmt_micros(e['micros_per_call']):>9} us/call",
-                      flush=True)
+        # -- measurements: `repeat` interleaved rounds over every configuration, best round kept
+        wharf_configs = []
+        for key in model_paths:
+            wharf_configs += [(key, b, 1) for b in [scaling_batch] + [b for b in batches if b != scaling_batch]]
+            wharf_configs.append((key, scaling_batch, 2))
+        runs: dict[tuple[str, int, int], list[dict]] = {}
+        print(f"\nmeasuring: {len(wharf_configs)} wharf + {len(predictors) * len(batches)} Python "
+              f"configurations, best of {repeat} interleaved rounds", flush=True)
+        for round_ in range(repeat):
+            round_start = time.perf_counter()
+            # wharf (subprocess; it times itself, in process)
+            for key, batch, threads in wharf_configs:
+                name = f"wharf {key}"
+                previous = runs.get((name, batch, threads), [])
+                if threads > 1:      # same rows per thread as the 1-thread run of this round
+                    same = runs[(name, batch, 1)][-1]
+                    r = measure_wharf(wharf, model_paths[key], csv_for[key], n_rows=n_rows, batch=batch,
+                                      threads=threads, seed=args.seed, min_seconds=min_seconds,
+                                      rate_hint=None, rows=same["rows_per_thread"])
+                else:
+                    if previous:
+                        hint = previous[-1]["rows_per_second"]
+                    else:            # first round: the last configuration measured for this model
+                        hint = next((v[-1]["rows_per_second"] for (n, _, t), v in reversed(runs.items())
+                                     if n == name and t == 1), None)
+                    r = measure_wharf(wharf, model_paths[key], csv_for[key], n_rows=n_rows, batch=batch,
+                                      threads=threads, seed=args.seed, min_seconds=min_seconds,
+                                      rate_hint=hint)
+                runs.setdefault((name, batch, threads), []).append({
+                    "predictor": name, "model": key, "batch": batch, "threads": threads,
+                    "calls": r["rows"] // (batch * threads), "rows": r["rows"],
+                    "rows_per_thread": r["rows_per_thread"], "seconds": r["seconds"],
+                    "rows_per_second": r["rows_per_second"], "micros_per_call": r["micros_per_call"],
+                    "process_seconds": r["process_seconds"], "round": round_})
+            # Python predictors (this process, one thread)
+            for name, key, call, data, _ in predictors:
+                for batch in batches:
+                    fixed = single_calls if batch == 1 else None
+                    calls, seconds = time_python(call, batch_views(data, batch), fixed_calls=fixed,
+                                                 min_seconds=min_seconds, max_seconds=args.max_seconds,
+                                                 offset=round_ * (fixed or 0))
+                    runs.setdefault((name, batch, 1), []).append({
+                        "predictor": name, "model": key, "batch": batch, "threads": 1, "calls": calls,
+                        "rows": calls * batch, "seconds": seconds,
+                        "rows_per_second": calls * batch / seconds,
+                        "micros_per_call": seconds * 1e6 / calls, "round": round_})
+            print(f"  round {round_ + 1}/{repeat}: {time.perf_counter() - round_start:.1f} s", flush=True)
     finally:
         if args.keep_data:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    # best round per configuration; spread = fastest / slowest round - 1
+    results: dict[tuple[str, int, int], dict] = {}
+    for config, entries in runs.items():
+        best = dict(max(entries, key=lambda e: e["rows_per_second"]))
+        rates = [e["rows_per_second"] for e in entries]
+        best["spread"] = max(rates) / min(rates) - 1
+        best["rounds"] = entries
+        results[config] = best
+        figures["results"].append(best)
+    background = cpu_watch.others()
+    figures["background_cpus"] = background
+    if background is not None:
+        print(f"other processes used {background:.2f} of {os.cpu_count()} CPUs on average during the run"
+              + ("  -- WARNING: figures are noisy, the 2-thread line most of all" if background > 0.1 else ""))
 
     # -- tables
     names = ["wharf xgb", "xgboost inplace_predict", "onnxruntime xgb.onnx",
@@ -413,10 +480,14 @@ def main() -> int:
         entry = results.get((name, batch, threads))
         return entry[field] if entry else None
 
-    print(f"\n=== {n_rows:,} rows x 30 features, 1 thread, same rows for every predictor ===")
+    print(f"\n=== {n_rows:,} rows x {X.shape[1]} features, 1 thread, same rows for every predictor, "
+          f"best of {repeat} ===")
     print_table("rows per second", names, batches, n_rows, lambda n, b: fmt_rate(get(n, b)))
     print_table("microseconds per call", names, batches, n_rows,
                 lambda n, b: fmt_micros(get(n, b, field="micros_per_call")))
+    if repeat > 1:
+        print_table("spread between rounds (fastest / slowest - 1)", names, batches, n_rows,
+                    lambda n, b: "-" if get(n, b) is None else f"{get(n, b, field='spread'):.0%}")
 
     ratio_lines = [
         ("wharf xgb / xgboost", "wharf xgb", "xgboost inplace_predict"),
@@ -450,7 +521,9 @@ def main() -> int:
     for key in model_paths:
         one, two = get(f"wharf {key}", scaling_batch, 1), get(f"wharf {key}", scaling_batch, 2)
         scaling[key] = two / one if one and two else None
-        targets.append((f"wharf {key} 2-thread / 1-thread rows/s at batch {scaling_batch}",
+        spread = max(get(f"wharf {key}", scaling_batch, t, "spread") or 0 for t in (1, 2))
+        targets.append((f"wharf {key} 2-thread / 1-thread rows/s at batch {scaling_batch} "
+                        f"({fmt_rate(two)} / {fmt_rate(one)}, spread {spread:.0%})",
                         fmt_ratio(scaling[key]), "info"))
     print("\ntargets")
     tw = max(len(t[0]) for t in targets) + 2

@@ -33,8 +33,8 @@ struct LightGBMReader {
         }
 
         func doubles(_ key: String, count: Int) throws(WharfError) -> [Double] {
+            // `count` comes from the file: check it, never reserve by it.
             var result: [Double] = []
-            result.reserveCapacity(count)
             for (index, token) in try text(key).split(separator: " ").enumerated() {
                 guard let value = Double(token) else { throw error(key, "element \(index) \"\(token.prefix(40))\" is not a number") }
                 result.append(value)

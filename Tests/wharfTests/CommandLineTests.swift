@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+
+/// The command line other issues and scripts rely on: `predict`, `inspect`, `bench`.
+@Suite("wharf command line")
+struct CommandLineTests {
+    private func fixture(_ relative: String) -> String { WharfCLI.fixtures.appendingPathComponent(relative).path }
+
+    private func numbers(_ csv: String) -> (header: String, rows: [[Double]]) {
+        let lines = csv.split(whereSeparator: \.isNewline)
+        guard let header = lines.first else { return ("", []) }
+        return (String(header), lines.dropFirst().map { $0.split(separator: ",").map { Double($0) ?? .nan } })
+    }
+
+    @Test("predict writes the library's predictions with a header", arguments: [
+        "xgb3_binary_logistic", "xgb3_multi_softprob_4class", "lgb_feature_names", "lgb_linear_tree", "linear_logreg_multinomial_3",
+    ])
+    func predictMatchesLibrary(name: String) throws {
+        let model = try FileManager.default.contentsOfDirectory(atPath: fixture("models"))
+            .first { $0.hasPrefix(name + ".") && !$0.hasSuffix(".csv") }!
+        let result = try WharfCLI.run(["predict", "--model", fixture("models/\(model)"), "--input", fixture("models/\(name).input.csv")])
+        #expect(result.status == 0, "\(result.stderr)")
+        let got = numbers(result.stdout)
+        let want = numbers(try String(contentsOfFile: fixture("models/\(name).expected.csv"), encoding: .utf8))
+        #expect(got.header == want.header)
+        #expect(got.rows.count == want.rows.count)
+        for (gotRow, wantRow) in zip(got.rows, want.rows) {
+            for (a, b) in zip(gotRow, wantRow) { #expect(abs(a - b) <= 1e-6) }
+        }
+    }
+
+    @Test("predict --output writes a file; columns are matched by name in any order")
+    func predictToFileByName() throws {
+        // The LightGBM fixture has feature names: reverse the columns and add a label column.
+        let original = try String(contentsOfFile: fixture("models/lgb_feature_names.input.csv"), encoding: .utf8)
+        let rows = original.split(whereSeparator: \.isNewline).map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        let shuffled = rows.enumerated().map { index, cells in
+            ([index == 0 ? "label" : "1"] + cells.reversed().map(String.init)).joined(separator: ",")
+        }.joined(separator: "\n")
+        let input = try WharfCLI.temporaryFile("reversed.csv", contents: shuffled + "\n")
+        let output = input + ".out.csv"
+        let result = try WharfCLI.run(["predict", "--model", fixture("models/lgb_feature_names.txt"), "--input", input, "--output", output])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.isEmpty)
+        let got = numbers(try String(contentsOfFile: output, encoding: .utf8))
+        let want = numbers(try String(contentsOfFile: fixture("models/lgb_feature_names.expected.csv"), encoding: .utf8))
+        #expect(got.rows.count == want.rows.count)
+        for (gotRow, wantRow) in zip(got.rows, want.rows) { #expect(abs(gotRow[0] - wantRow[0]) <= 1e-12) }
+    }
+
+    @Test("a bad cell names its line and column; exit status 2")
+    func badCell() throws {
+        let header = (0..<8).map { "f\($0)" }.joined(separator: ",")
+        let good = (0..<8).map { _ in "0.5" }.joined(separator: ",")
+        let bad = (0..<8).map { $0 == 3 ? "abc" : "1" }.joined(separator: ",")
+        let input = try WharfCLI.temporaryFile("bad-cell.csv", contents: "\(header)\n\(good)\n\(bad)\n")
+        let result = try WharfCLI.run(["predict", "--model", fixture("models/xgb3_binary_logistic.json"), "--input", input])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("line 3, column 4 (f3)"), "\(result.stderr)")
+        #expect(result.stderr.contains("\"abc\" is not a number"))
+    }
+
+    @Test("a column-count mismatch names the line")
+    func columnCountMismatch() throws {
+        let header = (0..<8).map { "f\($0)" }.joined(separator: ",")
+        let input = try WharfCLI.temporaryFile("short-row.csv", contents: "\(header)\n1,2,3\n")
+        let result = try WharfCLI.run(["predict", "--model", fixture("models/xgb3_binary_logistic.json"), "--input", input])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("line 2: 3 columns, but the header has 8"), "\(result.stderr)")
+    }
+
+    @Test("a header without the model's features is refused")
+    func wrongHeader() throws {
+        let input = try WharfCLI.temporaryFile("wrong-header.csv", contents: "a,b\n1,2\n")
+        let result = try WharfCLI.run(["predict", "--model", fixture("models/xgb3_binary_logistic.json"), "--input", input])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("2 columns but the model reads 8 features"), "\(result.stderr)")
+    }
+
+    @Test("empty and NaN cells are missing values")
+    func missingCells() throws {
+        let header = (0..<8).map { "f\($0)" }.joined(separator: ",")
+        let input = try WharfCLI.temporaryFile("missing.csv", contents: "\(header)\n,,,,,,,\nNaN,NaN,NaN,NaN,NaN,NaN,NaN,NaN\n")
+        let result = try WharfCLI.run(["predict", "--model", fixture("models/xgb3_binary_logistic.json"), "--input", input])
+        #expect(result.status == 0, "\(result.stderr)")
+        let rows = numbers(result.stdout).rows
+        #expect(rows.count == 2)
+        #expect(rows[0] == rows[1])
+    }
+
+    @Test("a hostile model file is an error, not a crash")
+    func hostileModel() throws {
+        let result = try WharfCLI.run(["inspect", "--model", fixture("hostile/xgb_cycle.json")])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("reached twice"))
+        let missing = try WharfCLI.run(["inspect", "--model", "/nonexistent/model.json"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("cannot be read"))
+    }
+
+    @Test("inspect describes the model as JSON")
+    func inspect() throws {
+        let result = try WharfCLI.run(["inspect", "--model", fixture("models/lgb_multiclass_3.txt")])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["format"] as? String == "lightgbm_text")
+        #expect(object["task"] as? String == "multiclass")
+        #expect(object["classes"] as? [String] == ["0", "1", "2"])
+        #expect((object["features"] as? Int).map { $0 > 0 } == true)
+        #expect((object["trees"] as? Int).map { $0 > 0 } == true)
+        #expect((object["depth"] as? Int).map { $0 > 0 } == true)
+        #expect(object["feature_names"] is [String])
+    }
+
+    @Test("bench --json reports rows per second and microseconds per call")
+    func benchJSON() throws {
+        let result = try WharfCLI.run([
+            "bench", "--model", fixture("models/xgb3_binary_logistic.json"), "--rows", "2000", "--batch", "100", "--threads", "2", "--json",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect((object["rows_per_second"] as? Double).map { $0 > 0 } == true)
+        #expect((object["micros_per_call"] as? Double).map { $0 > 0 } == true)
+        #expect(object["rows"] as? Int == 4000)
+    }
+}
