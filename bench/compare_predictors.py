@@ -13,14 +13,18 @@ Then, for batch sizes 1 (single-row latency), 64, 1024 and "all rows in one call
 
 Python predictors are timed with time.perf_counter over a loop of calls that cycles through the
 rows (after a warm-up): a fixed number of calls at batch 1, whole passes over the data until
---min-seconds have gone by otherwise. wharf measures in process (its own timer, after its own
-warm-up); the run is repeated with more rows when it took under --min-seconds / 2.
+--min-seconds have gone by otherwise. wharf times itself, in process, after its own warm-up; its
+runs are sized to take about --min-seconds too (rerun with more rows when one took under half).
+Every configuration is measured in --repeat interleaved rounds and the fastest round is reported,
+with the spread between rounds; the CPU time other processes took during the run is reported too.
+Before measuring, wharf predict, the native libraries and onnxruntime are checked to agree on the
+first 2000 rows.
 
 The script sets OMP_NUM_THREADS=1 before importing numpy/xgboost/lightgbm: on a 2-core machine
 OpenMP spin-waiting makes small xgboost predicts ~100x slower otherwise.
 
 Usage (from the repository root, after `swift build -c release`):
-    /tmp/wharf-py/bin/python bench/compare_predictors.py             # full run, ~1-3 minutes
+    /tmp/wharf-py/bin/python bench/compare_predictors.py             # full run, ~2 minutes on 2 cores
     /tmp/wharf-py/bin/python bench/compare_predictors.py --quick     # smoke run, ~20 s
     /tmp/wharf-py/bin/python bench/compare_predictors.py --json out.json
 """
