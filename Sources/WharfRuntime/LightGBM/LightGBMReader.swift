@@ -92,7 +92,7 @@ struct LightGBMReader {
             throw WharfError(.invalidModel, "LightGBM: no \"end of trees\" line (the file is truncated or not a LightGBM model)")
         }
 
-        let featureCount = try header.int("max_feature_idx", in: 0...(TreeNode<Double>.maxFeatureIndex - 1)) + 1
+        let featureCount = try header.int("max_feature_idx", in: 0...(TreeNode<Double>.maxFeatureCount - 1)) + 1
         let classCount = try header.int("num_class", in: 1...1_000_000)
         let treesPerIteration = try header.values["num_tree_per_iteration"] == nil
             ? classCount : header.int("num_tree_per_iteration", in: 1...1_000_000)

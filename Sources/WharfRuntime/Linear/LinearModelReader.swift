@@ -24,8 +24,8 @@ struct LinearModelReader {
         guard link == expectedLink else { throw linkNode.error("a \(task.rawValue) model must use the \(expectedLink.rawValue) link") }
 
         let features = try root.member("features").strings()
-        guard !features.isEmpty, features.count <= TreeNode<Double>.maxFeatureIndex else {
-            throw try root.member("features").error("must name between 1 and \(TreeNode<Double>.maxFeatureIndex) features")
+        guard !features.isEmpty, features.count <= TreeNode<Double>.maxFeatureCount else {
+            throw try root.member("features").error("must name between 1 and \(TreeNode<Double>.maxFeatureCount) features")
         }
         let classes = try root.optionalMember("classes")?.strings() ?? []
         let outputs: Int

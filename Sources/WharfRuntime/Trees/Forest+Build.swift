@@ -20,8 +20,8 @@ extension Forest {
         categoryWords: [UInt32] = [],
         linearLeaves: [LinearLeafDefinition]? = nil
     ) throws(WharfError) -> Forest {
-        guard featureCount >= 1, featureCount <= TreeNode<Scalar>.maxFeatureIndex else {
-            throw WharfError(.invalidModel, "feature count \(featureCount) is out of range 1...\(TreeNode<Scalar>.maxFeatureIndex)")
+        guard featureCount >= 1, featureCount <= TreeNode<Scalar>.maxFeatureCount else {
+            throw WharfError(.invalidModel, "feature count \(featureCount) is out of range 1...\(TreeNode<Scalar>.maxFeatureCount)")
         }
         // Every output group has at least one tree; a larger count would only size scratch space.
         guard groupCount >= 1, groupCount <= max(trees.count, 1) else {
@@ -58,7 +58,7 @@ extension Forest {
             for (position, old) in order.enumerated() {
                 let here = Int32(base + position)
                 if tree.left[old] == -1 {
-                    // A leaf is its own left child, and every value, NaN too, goes left.
+                    // A leaf is its own left child: every value, infinity too, is <= infinity.
                     nodes.append(TreeNode(threshold: .infinity, featureAndFlags: SplitFlags.nanGoesLeft.rawValue, left: here))
                     leafValues.append(tree.value[old])
                     if let linearLeaves, linear != nil {
@@ -81,12 +81,19 @@ extension Forest {
                     guard !threshold.isNaN else {
                         throw WharfError(.invalidModel, "tree \(treeIndex) node \(old): the threshold is NaN")
                     }
-                    (threshold, flags) = Semantics.compile(threshold: threshold, flags: flags)
+                    if threshold.isFinite, !flags.contains(.missingZero) {
+                        (threshold, flags) = Semantics.compile(threshold: threshold, flags: flags)
+                    } else {
+                        flags.insert(.exactRule)
+                    }
                 }
                 // Breadth-first order places the two children side by side, left first.
                 let left = newIndex[tree.left[old]]
                 precondition(newIndex[tree.right[old]] == left + 1)
-                nodes.append(TreeNode(threshold: threshold, featureAndFlags: UInt32(feature) | flags.rawValue, left: Int32(base + left)))
+                // Numeric splits read the copy of their feature whose NaN stands in for their NaN
+                // direction: +infinity goes right, -infinity left (see Forest.accumulate).
+                let slot = flags.isDisjoint(with: .special) && flags.contains(.nanGoesLeft) ? feature + featureCount : feature
+                nodes.append(TreeNode(threshold: threshold, featureAndFlags: UInt32(slot) | flags.rawValue, left: Int32(base + left)))
                 leafValues.append(0)
                 if linear != nil { linear!.slotOfNode.append(-1) }
             }

@@ -2,7 +2,7 @@ extension Forest {
     /// Rows walked together down one tree: with a few dozen features they stay in L1 cache
     /// together with the tree.
     static var rowBlock: Int { 64 }
-    /// Row values held per block at most; wide models walk fewer rows at a time.
+    /// Prepared values held per block at most; wide models walk fewer rows at a time.
     static var blockValues: Int { 16_384 }
     /// Batches smaller than this walk several trees at once for each row instead.
     static var smallBatch: Int { 8 }
@@ -10,27 +10,41 @@ extension Forest {
     /// Adds each tree's leaf value to its group's margin, in tree order (so XGBoost's float32
     /// margins are reproduced bit for bit).
     ///
+    /// Each row is first prepared once: converted to the comparison precision and laid out
+    /// twice, NaN as +infinity in the first copy and as -infinity in the second. A numeric split
+    /// reads the copy that sends NaN its way, so the loop needs no NaN test at all.
+    ///
     /// - Parameters:
     ///   - input: `rows × featureCount` values, row-major; NaN is missing.
     ///   - margins: `rows × groupCount` accumulators, already holding the base margins.
     func accumulate(input: UnsafePointer<Double>, rows: Int, margins: UnsafeMutablePointer<Scalar>) {
-        let blockRows = max(1, min(Self.rowBlock, Self.blockValues / featureCount))
+        let width = 2 * featureCount
+        let blockRows = max(1, min(Self.rowBlock, Self.blockValues / width))
         nodes.withUnsafeBufferPointer { nodes in
             leafValues.withUnsafeBufferPointer { leaves in
-                // Rows are converted once to the comparison precision, not at every node.
-                withUnsafeTemporaryAllocation(of: Scalar.self, capacity: blockRows * featureCount) { scratch in
+                withUnsafeTemporaryAllocation(of: Scalar.self, capacity: blockRows * width) { scratch in
                     let walker = Walker(forest: self, nodes: nodes.baseAddress!, leaves: leaves.baseAddress!)
+                    let prepared = scratch.baseAddress!
                     var start = 0
                     while start < rows {
                         let count = min(blockRows, rows - start)
-                        let block = scratch.baseAddress!
-                        for index in 0..<(count * featureCount) {
-                            block[index] = Semantics.prepare(input[start * featureCount + index])
+                        let raw = input + start * featureCount
+                        for row in 0..<count {
+                            let source = raw + row * featureCount
+                            let right = prepared + row * width
+                            let left = right + featureCount
+                            for feature in 0..<featureCount {
+                                let value = source[feature]
+                                let x = Semantics.prepare(value)
+                                right[feature] = value.isNaN ? .infinity : x
+                                left[feature] = value.isNaN ? -.infinity : x
+                            }
                         }
+                        let block = Walker<Semantics>.Block(prepared: prepared, raw: raw, width: width, rawWidth: featureCount)
                         if count < Self.smallBatch {
-                            walker.treesAtOnce(block: block, rows: count, margins: margins + start * groupCount)
+                            walker.treesAtOnce(block, rows: count, margins: margins + start * groupCount)
                         } else {
-                            walker.rowsAtOnce(block: block, rows: count, margins: margins + start * groupCount)
+                            walker.rowsAtOnce(block, rows: count, margins: margins + start * groupCount)
                         }
                         start += count
                     }
@@ -44,35 +58,50 @@ extension Forest {
 private struct Walker<Semantics: SplitSemantics> {
     typealias Scalar = Semantics.Scalar
 
+    /// Rows ready for walking: prepared (two copies per feature) and as given.
+    struct Block {
+        var prepared: UnsafePointer<Scalar>
+        var raw: UnsafePointer<Double>
+        var width: Int
+        var rawWidth: Int
+
+        @inline(__always) func row(_ index: Int) -> Row {
+            Row(prepared: prepared + index &* width, raw: raw + index &* rawWidth)
+        }
+    }
+
+    struct Row {
+        var prepared: UnsafePointer<Scalar>
+        var raw: UnsafePointer<Double>
+    }
+
     let forest: Forest<Semantics>
     let nodes: UnsafePointer<TreeNode<Scalar>>
     let leaves: UnsafePointer<Scalar>
 
-    /// One step down from `index` for `row`: left child, or the one beside it.
+    /// One step down from `index`: the left child, or the one beside it.
     @inline(__always)
-    func step(_ index: Int32, _ row: UnsafePointer<Scalar>) -> Int32 {
+    func step(_ index: Int32, _ row: Row) -> Int32 {
         let node = nodes[Int(index)]
-        let x = row[node.feature]
-        let flags = node.flags
-        if _slowPath(flags.rawValue & SplitFlags.special.rawValue != 0) {
-            return node.left + Int32(bit(!forest.specialGoesLeft(Double(x), threshold: node.threshold, flags: flags)))
+        let flags = node.featureAndFlags
+        if _slowPath(flags & SplitFlags.special.rawValue != 0) {
+            return node.left &+ Int32(bit(!forest.specialGoesLeft(node, row.raw)))
         }
-        let left = bit(x <= node.threshold) | (bit(x != x) & flags.bit(.nanGoesLeft))
-        return node.left + Int32(left ^ 1)
+        let x = row.prepared[Int(flags & 0x00FF_FFFF)]
+        return node.left &+ Int32(bit(!(x <= node.threshold)))
     }
 
     @inline(__always)
-    func leafValue(_ index: Int32, _ row: UnsafePointer<Scalar>) -> Scalar {
+    func leafValue(_ index: Int32, _ row: Row) -> Scalar {
         if let linear = forest.linearLeaves {
-            return forest.linearValue(linear, index: Int(index), fallback: leaves[Int(index)], row: row)
+            return forest.linearValue(linear, index: Int(index), fallback: leaves[Int(index)], row: row.raw)
         }
         return leaves[Int(index)]
     }
 
     /// Each tree in turn, for all rows of the block, level by level: the walks of different
     /// rows are independent, so the CPU overlaps many of them.
-    func rowsAtOnce(block: UnsafePointer<Scalar>, rows: Int, margins: UnsafeMutablePointer<Scalar>) {
-        let featureCount = forest.featureCount
+    func rowsAtOnce(_ block: Block, rows: Int, margins: UnsafeMutablePointer<Scalar>) {
         let groupCount = forest.groupCount
         withUnsafeTemporaryAllocation(of: Int32.self, capacity: rows) { cursor in
             let cursor = cursor.baseAddress!
@@ -81,14 +110,24 @@ private struct Walker<Semantics: SplitSemantics> {
                     let root = roots[tree]
                     for row in 0..<rows { cursor[row] = root }
                     for _ in 0..<forest.depths[tree] {
-                        for row in 0..<rows {
-                            cursor[row] = step(cursor[row], block + row * featureCount)
+                        var row = 0
+                        // Four rows per iteration: less loop overhead, more independent work.
+                        while row &+ 4 <= rows {
+                            cursor[row] = step(cursor[row], block.row(row))
+                            cursor[row &+ 1] = step(cursor[row &+ 1], block.row(row &+ 1))
+                            cursor[row &+ 2] = step(cursor[row &+ 2], block.row(row &+ 2))
+                            cursor[row &+ 3] = step(cursor[row &+ 3], block.row(row &+ 3))
+                            row &+= 4
+                        }
+                        while row < rows {
+                            cursor[row] = step(cursor[row], block.row(row))
+                            row &+= 1
                         }
                     }
                     let group = Int(forest.groups[tree])
                     let weight = forest.weights[tree]
                     for row in 0..<rows {
-                        margins[row * groupCount + group] += leafValue(cursor[row], block + row * featureCount) * weight
+                        margins[row * groupCount + group] += leafValue(cursor[row], block.row(row)) * weight
                     }
                 }
             }
@@ -96,14 +135,13 @@ private struct Walker<Semantics: SplitSemantics> {
     }
 
     /// For each row, four trees at a time: a single row still gets four overlapping walks.
-    func treesAtOnce(block: UnsafePointer<Scalar>, rows: Int, margins: UnsafeMutablePointer<Scalar>) {
-        let featureCount = forest.featureCount
+    func treesAtOnce(_ block: Block, rows: Int, margins: UnsafeMutablePointer<Scalar>) {
         let groupCount = forest.groupCount
         let treeCount = forest.treeCount
         forest.roots.withUnsafeBufferPointer { roots in
             forest.depths.withUnsafeBufferPointer { depths in
                 for rowIndex in 0..<rows {
-                    let row = block + rowIndex * featureCount
+                    let row = block.row(rowIndex)
                     let out = margins + rowIndex * groupCount
                     var tree = 0
                     while tree + 4 <= treeCount {
@@ -135,19 +173,21 @@ private struct Walker<Semantics: SplitSemantics> {
 }
 
 extension Forest {
-    /// Categorical and zero-as-missing splits, off the fast path.
-    func specialGoesLeft(_ value: Double, threshold: Scalar, flags: SplitFlags) -> Bool {
-        let x = Semantics.specialValue(value)
-        if x.isNaN { return flags.contains(flags.contains(.categorical) ? .nanGoesLeft : .defaultLeft) }
+    /// Categorical splits and numeric splits with the library's exact rule, off the fast path.
+    /// Special splits index the raw row directly.
+    func specialGoesLeft(_ node: TreeNode<Scalar>, _ row: UnsafePointer<Double>) -> Bool {
+        let value = row[node.feature]
+        let flags = node.flags
         if !flags.contains(.categorical) {
-            // Zero as missing: zero (after LightGBM's rounding of tiny values) takes the default.
-            return x == 0 ? flags.contains(.defaultLeft) : Scalar(x) <= threshold
+            return Semantics.exactGoesLeft(value, threshold: node.threshold, flags: flags)
         }
+        let x = Semantics.categoryValue(value)
+        if x.isNaN { return flags.contains(.nanGoesLeft) }
         let outside = flags.contains(.notInSetGoesLeft)
         // Both libraries truncate the value to an integer code; negative or huge codes are in no set.
         guard x >= 0, x < 16_777_216 else { return outside }
         let code = Int(x)
-        let set = categorySets[Int(threshold)]
+        let set = categorySets[Int(node.threshold)]
         let word = code >> 5
         guard word < Int(set.count) else { return outside }
         let inSet = (categoryWords[Int(set.start) + word] >> UInt32(code & 31)) & 1 == 1
@@ -156,13 +196,13 @@ extension Forest {
 
     /// A LightGBM linear leaf: its constant plus its terms, or the plain leaf value when one of
     /// its features is missing.
-    func linearValue(_ leaves: LinearLeaves, index: Int, fallback: Scalar, row: UnsafePointer<Scalar>) -> Scalar {
+    func linearValue(_ leaves: LinearLeaves, index: Int, fallback: Scalar, row: UnsafePointer<Double>) -> Scalar {
         let slot = Int(leaves.slotOfNode[index])
         var sum = leaves.constants[slot]
         for term in Int(leaves.offsets[slot])..<Int(leaves.offsets[slot + 1]) {
-            let raw = Double(row[Int(leaves.features[term])])
+            let raw = row[Int(leaves.features[term])]
             if raw.isNaN { return fallback }
-            sum += LightGBMSplits.specialValue(raw) * leaves.coefficients[term]
+            sum += LightGBMSplits.zeroed(raw) * leaves.coefficients[term]
         }
         return Scalar(sum)
     }

@@ -29,14 +29,19 @@ struct Forest<Semantics: SplitSemantics>: Sendable {
 
     /// Features used by at least one categorical split.
     var categoricalFeatures: [Int] {
-        Set(nodes.lazy.filter { $0.flags.contains(.categorical) }.map(\.feature)).sorted()
+        Set(nodes.lazy.filter { $0.flags.contains(.categorical) }.map { featureOf($0) }).sorted()
+    }
+
+    /// The model feature a node splits on (numeric splits index a copy of it).
+    func featureOf(_ node: TreeNode<Scalar>) -> Int {
+        node.feature >= featureCount ? node.feature - featureCount : node.feature
     }
 
     /// Every numeric threshold used on each feature, for synthetic benchmark data.
     func thresholds() -> [[Double]] {
         var result = Array(repeating: [Double](), count: featureCount)
         for (index, node) in nodes.enumerated() where Int(node.left) != index && !node.flags.contains(.categorical) {
-            result[node.feature].append(Double(node.threshold))
+            result[featureOf(node)].append(Double(node.threshold))
         }
         return result
     }

@@ -2,8 +2,10 @@
 /// values. A generic parameter, so the evaluation loop is specialized per library with no
 /// dynamic dispatch inside it.
 ///
-/// Each library's rule is compiled, once, into the one rule the loop runs:
-/// go left iff `x <= threshold`, or `x` is NaN and the node's ``SplitFlags/nanGoesLeft`` is set.
+/// Each library's rule is compiled, once, into the one rule the fast loop runs: go left iff
+/// `x <= threshold`, where a NaN input has been replaced by +infinity or -infinity according to
+/// the node's ``SplitFlags/nanGoesLeft``. Splits that rule cannot express keep the library's own
+/// rule (``exactGoesLeft(_:threshold:flags:)``) and leave the fast path.
 protocol SplitSemantics: Sendable {
     associatedtype Scalar: BinaryFloatingPoint & Sendable
 
@@ -11,11 +13,14 @@ protocol SplitSemantics: Sendable {
     static func prepare(_ x: Double) -> Scalar
 
     /// The threshold and flags that make the fast rule reproduce the library's numeric split.
+    /// Only called for finite thresholds of splits without zero-as-missing.
     static func compile(threshold: Scalar, flags: SplitFlags) -> (Scalar, SplitFlags)
 
-    /// The value a categorical or zero-as-missing split sees (LightGBM reads inputs within
-    /// ±kZeroThreshold as zero).
-    static func specialValue(_ x: Double) -> Double
+    /// The library's own rule for a numeric split, on the raw input value.
+    static func exactGoesLeft(_ x: Double, threshold: Scalar, flags: SplitFlags) -> Bool
+
+    /// The value a categorical split truncates to a category code.
+    static func categoryValue(_ x: Double) -> Double
 }
 
 /// 0 or 1, without a branch.
@@ -31,12 +36,15 @@ enum XGBoostSplits: SplitSemantics {
     static func compile(threshold: Float, flags: SplitFlags) -> (Float, SplitFlags) {
         var flags = flags
         if flags.contains(.defaultLeft) { flags.insert(.nanGoesLeft) }
-        // For float32 x, `x < t` is `x <= t.nextDown`; nothing is below -inf, and x <= NaN is
-        // always false.
-        return (threshold == -.infinity ? .nan : threshold.nextDown, flags)
+        // For float32 x, `x < t` is `x <= t.nextDown`.
+        return (threshold.nextDown, flags)
     }
 
-    static func specialValue(_ x: Double) -> Double { Double(Float(x)) }
+    static func exactGoesLeft(_ x: Double, threshold: Float, flags: SplitFlags) -> Bool {
+        x.isNaN ? flags.contains(.defaultLeft) : Float(x) < threshold
+    }
+
+    static func categoryValue(_ x: Double) -> Double { Double(Float(x)) }
 }
 
 /// LightGBM: everything in double; inputs within ±kZeroThreshold are zero; left iff
@@ -56,18 +64,24 @@ enum LightGBMSplits: SplitSemantics {
         if threshold >= -zeroThreshold, threshold < zeroThreshold {
             compiled = threshold >= 0 ? zeroThreshold : (-zeroThreshold).nextDown
         }
-        let nanLeft: Bool
-        if flags.contains(.missingNaN) {
-            nanLeft = flags.contains(.defaultLeft)
-        } else {
-            // Where NaN is not the missing marker it is read as zero.
-            nanLeft = 0 <= threshold
-        }
+        // Where NaN is not the missing marker it is read as zero.
+        let nanLeft = flags.contains(.missingNaN) ? flags.contains(.defaultLeft) : 0 <= threshold
         if nanLeft { flags.insert(.nanGoesLeft) }
         return (compiled, flags)
     }
 
-    @inline(__always) static func specialValue(_ x: Double) -> Double {
+    static func exactGoesLeft(_ raw: Double, threshold: Double, flags: SplitFlags) -> Bool {
+        var x = zeroed(raw)
+        if x.isNaN, !flags.contains(.missingNaN) { x = 0 }
+        if (flags.contains(.missingZero) && x == 0) || (flags.contains(.missingNaN) && x.isNaN) {
+            return flags.contains(.defaultLeft)
+        }
+        return x <= threshold
+    }
+
+    static func categoryValue(_ x: Double) -> Double { zeroed(x) }
+
+    @inline(__always) static func zeroed(_ x: Double) -> Double {
         abs(x) <= zeroThreshold ? 0 : x
     }
 }

@@ -10,11 +10,14 @@ struct TreeNode<Scalar: BinaryFloatingPoint & Sendable>: Sendable {
     /// Go left iff `x <= threshold` (each library's own rule is folded into the threshold when
     /// the forest is built); at a categorical split, the index of its category set.
     var threshold: Scalar
-    /// Feature index in the low 24 bits, ``SplitFlags`` in the high 8.
+    /// Index of the value the split reads, in the low 24 bits, ``SplitFlags`` in the high 8.
+    /// Numeric splits read a prepared row of two copies of each feature (see
+    /// ``Forest/accumulate(input:rows:margins:)``); special splits read the raw row.
     var featureAndFlags: UInt32
     var left: Int32
 
-    static var maxFeatureIndex: Int { (1 << 24) - 1 }
+    /// The most features a tree model may have: prepared rows hold each feature twice.
+    static var maxFeatureCount: Int { (1 << 23) - 1 }
 
     @inline(__always) var feature: Int { Int(featureAndFlags & 0x00FF_FFFF) }
     @inline(__always) var flags: SplitFlags { SplitFlags(rawValue: featureAndFlags & 0xFF00_0000) }
@@ -36,9 +39,12 @@ struct SplitFlags: OptionSet, Sendable {
     static let categorical = SplitFlags(rawValue: 1 << 28)
     /// For categorical splits: categories outside the set go left (XGBoost) rather than right.
     static let notInSetGoesLeft = SplitFlags(rawValue: 1 << 29)
+    /// A numeric split the fast rule cannot express (zero as missing, an infinite threshold):
+    /// it is evaluated with the library's own rule on the raw input.
+    static let exactRule = SplitFlags(rawValue: 1 << 30)
 
-    /// Splits that leave the fast path: categorical and zero-as-missing.
-    static let special: SplitFlags = [.categorical, .missingZero]
+    /// Splits that leave the fast path.
+    static let special: SplitFlags = [.categorical, .exactRule]
 
     /// 0 or 1 for one flag, without a branch.
     @inline(__always) func bit(_ flag: SplitFlags) -> UInt32 { (rawValue & flag.rawValue) == 0 ? 0 : 1 }

@@ -16,7 +16,7 @@ struct XGBoostReader {
         let root = JSONNode(document)
         let learner = try root.member("learner")
         let parameters = try learner.member("learner_model_param")
-        let featureCount = try parameters.member("num_feature").int(in: 1...TreeNode<Float>.maxFeatureIndex)
+        let featureCount = try parameters.member("num_feature").int(in: 1...TreeNode<Float>.maxFeatureCount)
         let classCount = try parameters.optionalMember("num_class")?.int(in: 0...1_000_000) ?? 0
         if let targets = try parameters.optionalMember("num_target"), try targets.int(in: 0...Int.max) > 1 {
             throw targets.error("multi-target models (num_target > 1) are not supported")
