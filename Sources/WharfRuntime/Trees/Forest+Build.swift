@@ -58,8 +58,9 @@ extension Forest {
             for (position, old) in order.enumerated() {
                 let here = Int32(base + position)
                 if tree.left[old] == -1 {
-                    // A leaf is its own left child: every value, infinity too, is <= infinity.
-                    nodes.append(TreeNode(threshold: .infinity, featureAndFlags: SplitFlags.nanGoesLeft.rawValue, left: here))
+                    // A leaf is its own left child: every value, infinity too, is <= infinity. It
+                    // reads feature 0's copy where NaN is -infinity, so NaN stays too.
+                    nodes.append(TreeNode(threshold: .infinity, featureAndFlags: UInt32(featureCount), left: here))
                     leafValues.append(tree.value[old])
                     if let linearLeaves, linear != nil {
                         try appendLinearLeaf(&linear!, tree: tree, node: old, treeIndex: treeIndex, leaves: linearLeaves, featureCount: featureCount)
@@ -81,8 +82,8 @@ extension Forest {
                     guard !threshold.isNaN else {
                         throw WharfError(.invalidModel, "tree \(treeIndex) node \(old): the threshold is NaN")
                     }
-                    if threshold.isFinite, !flags.contains(.missingZero) {
-                        (threshold, flags) = Semantics.compile(threshold: threshold, flags: flags)
+                    if let (compiled, compiledFlags) = Semantics.compile(threshold: threshold, flags: flags) {
+                        (threshold, flags) = (compiled, compiledFlags)
                     } else {
                         flags.insert(.exactRule)
                     }
@@ -90,13 +91,17 @@ extension Forest {
                 // Breadth-first order places the two children side by side, left first.
                 let left = newIndex[tree.left[old]]
                 precondition(newIndex[tree.right[old]] == left + 1)
-                // Numeric splits read the copy of their feature whose NaN stands in for their NaN
-                // direction: +infinity goes right, -infinity left (see Forest.accumulate).
+                // Numeric splits read the copy of their feature that sends NaN their way: NaN
+                // itself goes right, -infinity left (see Forest.accumulate).
                 let slot = flags.isDisjoint(with: .special) && flags.contains(.nanGoesLeft) ? feature + featureCount : feature
                 nodes.append(TreeNode(threshold: threshold, featureAndFlags: UInt32(slot) | flags.rawValue, left: Int32(base + left)))
                 leafValues.append(0)
                 if linear != nil { linear!.slotOfNode.append(-1) }
             }
+        }
+        // Without special splits the loop never looks at flags: keep the bare value index.
+        if !nodes.contains(where: { !$0.flags.isDisjoint(with: .special) }) {
+            for index in nodes.indices { nodes[index].featureAndFlags &= 0x00FF_FFFF }
         }
         return Forest(
             nodes: nodes,

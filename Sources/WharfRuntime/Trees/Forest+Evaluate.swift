@@ -11,8 +11,9 @@ extension Forest {
     /// margins are reproduced bit for bit).
     ///
     /// Each row is first prepared once: converted to the comparison precision and laid out
-    /// twice, NaN as +infinity in the first copy and as -infinity in the second. A numeric split
-    /// reads the copy that sends NaN its way, so the loop needs no NaN test at all.
+    /// twice, NaN kept in the first copy (NaN <= t is false: right) and -infinity for NaN in the
+    /// second (left). A numeric split reads the copy that sends NaN its way, so the loop needs
+    /// no NaN test at all.
     ///
     /// - Parameters:
     ///   - input: `rows × featureCount` values, row-major; NaN is missing.
@@ -23,7 +24,6 @@ extension Forest {
         nodes.withUnsafeBufferPointer { nodes in
             leafValues.withUnsafeBufferPointer { leaves in
                 withUnsafeTemporaryAllocation(of: Scalar.self, capacity: blockRows * width) { scratch in
-                    let walker = Walker(forest: self, nodes: nodes.baseAddress!, leaves: leaves.baseAddress!)
                     let prepared = scratch.baseAddress!
                     var start = 0
                     while start < rows {
@@ -36,15 +36,17 @@ extension Forest {
                             for feature in 0..<featureCount {
                                 let value = source[feature]
                                 let x = Semantics.prepare(value)
-                                right[feature] = value.isNaN ? .infinity : x
+                                right[feature] = x
                                 left[feature] = value.isNaN ? -.infinity : x
                             }
                         }
-                        let block = Walker<Semantics>.Block(prepared: prepared, raw: raw, width: width, rawWidth: featureCount)
-                        if count < Self.smallBatch {
-                            walker.treesAtOnce(block, rows: count, margins: margins + start * groupCount)
+                        let block = Block<Scalar>(prepared: prepared, raw: raw, width: width, rawWidth: featureCount)
+                        if hasSpecialSplits {
+                            Walker<Semantics, MixedSplits>(forest: self, nodes: nodes.baseAddress!, leaves: leaves.baseAddress!)
+                                .walk(block, rows: count, margins: margins + start * groupCount)
                         } else {
-                            walker.rowsAtOnce(block, rows: count, margins: margins + start * groupCount)
+                            Walker<Semantics, PlainSplits>(forest: self, nodes: nodes.baseAddress!, leaves: leaves.baseAddress!)
+                                .walk(block, rows: count, margins: margins + start * groupCount)
                         }
                         start += count
                     }
@@ -54,26 +56,43 @@ extension Forest {
     }
 }
 
+/// Whether a forest has splits off the fast path; a type, so each case gets its own loop.
+private protocol WalkMode {
+    static var checksFlags: Bool { get }
+}
+
+/// Only numeric splits the fast rule expresses: node flags are never read.
+private enum PlainSplits: WalkMode {
+    static var checksFlags: Bool { false }
+}
+
+/// Some categorical or exact-rule splits.
+private enum MixedSplits: WalkMode {
+    static var checksFlags: Bool { true }
+}
+
+/// Rows ready for walking: prepared (two copies per feature) and as given.
+private struct Block<Scalar> {
+    var prepared: UnsafePointer<Scalar>
+    var raw: UnsafePointer<Double>
+    var width: Int
+    var rawWidth: Int
+
+    @inline(__always) func row(_ index: Int) -> Row<Scalar> {
+        Row(prepared: prepared + index &* width, raw: raw + index &* rawWidth)
+    }
+}
+
+private struct Row<Scalar> {
+    var prepared: UnsafePointer<Scalar>
+    var raw: UnsafePointer<Double>
+}
+
 /// The evaluation loop over raw pointers into a validated forest.
-private struct Walker<Semantics: SplitSemantics> {
+private struct Walker<Semantics: SplitSemantics, Mode: WalkMode> {
     typealias Scalar = Semantics.Scalar
-
-    /// Rows ready for walking: prepared (two copies per feature) and as given.
-    struct Block {
-        var prepared: UnsafePointer<Scalar>
-        var raw: UnsafePointer<Double>
-        var width: Int
-        var rawWidth: Int
-
-        @inline(__always) func row(_ index: Int) -> Row {
-            Row(prepared: prepared + index &* width, raw: raw + index &* rawWidth)
-        }
-    }
-
-    struct Row {
-        var prepared: UnsafePointer<Scalar>
-        var raw: UnsafePointer<Double>
-    }
+    typealias Block = WharfRuntime.Block<Scalar>
+    typealias Row = WharfRuntime.Row<Scalar>
 
     let forest: Forest<Semantics>
     let nodes: UnsafePointer<TreeNode<Scalar>>
@@ -83,11 +102,14 @@ private struct Walker<Semantics: SplitSemantics> {
     @inline(__always)
     func step(_ index: Int32, _ row: Row) -> Int32 {
         let node = nodes[Int(index)]
-        let flags = node.featureAndFlags
-        if _slowPath(flags & SplitFlags.special.rawValue != 0) {
-            return node.left &+ Int32(bit(!forest.specialGoesLeft(node, row.raw)))
+        var slot = node.featureAndFlags
+        if Mode.checksFlags {
+            if _slowPath(slot & SplitFlags.special.rawValue != 0) {
+                return node.left &+ Int32(bit(!forest.specialGoesLeft(node, row.raw)))
+            }
+            slot &= 0x00FF_FFFF
         }
-        let x = row.prepared[Int(flags & 0x00FF_FFFF)]
+        let x = row.prepared[Int(slot)]
         return node.left &+ Int32(bit(!(x <= node.threshold)))
     }
 
@@ -97,6 +119,14 @@ private struct Walker<Semantics: SplitSemantics> {
             return forest.linearValue(linear, index: Int(index), fallback: leaves[Int(index)], row: row.raw)
         }
         return leaves[Int(index)]
+    }
+
+    func walk(_ block: Block, rows: Int, margins: UnsafeMutablePointer<Scalar>) {
+        if rows < Forest<Semantics>.smallBatch {
+            treesAtOnce(block, rows: rows, margins: margins)
+        } else {
+            rowsAtOnce(block, rows: rows, margins: margins)
+        }
     }
 
     /// Each tree in turn, for all rows of the block, level by level: the walks of different

@@ -20,7 +20,8 @@ struct Forest<Semantics: SplitSemantics>: Sendable {
     let categorySets: [CategorySet]
     let categoryWords: [UInt32]
     let linearLeaves: LinearLeaves?
-    let hasCategoricalSplits: Bool
+    /// Categorical or exact-rule splits: the loop must look at each node's flags.
+    let hasSpecialSplits: Bool
 
     /// Deepest path from a root to a leaf, over all trees.
     var maxDepth: Int { Int(depths.max() ?? 0) }
@@ -70,6 +71,6 @@ struct Forest<Semantics: SplitSemantics>: Sendable {
         self.categorySets = categorySets
         self.categoryWords = categoryWords
         self.linearLeaves = linearLeaves
-        self.hasCategoricalSplits = nodes.contains { $0.flags.contains(.categorical) }
+        self.hasSpecialSplits = nodes.contains { !$0.flags.isDisjoint(with: .special) }
     }
 }

@@ -3,18 +3,19 @@
 /// dynamic dispatch inside it.
 ///
 /// Each library's rule is compiled, once, into the one rule the fast loop runs: go left iff
-/// `x <= threshold`, where a NaN input has been replaced by +infinity or -infinity according to
-/// the node's ``SplitFlags/nanGoesLeft``. Splits that rule cannot express keep the library's own
-/// rule (``exactGoesLeft(_:threshold:flags:)``) and leave the fast path.
+/// `x <= threshold`, where `x` comes from one of two copies of the input: one keeps NaN (which
+/// compares false, so goes right), the other holds -infinity for NaN (which goes left); a node
+/// reads the copy its ``SplitFlags/nanGoesLeft`` names. Splits that rule cannot express keep the
+/// library's own rule (``exactGoesLeft(_:threshold:flags:)``) and leave the fast path.
 protocol SplitSemantics: Sendable {
     associatedtype Scalar: BinaryFloatingPoint & Sendable
 
     /// Converts an input value to the precision thresholds are compared in.
     static func prepare(_ x: Double) -> Scalar
 
-    /// The threshold and flags that make the fast rule reproduce the library's numeric split.
-    /// Only called for finite thresholds of splits without zero-as-missing.
-    static func compile(threshold: Scalar, flags: SplitFlags) -> (Scalar, SplitFlags)
+    /// The threshold and flags that make the fast rule reproduce the library's numeric split,
+    /// or nil when it cannot.
+    static func compile(threshold: Scalar, flags: SplitFlags) -> (Scalar, SplitFlags)?
 
     /// The library's own rule for a numeric split, on the raw input value.
     static func exactGoesLeft(_ x: Double, threshold: Scalar, flags: SplitFlags) -> Bool
@@ -33,10 +34,11 @@ protocol SplitSemantics: Sendable {
 enum XGBoostSplits: SplitSemantics {
     @inline(__always) static func prepare(_ x: Double) -> Float { Float(x) }
 
-    static func compile(threshold: Float, flags: SplitFlags) -> (Float, SplitFlags) {
+    static func compile(threshold: Float, flags: SplitFlags) -> (Float, SplitFlags)? {
+        // For float32 x, `x < t` is `x <= t.nextDown`; but nothing is below -infinity.
+        guard threshold != -.infinity else { return nil }
         var flags = flags
         if flags.contains(.defaultLeft) { flags.insert(.nanGoesLeft) }
-        // For float32 x, `x < t` is `x <= t.nextDown`.
         return (threshold.nextDown, flags)
     }
 
@@ -55,7 +57,9 @@ enum LightGBMSplits: SplitSemantics {
 
     @inline(__always) static func prepare(_ x: Double) -> Double { x }
 
-    static func compile(threshold: Double, flags: SplitFlags) -> (Double, SplitFlags) {
+    static func compile(threshold: Double, flags: SplitFlags) -> (Double, SplitFlags)? {
+        // Zero as missing sends exact zeros (and tiny values) the default way: not a threshold.
+        guard !flags.contains(.missingZero) else { return nil }
         var flags = flags
         // LightGBM first reads |x| <= kZero as 0. A threshold outside that zone compares the
         // same either way; one inside it is moved to the zone's edge so raw inputs need no
