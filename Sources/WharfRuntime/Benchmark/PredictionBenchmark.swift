@@ -36,7 +36,7 @@ public struct PredictionBenchmark: Sendable {
 
     /// `count` synthetic rows for `model`, row-major.
     public static func syntheticRows(for model: Model, count: Int, seed: UInt64) -> [Double] {
-        var generator = SplitMix64(seed: seed)
+        var generator = SeededGenerator(seed: seed)
         let thresholds = model.splitThresholds()
         let features = model.metadata.featureCount
         var values = [Double](repeating: 0, count: count * features)
@@ -120,22 +120,4 @@ private final class FailureBox: @unchecked Sendable {
     }
 
     var first: WharfError? { lock.sync { stored } }
-}
-
-/// A small, fast, seedable generator (SplitMix64), so synthetic data is the same on every run.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A uniform double in [0, 1).
-    mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 }

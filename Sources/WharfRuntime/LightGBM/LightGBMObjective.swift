@@ -92,14 +92,8 @@ enum LightGBMObjective: Sendable, Equatable {
         case .oneVersusAll(let scale):
             for k in 0..<classCount { output[k] = 1 / (1 + exp(-scale * scores[k])) }
         case .softmax:
-            var largest = scores[0]
-            for k in 1..<classCount { largest = max(largest, scores[k]) }
-            var sum = 0.0
-            for k in 0..<classCount {
-                output[k] = exp(scores[k] - largest)
-                sum += output[k]
-            }
-            for k in 0..<classCount { output[k] /= sum }
+            output.update(from: scores, count: classCount)
+            applySoftmax(output, count: classCount)
         }
     }
 }

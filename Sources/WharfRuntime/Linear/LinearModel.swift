@@ -45,15 +45,7 @@ struct LinearModel: Sendable {
                 switch link {
                 case .identity: break
                 case .logistic: out[0] = 1 / (1 + exp(-out[0]))
-                case .softmax:
-                    var largest = out[0]
-                    for k in 1..<outputs { largest = max(largest, out[k]) }
-                    var sum = 0.0
-                    for k in 0..<outputs {
-                        out[k] = exp(out[k] - largest)
-                        sum += out[k]
-                    }
-                    for k in 0..<outputs { out[k] /= sum }
+                case .softmax: applySoftmax(out, count: outputs)
                 }
             }
         }
