@@ -16,6 +16,8 @@ public struct WharfError: Error, Sendable, Hashable, CustomStringConvertible {
             case unsupportedModel
             case invalidInput
             case notFound
+            case unavailable
+            case payloadTooLarge
             case io
             case internalError
         }
@@ -30,6 +32,10 @@ public struct WharfError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidInput = Code(base: .invalidInput)
         /// A named thing does not exist.
         public static let notFound = Code(base: .notFound)
+        /// Not ready, shutting down or overloaded: try again later.
+        public static let unavailable = Code(base: .unavailable)
+        /// A request body over the configured limit.
+        public static let payloadTooLarge = Code(base: .payloadTooLarge)
         /// Reading or writing a file failed.
         public static let io = Code(base: .io)
         /// A broken invariant inside Wharf; never the caller's fault.

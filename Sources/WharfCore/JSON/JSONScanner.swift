@@ -1,0 +1,262 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A pull reader over JSON bytes, for decoders that build their values straight from a request
+/// body without an intermediate document (the hot path of every inference request).
+///
+/// Errors carry the byte offset. Nesting of skipped values is bounded.
+struct JSONScanner {
+    struct Failure: Error {
+        var offset: Int
+        var message: String
+    }
+
+    static let maxDepth = 64
+
+    let bytes: UnsafeRawBufferPointer
+    private(set) var position = 0
+
+    init(_ bytes: UnsafeRawBufferPointer) {
+        self.bytes = bytes
+    }
+
+    var isAtEnd: Bool { position >= bytes.count }
+
+    func failure(_ message: String) -> Failure { Failure(offset: position, message: message) }
+
+    @inline(__always) mutating func skipWhitespace() {
+        while position < bytes.count {
+            switch bytes[position] {
+            case 0x20, 0x0A, 0x0D, 0x09: position += 1
+            default: return
+            }
+        }
+    }
+
+    /// The next non-blank byte, not consumed.
+    @inline(__always) mutating func peek() -> UInt8? {
+        skipWhitespace()
+        return position < bytes.count ? bytes[position] : nil
+    }
+
+    mutating func expect(_ byte: UInt8) throws(Failure) {
+        guard peek() == byte else {
+            throw failure(position < bytes.count ? "expected '\(Character(Unicode.Scalar(byte)))'" : "unexpected end of JSON")
+        }
+        position += 1
+    }
+
+    /// Consumes `byte` if it comes next.
+    mutating func consume(_ byte: UInt8) -> Bool {
+        guard peek() == byte else { return false }
+        position += 1
+        return true
+    }
+
+    /// Calls `body` for each key of an object, positioned at its value, which `body` must read.
+    mutating func readObject(_ body: (inout JSONScanner, String) throws(Failure) -> Void) throws(Failure) {
+        try expect(UInt8(ascii: "{"))
+        if consume(UInt8(ascii: "}")) { return }
+        repeat {
+            let key = try readString()
+            try expect(UInt8(ascii: ":"))
+            try body(&self, key)
+        } while consume(UInt8(ascii: ","))
+        try expect(UInt8(ascii: "}"))
+    }
+
+    /// Calls `body` for each element of an array, positioned at it.
+    mutating func readArray(_ body: (inout JSONScanner) throws(Failure) -> Void) throws(Failure) {
+        try expect(UInt8(ascii: "["))
+        if consume(UInt8(ascii: "]")) { return }
+        repeat {
+            try body(&self)
+        } while consume(UInt8(ascii: ","))
+        try expect(UInt8(ascii: "]"))
+    }
+
+    mutating func readBool() throws(Failure) -> Bool {
+        if matchLiteral("true") { return true }
+        if matchLiteral("false") { return false }
+        throw failure("expected true or false")
+    }
+
+    mutating func readNull() -> Bool { matchLiteral("null") }
+
+    private mutating func matchLiteral(_ literal: StaticString) -> Bool {
+        _ = peek()
+        let count = literal.utf8CodeUnitCount
+        guard position + count <= bytes.count else { return false }
+        let matches = literal.withUTF8Buffer { expected in
+            (0..<count).allSatisfy { bytes[position + $0] == expected[$0] }
+        }
+        if matches { position += count }
+        return matches
+    }
+
+    mutating func readString() throws(Failure) -> String {
+        try expect(UInt8(ascii: "\""))
+        let start = position
+        // Fast path: no escapes.
+        while position < bytes.count {
+            let byte = bytes[position]
+            if byte == UInt8(ascii: "\"") {
+                defer { position += 1 }
+                return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
+            }
+            if byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            position += 1
+        }
+        position = start
+        var utf8: [UInt8] = []
+        while true {
+            guard position < bytes.count else { throw failure("unterminated string") }
+            let byte = bytes[position]
+            position += 1
+            switch byte {
+            case UInt8(ascii: "\""):
+                return String(decoding: utf8, as: UTF8.self)
+            case UInt8(ascii: "\\"):
+                guard position < bytes.count else { throw failure("unterminated string") }
+                let escape = bytes[position]
+                position += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(escape)
+                case UInt8(ascii: "b"): utf8.append(0x08)
+                case UInt8(ascii: "f"): utf8.append(0x0C)
+                case UInt8(ascii: "n"): utf8.append(0x0A)
+                case UInt8(ascii: "r"): utf8.append(0x0D)
+                case UInt8(ascii: "t"): utf8.append(0x09)
+                case UInt8(ascii: "u"):
+                    var scalar = try readHex4()
+                    if (0xD800..<0xDC00).contains(scalar), matchLiteral("\\u") {
+                        let low = try readHex4()
+                        if (0xDC00..<0xE000).contains(low) { scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00) }
+                    }
+                    utf8.append(contentsOf: String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8)
+                default: throw failure("invalid escape in string")
+                }
+            case 0..<0x20:
+                throw failure("control character in string")
+            default:
+                utf8.append(byte)
+            }
+        }
+    }
+
+    private mutating func readHex4() throws(Failure) -> UInt32 {
+        guard position + 4 <= bytes.count else { throw failure("truncated \\u escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[position]
+            position += 1
+            let digit: UInt32
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
+            default: throw failure("invalid \\u escape")
+            }
+            value = value << 4 | digit
+        }
+        return value
+    }
+
+    private static let exactPowers: [Double] = (0...22).map { exponent in
+        var value = 1.0
+        for _ in 0..<exponent { value *= 10 }
+        return value
+    }
+
+    /// Reads a JSON number, correctly rounded: short decimals exactly by the fast path
+    /// (at most 15 significant digits and a power of ten up to 22, both exact in a double),
+    /// everything else through strtod.
+    mutating func readNumber() throws(Failure) -> Double {
+        _ = peek()
+        let start = position
+        var negative = false
+        if position < bytes.count, bytes[position] == UInt8(ascii: "-") {
+            negative = true
+            position += 1
+        }
+        var mantissa: UInt64 = 0
+        var digits = 0
+        var exponent = 0
+        let integerStart = position
+        while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 {
+            if digits < 19 { mantissa = mantissa &* 10 &+ UInt64(bytes[position] &- UInt8(ascii: "0")) } else { exponent += 1 }
+            if mantissa > 0 || digits > 0 { digits += 1 }
+            position += 1
+        }
+        guard position > integerStart else { throw failure("expected a number") }
+        if position < bytes.count, bytes[position] == UInt8(ascii: ".") {
+            position += 1
+            let fractionStart = position
+            while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 {
+                if digits < 19 {
+                    mantissa = mantissa &* 10 &+ UInt64(bytes[position] &- UInt8(ascii: "0"))
+                    exponent -= 1
+                    if mantissa > 0 { digits += 1 }
+                }
+                position += 1
+            }
+            guard position > fractionStart else { throw failure("expected digits after '.'") }
+        }
+        if position < bytes.count, bytes[position] | 0x20 == UInt8(ascii: "e") {
+            position += 1
+            var exponentNegative = false
+            if position < bytes.count, bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-") {
+                exponentNegative = bytes[position] == UInt8(ascii: "-")
+                position += 1
+            }
+            let exponentStart = position
+            var written = 0
+            while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 {
+                if written < 100_000 { written = written * 10 + Int(bytes[position] &- UInt8(ascii: "0")) }
+                position += 1
+            }
+            guard position > exponentStart else { throw failure("expected digits in exponent") }
+            exponent += exponentNegative ? -written : written
+        }
+        if digits <= 15, abs(exponent) <= 22 {
+            let value = Double(mantissa)
+            let scaled = exponent < 0 ? value / Self.exactPowers[-exponent] : value * Self.exactPowers[exponent]
+            return negative ? -scaled : scaled
+        }
+        return try slowNumber(start: start)
+    }
+
+    private func slowNumber(start: Int) throws(Failure) -> Double {
+        let length = position - start
+        guard length < 512 else { throw Failure(offset: start, message: "number literal longer than 512 characters") }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: length + 1) { buffer in
+            for index in 0..<length { buffer[index] = CChar(bitPattern: bytes[start + index]) }
+            buffer[length] = 0
+            return strtod(buffer.baseAddress!, nil)
+        }
+    }
+
+    /// Skips one value of any kind.
+    mutating func skipValue(depth: Int = 0) throws(Failure) {
+        guard depth < Self.maxDepth else { throw failure("nesting deeper than \(Self.maxDepth) levels") }
+        switch peek() {
+        case UInt8(ascii: "{"):
+            try readObject { scanner, _ throws(Failure) in try scanner.skipValue(depth: depth + 1) }
+        case UInt8(ascii: "["):
+            try readArray { scanner throws(Failure) in try scanner.skipValue(depth: depth + 1) }
+        case UInt8(ascii: "\""):
+            _ = try readString()
+        case UInt8(ascii: "t"), UInt8(ascii: "f"):
+            _ = try readBool()
+        case UInt8(ascii: "n"):
+            guard readNull() else { throw failure("unexpected character") }
+        case nil:
+            throw failure("unexpected end of JSON")
+        default:
+            _ = try readNumber()
+        }
+    }
+}

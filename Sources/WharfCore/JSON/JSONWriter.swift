@@ -1,0 +1,70 @@
+/// Appends JSON text to a byte buffer, for encoders on hot paths that cannot afford a
+/// `JSONEncoder` per response.
+public struct JSONWriter: Sendable {
+    public private(set) var bytes: [UInt8] = []
+
+    public init(capacity: Int = 256) {
+        bytes.reserveCapacity(capacity)
+    }
+
+    public mutating func raw(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+    }
+
+    public mutating func string(_ text: String) {
+        bytes.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case 0x0A: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0D: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0x09: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// A number as the shortest text that reads back to the same double; non-finite as null.
+    public mutating func number(_ value: Double) {
+        if value.isFinite {
+            if value == value.rounded(), abs(value) < 1e15 {
+                raw(String(Int64(value)))
+            } else {
+                raw(value.description)
+            }
+        } else {
+            raw("null")
+        }
+    }
+
+    mutating func numbers(_ values: [Double], as datatype: TensorDatatype) {
+        for (index, value) in values.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            switch datatype {
+            case .bool: raw(value == 0 ? "false" : "true")
+            case .fp32: value.isFinite ? raw(Float(value).description) : raw("null")
+            default: number(value)
+            }
+        }
+    }
+
+    mutating func parameters(_ parameters: [String: InferenceParameter]) {
+        bytes.append(UInt8(ascii: "{"))
+        for (index, key) in parameters.keys.sorted().enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            string(key)
+            bytes.append(UInt8(ascii: ":"))
+            switch parameters[key]! {
+            case .string(let text): string(text)
+            case .number(let value): number(value)
+            case .bool(let flag): raw(flag ? "true" : "false")
+            }
+        }
+        bytes.append(UInt8(ascii: "}"))
+    }
+}

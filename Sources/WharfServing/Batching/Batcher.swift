@@ -1,0 +1,120 @@
+import Metrics
+import Synchronization
+import WharfCore
+import WharfRuntime
+
+/// Merges concurrent requests for one model version into batch evaluations, and gives every
+/// caller exactly its own rows back.
+///
+/// No background task: the request that finds the model idle evaluates the queue itself, batch
+/// after batch, until the queue is empty; up to ``BatchingSettings/maxConcurrentBatches``
+/// requests do so at once. Evaluation happens in those request tasks, on Swift's cooperative
+/// pool (one thread per core), never on the NIO event loops. Admission is bounded by queued
+/// rows, so overload is a fast 503, not unbounded memory.
+final class Batcher: Sendable {
+    private struct Job {
+        var input: [Double]
+        var rows: Int
+        var promise: Promise<[Double]>
+    }
+
+    private struct State {
+        var queue: [Job] = []
+        var head = 0
+        var queuedRows = 0
+        var activeBatches = 0
+    }
+
+    let model: Model
+    let settings: BatchingSettings
+    private let state = Mutex(State())
+    private let batchRows: Recorder
+    private let queueDepth: Meter
+
+    init(model: Model, settings: BatchingSettings, dimensions: [(String, String)]) {
+        self.model = model
+        self.settings = settings
+        batchRows = Recorder(label: "wharf_batch_rows", dimensions: dimensions, aggregate: true)
+        queueDepth = Meter(label: "wharf_queued_rows", dimensions: dimensions)
+    }
+
+    /// Evaluates `rows` rows (row-major, `featureCount` each) and returns their outputs
+    /// (row-major, `output.width` each).
+    func predict(_ input: [Double], rows: Int) async throws -> [Double] {
+        let promise = Promise<[Double]>()
+        let (lead, depth): (Bool, Int) = try state.withLock { state in
+            guard state.queuedRows + rows <= settings.maxQueuedRows else {
+                throw WharfError(.unavailable, "model is overloaded: \(state.queuedRows) rows are queued (limit \(settings.maxQueuedRows)); retry shortly")
+            }
+            state.queue.append(Job(input: input, rows: rows, promise: promise))
+            state.queuedRows += rows
+            guard state.activeBatches < settings.maxConcurrentBatches else { return (false, state.queuedRows) }
+            state.activeBatches += 1
+            return (true, state.queuedRows)
+        }
+        queueDepth.set(depth)
+        if lead { await drain() }
+        return try await promise.value
+    }
+
+    /// Evaluates queued jobs until the queue is empty.
+    private func drain() async {
+        while true {
+            if settings.maxQueueDelayMilliseconds > 0,
+                state.withLock({ $0.queuedRows < settings.maxBatchRows })
+            {
+                try? await Task.sleep(for: .microseconds(Int(settings.maxQueueDelayMilliseconds * 1000)))
+            }
+            let jobs: [Job]? = state.withLock { state in
+                guard state.head < state.queue.count else {
+                    state.activeBatches -= 1
+                    state.queue.removeAll(keepingCapacity: true)
+                    state.head = 0
+                    return nil
+                }
+                // Always take one job, however large; then whole jobs while they fit.
+                var taken = [state.queue[state.head]]
+                var rows = taken[0].rows
+                state.head += 1
+                while state.head < state.queue.count, rows + state.queue[state.head].rows <= settings.maxBatchRows {
+                    rows += state.queue[state.head].rows
+                    taken.append(state.queue[state.head])
+                    state.head += 1
+                }
+                state.queuedRows -= rows
+                if state.head > 1024, state.head * 2 > state.queue.count {
+                    state.queue.removeFirst(state.head)
+                    state.head = 0
+                }
+                return taken
+            }
+            guard let jobs else { return }
+            evaluate(jobs)
+            await Task.yield()
+        }
+    }
+
+    private func evaluate(_ jobs: [Job]) {
+        let width = model.metadata.output.width
+        let rows = jobs.reduce(0) { $0 + $1.rows }
+        batchRows.record(rows)
+        do {
+            if jobs.count == 1 {
+                jobs[0].promise.fulfil(.success(try model.predict(jobs[0].input, rows: rows)))
+                return
+            }
+            var input: [Double] = []
+            input.reserveCapacity(rows * model.metadata.featureCount)
+            for job in jobs { input.append(contentsOf: job.input) }
+            let output = try model.predict(input, rows: rows)
+            var offset = 0
+            for job in jobs {
+                let count = job.rows * width
+                job.promise.fulfil(.success(Array(output[offset..<(offset + count)])))
+                offset += count
+            }
+        } catch {
+            for job in jobs { job.promise.fulfil(.failure(error)) }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import Synchronization
+
+/// A result that one task fulfils and another awaits, in either order.
+final class Promise<Value: Sendable>: Sendable {
+    private enum State {
+        case pending
+        case waiting(CheckedContinuation<Value, any Error>)
+        case done(Result<Value, any Error>)
+    }
+
+    private let state = Mutex(State.pending)
+
+    func fulfil(_ result: Result<Value, any Error>) {
+        let waiter: CheckedContinuation<Value, any Error>? = state.withLock { state in
+            switch state {
+            case .pending:
+                state = .done(result)
+                return nil
+            case .waiting(let continuation):
+                state = .done(result)
+                return continuation
+            case .done:
+                return nil
+            }
+        }
+        waiter?.resume(with: result)
+    }
+
+    var value: Value {
+        get async throws {
+            try await withCheckedThrowingContinuation { continuation in
+                let ready: Result<Value, any Error>? = state.withLock { state in
+                    switch state {
+                    case .pending:
+                        state = .waiting(continuation)
+                        return nil
+                    case .done(let result):
+                        return result
+                    case .waiting:
+                        preconditionFailure("a promise is awaited once")
+                    }
+                }
+                if let ready { continuation.resume(with: ready) }
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import Synchronization
+import WharfCore
+
+/// The models a server answers for: for each name, its loaded versions and the one that
+/// answers when a request names none (the newest).
+///
+/// Swapping is one assignment under a lock: a request either resolves the old version or the
+/// new one, and keeps the one it got until it finishes.
+public final class ModelStore: Sendable {
+    /// What the repository index reports for a model.
+    public struct Entry: Sendable {
+        public var name: String
+        public var version: String?
+        public var state: String
+        public var reason: String
+    }
+
+    private struct Versions {
+        var byVersion: [String: ServedModel] = [:]
+        var current: String?
+        var failure: String?
+    }
+
+    private let models = Mutex([String: Versions]())
+
+    public init() {}
+
+    /// The version that answers `name` (the given one, or the current one).
+    public func resolve(_ name: String, version: String? = nil) throws(WharfError) -> ServedModel {
+        let found: ServedModel? = models.withLock { models in
+            guard let versions = models[name] else { return nil }
+            return versions.byVersion[version ?? versions.current ?? ""]
+        }
+        guard let found else {
+            if let version {
+                throw WharfError(.notFound, "model \"\(name)\" has no version \"\(version)\" loaded")
+            }
+            throw WharfError(.notFound, "model \"\(name)\" is not loaded")
+        }
+        return found
+    }
+
+    /// Installs a loaded version; the newest version (by number, else by name) becomes current.
+    public func install(_ model: ServedModel, keepVersions: Int = 2) {
+        models.withLock { models in
+            var versions = models[model.name] ?? Versions()
+            versions.byVersion[model.version] = model
+            versions.failure = nil
+            let ordered = versions.byVersion.keys.sorted(by: Self.versionOrder)
+            versions.current = ordered.last
+            // Older versions beyond `keepVersions` are dropped; requests holding them finish.
+            for old in ordered.dropLast(keepVersions) { versions.byVersion[old] = nil }
+            models[model.name] = versions
+        }
+    }
+
+    public func recordFailure(name: String, reason: String) {
+        models.withLock { models in
+            var versions = models[name] ?? Versions()
+            versions.failure = reason
+            models[name] = versions
+        }
+    }
+
+    /// Removes every version of `name`; returns false when it was not loaded.
+    @discardableResult
+    public func unload(_ name: String) -> Bool {
+        models.withLock { $0.removeValue(forKey: name)?.byVersion.isEmpty == false }
+    }
+
+    public func versions(of name: String) -> [String] {
+        models.withLock { ($0[name]?.byVersion.keys).map { $0.sorted(by: Self.versionOrder) } ?? [] }
+    }
+
+    public var names: [String] { models.withLock { $0.keys.sorted() } }
+
+    public func index() -> [Entry] {
+        models.withLock { models in
+            models.keys.sorted().flatMap { name -> [Entry] in
+                let versions = models[name]!
+                if versions.byVersion.isEmpty {
+                    return [Entry(name: name, version: nil, state: "UNAVAILABLE", reason: versions.failure ?? "not loaded")]
+                }
+                return versions.byVersion.keys.sorted(by: Self.versionOrder).map {
+                    Entry(name: name, version: $0, state: "READY", reason: versions.failure.map { "newest load failed: \($0)" } ?? "")
+                }
+            }
+        }
+    }
+
+    /// Numeric versions in numeric order, before any others in text order.
+    static func versionOrder(_ a: String, _ b: String) -> Bool {
+        switch (Int(a), Int(b)) {
+        case let (x?, y?): x < y
+        case (_?, nil): true
+        case (nil, _?): false
+        case (nil, nil): a < b
+        }
+    }
+}

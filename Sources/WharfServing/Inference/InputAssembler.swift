@@ -1,0 +1,65 @@
+import WharfCore
+
+/// Turns a request's input tensors into the row-major matrix a model reads.
+///
+/// Two layouts are accepted: one tensor of shape `[N, F]` (or `[F]` for one row), whatever its
+/// name; or one tensor per feature, each `[N]` or `[N, 1]`, named after the model's features
+/// (`f0`, `f1`, … for models without names, as XGBoost names them).
+enum InputAssembler {
+    static func matrix(for request: InferenceRequest, metadata: ModelMetadata) throws(WharfError) -> (values: [Double], rows: Int) {
+        let features = metadata.featureCount
+        let names = metadata.featureNames ?? (0..<features).map { "f\($0)" }
+        if request.inputs.count == 1, features > 1 || !names.contains(request.inputs[0].name) || request.inputs[0].shape.count == 2 {
+            return try singleTensor(request.inputs[0], features: features)
+        }
+        return try perFeature(request.inputs, names: names)
+    }
+
+    private static func singleTensor(_ input: RequestInput, features: Int) throws(WharfError) -> ([Double], Int) {
+        let shape = input.shape
+        switch shape.count {
+        case 2 where shape[1] == features:
+            return (input.data, shape[0])
+        case 1 where shape[0] == features:
+            return (input.data, 1)
+        case 1 where features == 1:
+            return (input.data, shape[0])
+        default:
+            throw WharfError(.invalidInput, "input '\(input.name)': shape \(shape) does not fit the model's \(features) features; send [N, \(features)], or one [N] tensor per feature")
+        }
+    }
+
+    private static func perFeature(_ inputs: [RequestInput], names: [String]) throws(WharfError) -> ([Double], Int) {
+        var byName: [String: RequestInput] = [:]
+        for input in inputs {
+            guard byName.updateValue(input, forKey: input.name) == nil else {
+                throw WharfError(.invalidInput, "input '\(input.name)' is given twice")
+            }
+        }
+        let known = Set(names)
+        if let stranger = inputs.first(where: { !known.contains($0.name) }) {
+            throw WharfError(.invalidInput, "input '\(stranger.name)' is not a feature of the model (\(names.prefix(5).joined(separator: ", "))\(names.count > 5 ? ", …" : ""))")
+        }
+        let missing = names.filter { byName[$0] == nil }
+        guard missing.isEmpty else {
+            throw WharfError(.invalidInput, "missing \(missing.count) feature input(s): \(missing.prefix(5).joined(separator: ", "))\(missing.count > 5 ? ", …" : "")")
+        }
+        var rows: Int?
+        for input in inputs {
+            guard input.shape.count == 1 || (input.shape.count == 2 && input.shape[1] == 1) else {
+                throw WharfError(.invalidInput, "input '\(input.name)': shape \(input.shape) must be [N] or [N, 1] for a per-feature tensor")
+            }
+            if let rows, rows != input.shape[0] {
+                throw WharfError(.invalidInput, "input '\(input.name)' has \(input.shape[0]) rows, other inputs have \(rows)")
+            }
+            rows = input.shape[0]
+        }
+        let count = rows ?? 0
+        var values = [Double](repeating: 0, count: count * names.count)
+        for (feature, name) in names.enumerated() {
+            let data = byName[name]!.data
+            for row in 0..<count { values[row * names.count + feature] = data[row] }
+        }
+        return (values, count)
+    }
+}

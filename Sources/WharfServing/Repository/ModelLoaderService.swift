@@ -1,0 +1,36 @@
+import Logging
+import ServiceLifecycle
+
+/// Loads the catalog at start (then the server reports ready), watches it for new versions if
+/// asked, and turns readiness off as soon as a graceful shutdown begins, so load balancers stop
+/// sending traffic while in-flight requests drain.
+public struct ModelLoaderService: Service {
+    let manager: ModelManager
+    let readiness: Readiness
+    /// How often the catalog is checked for new versions; nil: never.
+    let pollInterval: Duration?
+
+    public init(manager: ModelManager, readiness: Readiness, pollInterval: Duration?) {
+        self.manager = manager
+        self.readiness = readiness
+        self.pollInterval = pollInterval
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await manager.loadAll()
+            readiness.markLoaded()
+            guard let pollInterval else {
+                try? await gracefulShutdown()
+                return
+            }
+            while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                try? await Task.sleep(for: pollInterval)
+                if Task.isShuttingDownGracefully { break }
+                await manager.refresh()
+            }
+        } onGracefulShutdown: {
+            readiness.markShuttingDown()
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import Logging
+import Synchronization
+import WharfCore
+
+/// Loads models from the catalog into the store: at start, on API request, and when the
+/// repository gains a newer version. A model is loaded and warmed before it is installed, so
+/// requests never wait on a load and never see a half-loaded model.
+public final class ModelManager: Sendable {
+    public let store: ModelStore
+    public let catalog: ModelCatalog
+    let defaults: BatchingSettings
+    let logger: Logger
+    /// The file's modification date and version each model was last loaded from.
+    private let loaded = Mutex([String: (path: String, modified: Date?, version: String)]())
+    /// Loads of one model are serialized, so two never race to install.
+    private let loading = Mutex(Set<String>())
+
+    public init(store: ModelStore, catalog: ModelCatalog, defaults: BatchingSettings = BatchingSettings(), logger: Logger) {
+        self.store = store
+        self.catalog = catalog
+        self.defaults = defaults
+        self.logger = logger
+    }
+
+    /// Loads every model of the catalog; a model that fails is logged and reported by the
+    /// repository index, and the others still load.
+    public func loadAll() async {
+        for name in catalog.modelNames {
+            do {
+                try await load(name)
+            } catch {
+                logger.error("model failed to load", metadata: ["model": "\(name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Loads the newest version of `name` unless it is already the one installed.
+    /// Returns the version that now answers.
+    @discardableResult
+    public func load(_ name: String, force: Bool = false) async throws -> String {
+        guard loading.withLock({ $0.insert(name).inserted }) else {
+            throw WharfError(.unavailable, "model \"\(name)\" is already being loaded")
+        }
+        defer { _ = loading.withLock { $0.remove(name) } }
+        do {
+            let (diskVersion, path) = try catalog.newest(name)
+            let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+            let previous = loaded.withLock { $0[name] }
+            if !force, let previous, previous.path == path, previous.modified == modified,
+                (try? store.resolve(name, version: previous.version)) != nil
+            {
+                return previous.version
+            }
+            let version = diskVersion ?? previous.map { String((Int($0.version) ?? 0) + 1) } ?? "1"
+            let settings = try catalog.settings(for: name, defaults: defaults)
+            // Loading and warming is CPU work: keep it off the request path.
+            let model = try await Task { () throws(WharfError) -> ServedModel in
+                try ServedModel.load(name: name, version: version, path: path, settings: settings)
+            }.value
+            store.install(model)
+            loaded.withLock { $0[name] = (path, modified, version) }
+            logger.info(
+                "model loaded",
+                metadata: ["model": "\(name)", "version": "\(version)", "path": "\(path)", "seconds": "\(model.loadSeconds)"])
+            return version
+        } catch let error as WharfError {
+            store.recordFailure(name: name, reason: error.message)
+            throw error
+        }
+    }
+
+    public func unload(_ name: String) throws(WharfError) {
+        guard store.unload(name) else { throw WharfError(.notFound, "model \"\(name)\" is not loaded") }
+        _ = loaded.withLock { $0.removeValue(forKey: name) }
+        logger.info("model unloaded", metadata: ["model": "\(name)"])
+    }
+
+    /// One pass of the repository watch: loads any model whose newest version (or file) changed.
+    public func refresh() async {
+        for name in catalog.modelNames {
+            do {
+                try await load(name)
+            } catch let error as WharfError where error.code == .unavailable {
+                continue
+            } catch {
+                logger.warning("model reload failed; the loaded version keeps answering", metadata: ["model": "\(name)", "error": "\(error)"])
+            }
+        }
+    }
+}

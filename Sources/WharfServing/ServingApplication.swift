@@ -1,0 +1,55 @@
+import Hummingbird
+import Logging
+import NIOCore
+import Prometheus
+import WharfCore
+import WharfHTTP
+
+/// The parts of a model server, made once so tests can reach the store and the manager.
+public struct ModelServer: Sendable {
+    public let configuration: ServingConfiguration
+    public let store: ModelStore
+    public let manager: ModelManager
+    public let readiness: Readiness
+
+    public init(configuration: ServingConfiguration, logger: Logger) {
+        self.configuration = configuration
+        store = ModelStore()
+        manager = ModelManager(store: store, catalog: configuration.catalog, defaults: configuration.batching, logger: logger)
+        readiness = Readiness()
+    }
+
+    /// The model server as a Hummingbird application: the OIP v2 API, `/metrics` when a
+    /// registry is given, and the loader service that makes it ready.
+    ///
+    /// ```swift
+    /// let server = ModelServer(configuration: configuration, logger: logger)
+    /// try await server.buildApplication(logger: logger).runService()
+    /// ```
+    public func buildApplication(
+        logger: Logger,
+        metrics: PrometheusCollectorRegistry? = nil,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: RequestIDMiddleware())
+        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: ErrorMiddleware())
+        InferenceController<BasicRequestContext>(
+            service: InferenceService(store: store),
+            manager: manager,
+            readiness: readiness,
+            maxBodyBytes: configuration.maxBodyBytes
+        ).addRoutes(to: router)
+        if let metrics {
+            MetricsEndpoint<BasicRequestContext>(registry: metrics).addRoutes(to: router)
+        }
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "wharf"),
+            services: [ModelLoaderService(manager: manager, readiness: readiness, pollInterval: configuration.pollInterval)],
+            onServerRunning: onServerRunning,
+            logger: logger
+        )
+    }
+}

@@ -1,0 +1,37 @@
+import Logging
+import WharfCore
+
+/// Everything `wharf serve` needs; each field has a default and a flag.
+///
+/// | field | flag | default |
+/// | --- | --- | --- |
+/// | `host` | `--host` | `127.0.0.1` |
+/// | `port` | `--port` | `8080` (0 picks a free port, for tests) |
+/// | `catalog` | `--model NAME=FILE …` or `--model-repository DIR` | — |
+/// | `batching` | `--max-batch-rows`, `--max-queue-delay-ms`, `--max-queued-rows` | see ``BatchingSettings`` |
+/// | `maxBodyBytes` | `--max-body-bytes` | 64 MiB (413 beyond) |
+/// | `pollInterval` | `--poll-seconds` | 5 s with a repository, off with files |
+public struct ServingConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var catalog: ModelCatalog
+    public var batching: BatchingSettings
+    public var maxBodyBytes: Int
+    public var pollInterval: Duration?
+
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 8080,
+        catalog: ModelCatalog,
+        batching: BatchingSettings = BatchingSettings(),
+        maxBodyBytes: Int = 64 << 20,
+        pollInterval: Duration? = nil
+    ) {
+        self.host = host
+        self.port = port
+        self.catalog = catalog
+        self.batching = batching
+        self.maxBodyBytes = maxBodyBytes
+        self.pollInterval = pollInterval
+    }
+}

@@ -1,0 +1,115 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import WharfCore
+import WharfServing
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve models over the Open Inference Protocol v2 (KServe v2 / Triton REST API).",
+        discussion: """
+            Models come from files (--model NAME=FILE, repeatable) or a repository directory laid out \
+            DIR/<name>/<version>/<model file>, with an optional DIR/<name>/settings.json of batching \
+            settings. The server is live at once and ready once every model is loaded and warmed. \
+            SIGTERM or Ctrl-C: readiness goes false, in-flight requests finish, then it exits.
+            """
+    )
+
+    @Option(name: .customLong("model"), help: "A model to serve, as NAME=FILE. Repeatable.")
+    var models: [String] = []
+
+    @Option(help: "Serve every model in this repository directory.")
+    var modelRepository: String?
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free one).")
+    var port = 8080
+
+    @Option(help: "Rows one batch evaluation takes at most.")
+    var maxBatchRows = BatchingSettings().maxBatchRows
+
+    @Option(help: "Extra wait, in milliseconds, for more rows before evaluating a batch.")
+    var maxQueueDelayMs = BatchingSettings().maxQueueDelayMilliseconds
+
+    @Option(help: "Rows waiting per model at most; beyond, requests get 503.")
+    var maxQueuedRows = BatchingSettings().maxQueuedRows
+
+    @Option(help: "Largest request body in bytes; beyond, 413.")
+    var maxBodyBytes = 64 << 20
+
+    @Option(help: "Seconds between checks of the repository for new versions (0: never).")
+    var pollSeconds: Double?
+
+    @Option(help: "Log format: text or json.")
+    var logFormat: LogFormat = .text
+
+    @Option(help: "Log level.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        bootstrapLogging(format: logFormat, level: logLevel)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "wharf.serve")
+        do {
+            let configuration = try makeConfiguration()
+            let server = ModelServer(configuration: configuration, logger: logger)
+            let application = server.buildApplication(logger: logger, metrics: registry) { channel in
+                let address = channel.localAddress.map { "\($0)" } ?? "?"
+                logger.info("wharf serve listening", metadata: ["address": "\(address)"])
+            }
+            try await application.runService()
+        } catch let error as WharfError {
+            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    private func makeConfiguration() throws(WharfError) -> ServingConfiguration {
+        let catalog: ModelCatalog
+        switch (models.isEmpty, modelRepository) {
+        case (false, nil):
+            var files: [String: String] = [:]
+            for entry in models {
+                guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex, entry.index(after: equals) != entry.endIndex else {
+                    throw WharfError(.invalidInput, "--model \(entry): expected NAME=FILE")
+                }
+                let name = String(entry[..<equals])
+                guard name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+                    throw WharfError(.invalidInput, "--model \(entry): a model name may hold letters, digits, '-', '_' and '.' only")
+                }
+                guard files.updateValue(String(entry[entry.index(after: equals)...]), forKey: name) == nil else {
+                    throw WharfError(.invalidInput, "--model \(name) is given twice")
+                }
+            }
+            catalog = .files(files)
+        case (true, let directory?):
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw WharfError(.notFound, "--model-repository \(directory) is not a directory")
+            }
+            catalog = .repository(directory)
+        default:
+            throw WharfError(.invalidInput, "give either --model NAME=FILE (one or more) or --model-repository DIR")
+        }
+        let batching = try BatchingSettings(
+            maxBatchRows: maxBatchRows, maxQueueDelayMilliseconds: maxQueueDelayMs, maxQueuedRows: maxQueuedRows
+        ).validated()
+        let defaultPoll: Double = if case .repository = catalog { 5 } else { 0 }
+        let poll = pollSeconds ?? defaultPoll
+        return ServingConfiguration(
+            host: host, port: port, catalog: catalog, batching: batching, maxBodyBytes: maxBodyBytes,
+            pollInterval: poll > 0 ? .milliseconds(Int(poll * 1000)) : nil
+        )
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

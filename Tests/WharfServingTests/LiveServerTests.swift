@@ -1,0 +1,173 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import Prometheus
+import ServiceLifecycle
+import Synchronization
+import Testing
+import WharfCore
+import WharfRuntime
+import WharfServing
+
+/// A real server on a loopback port, driven by a real HTTP client.
+@Suite("Model server on a live socket")
+struct LiveServerTests {
+    /// Runs `server` on a free port until `body` returns, then shuts it down gracefully.
+    private func withRunningServer(
+        _ server: ModelServer,
+        _ body: @Sendable (_ port: Int, _ group: ServiceGroup) async throws -> Void
+    ) async throws {
+        let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
+        let application = server.buildApplication(logger: ServingFixtures.logger, metrics: ServingFixtures.registry) { channel in
+            portContinuation.yield(channel.localAddress?.port ?? 0)
+            portContinuation.finish()
+        }
+        let group = ServiceGroup(services: [application], logger: ServingFixtures.logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var ports = portStream.makeAsyncIterator()
+            let port = try #require(await ports.next())
+            // Readiness comes from the loader service: wait for it, not for a fixed time.
+            while !server.readiness.isReady { await Task.yield() }
+            try await body(port, group)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    private static func post(_ client: HTTPClient, port: Int, path: String, body: ByteBuffer) async throws -> (status: UInt, body: ByteBuffer, version: String?) {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        request.body = .bytes(body)
+        let response = try await client.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 16 << 20)
+        return (response.status.code, bytes, response.headers.first(name: "x-wharf-model-version"))
+    }
+
+    /// Concurrent requests of different sizes are merged into batches, and every caller gets
+    /// exactly its own rows back.
+    @Test func batchingGivesEveryCallerItsOwnRows() async throws {
+        let path = ServingFixtures.model("xgb3_multi_softprob_4class.json")
+        let model = try ModelLoader.load(path: path)
+        let (values, rows) = try ServingFixtures.rows("xgb3_multi_softprob_4class", model: model)
+        let features = model.metadata.featureCount
+        let expected = try model.predict(values, rows: rows)
+        // A short queue delay makes merging certain even on a fast machine.
+        let server = await ServingFixtures.server(["m": path], batching: BatchingSettings(maxBatchRows: 64, maxQueueDelayMilliseconds: 2, maxConcurrentBatches: 1))
+        let client = HTTPClient.shared
+        try await withRunningServer(server) { port, _ in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for caller in 0..<120 {
+                    let first = (caller * 7) % (rows - 4)
+                    let count = 1 + caller % 4
+                    group.addTask {
+                        let slice = Array(values[(first * features)..<((first + count) * features)])
+                        let body = ServingFixtures.requestBody(slice, rows: count, features: features, id: "caller-\(caller)")
+                        let response = try await Self.post(client, port: port, path: "/v2/models/m/infer", body: body)
+                        #expect(response.status == 200)
+                        let json = try ServingFixtures.json(response.body)
+                        #expect(json["id"] as? String == "caller-\(caller)")
+                        let got = ServingFixtures.outputData(json, "probabilities")
+                        let want = Array(expected[(first * 4)..<((first + count) * 4)])
+                        #expect(got.count == want.count && zip(got, want).allSatisfy { abs($0 - $1) <= 1e-12 }, "caller \(caller) got rows of another caller")
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        // The batch-size histogram saw batches of more than one request.
+        var text: [UInt8] = []
+        ServingFixtures.registry.emit(into: &text)
+        let exposition = String(decoding: text, as: UTF8.self)
+        let sum = exposition.split(separator: "\n").first { $0.hasPrefix(#"wharf_batch_rows_count{model="m""#) }
+        let batches = sum.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+        #expect(batches > 0 && batches < 120, "120 requests should have been merged into fewer batches, saw \(batches)")
+    }
+
+    /// A new version is loaded and swapped in 50 times while clients keep sending requests:
+    /// none fails, and the answering version only moves forward.
+    @Test func hotSwapUnderLoadFailsNoRequest() async throws {
+        let pathA = ServingFixtures.model("xgb3_binary_logistic.json")
+        let server = await ServingFixtures.server(["swap": pathA])
+        let client = HTTPClient.shared
+        let failures = Locked(0)
+        let answered = Locked(0)
+        try await withRunningServer(server) { port, _ in
+            let body = ServingFixtures.requestBody(Array(repeating: 0.5, count: 16), rows: 2, features: 8)
+            let done = Locked(false)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        var lastVersion = 0
+                        while !done.value {
+                            let response = try await Self.post(client, port: port, path: "/v2/models/swap/infer", body: body)
+                            let version = Int(response.version ?? "") ?? -1
+                            if response.status != 200 || version < lastVersion {
+                                failures.withLock { $0 += 1 }
+                            }
+                            lastVersion = max(lastVersion, version)
+                            answered.withLock { $0 += 1 }
+                        }
+                    }
+                }
+                for swap in 0..<50 {
+                    let response = try await Self.post(client, port: port, path: "/v2/repository/models/swap/load", body: ByteBuffer())
+                    #expect(response.status == 200)
+                    #expect(try ServingFixtures.json(response.body)["version"] as? String == String(swap + 2))
+                }
+                done.withLock { $0 = true }
+                try await group.waitForAll()
+            }
+        }
+        #expect(failures.value == 0)
+        #expect(answered.value > 50)
+        #expect(server.store.versions(of: "swap").last == "51")
+    }
+
+    /// SIGTERM's path: readiness goes false at once, requests already in flight finish.
+    @Test func gracefulShutdownDrainsInFlightRequests() async throws {
+        let path = ServingFixtures.model("lgb_deep.txt")
+        let model = try ModelLoader.load(path: path)
+        let features = model.metadata.featureCount
+        let server = await ServingFixtures.server(["deep": path], batching: BatchingSettings(maxBatchRows: 20_000, maxQueuedRows: 200_000, maxConcurrentBatches: 1))
+        let client = HTTPClient.shared
+        let rows = 20_000
+        let body = ServingFixtures.requestBody((0..<(rows * features)).map { Double($0 % 97) / 10 }, rows: rows, features: features)
+        let statuses = Locked([UInt]())
+        try await withRunningServer(server) { port, group in
+            try await withThrowingTaskGroup(of: Void.self) { requests in
+                for _ in 0..<4 {
+                    requests.addTask {
+                        let response = try await Self.post(client, port: port, path: "/v2/models/deep/infer", body: body)
+                        statuses.withLock { $0.append(response.status) }
+                    }
+                }
+                // Let the requests reach the server, then begin the shutdown while they run.
+                try await Task.sleep(for: .milliseconds(150))
+                await group.triggerGracefulShutdown()
+                // The shutdown reaches the loader service through the application's own group.
+                let deadline = ContinuousClock.now + .seconds(5)
+                while server.readiness.isReady, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+                #expect(!server.readiness.isReady)
+                try await requests.waitForAll()
+            }
+        }
+        #expect(statuses.value == [200, 200, 200, 200])
+    }
+}
+
+/// A value shared between test tasks.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: Value) { mutex = Mutex(value) }
+
+    func withLock<Result: Sendable>(_ body: (inout Value) -> Result) -> Result { mutex.withLock { body(&$0) } }
+
+    var value: Value { mutex.withLock { $0 } }
+}

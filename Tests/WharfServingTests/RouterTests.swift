@@ -1,0 +1,272 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+import WharfCore
+import WharfHTTP
+import WharfRuntime
+import WharfServing
+
+/// Every OIP endpoint and every error, through the router in process.
+@Suite("OIP v2 API")
+struct RouterTests {
+    @Test func healthAndServerMetadata() async throws {
+        let server = await ServingFixtures.server()
+        let app = server.buildApplication(logger: ServingFixtures.logger, metrics: ServingFixtures.registry)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v2/health/live", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v2/health/ready", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v2", method: .get) { response in
+                let body = try ServingFixtures.json(response.body)
+                #expect(body["name"] as? String == "wharf")
+                #expect(body["extensions"] as? [String] == ["binary_tensor_data", "model_repository"])
+            }
+            try await client.execute(uri: "/v2/models", method: .get) { response in
+                let json = try ServingFixtures.json(response.body)
+                #expect(json["models"] as? [String] == ["binary"])
+            }
+        }
+    }
+
+    @Test func notReadyUntilLoaded() async throws {
+        let configuration = ServingConfiguration(port: 0, catalog: .files(["binary": ServingFixtures.model("xgb3_binary_logistic.json")]))
+        let server = ModelServer(configuration: configuration, logger: ServingFixtures.logger)
+        let app = server.buildApplication(logger: ServingFixtures.logger)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v2/health/live", method: .get) { #expect($0.status == .ok) }
+            server.readiness.markShuttingDown()
+            try await client.execute(uri: "/v2/health/ready", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let message = try ServingFixtures.errorMessage(response.body)
+                #expect(message != nil)
+            }
+        }
+    }
+
+    @Test func modelMetadataAndReadiness() async throws {
+        let server = await ServingFixtures.server(["multi": ServingFixtures.model("lgb_multiclass_3.txt")])
+        let app = server.buildApplication(logger: ServingFixtures.logger)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v2/models/multi", method: .get) { response in
+                #expect(response.status == .ok)
+                let body = try ServingFixtures.json(response.body)
+                #expect(body["name"] as? String == "multi")
+                #expect(body["versions"] as? [String] == ["1"])
+                #expect(body["platform"] as? String == "wharf_lightgbm_text")
+                let outputs = body["outputs"] as? [[String: Any]] ?? []
+                #expect(outputs.map { $0["name"] as? String } == ["probabilities", "label"])
+                #expect(outputs.first?["shape"] as? [Int] == [-1, 3])
+            }
+            try await client.execute(uri: "/v2/models/multi/versions/1", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v2/models/multi/ready", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v2/models/multi/versions/1/ready", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v2/models/nope", method: .get) { response in
+                #expect(response.status == .notFound)
+                let message = try ServingFixtures.errorMessage(response.body)
+                #expect(message?.contains("\"nope\" is not loaded") == true)
+            }
+            try await client.execute(uri: "/v2/models/multi/versions/9/ready", method: .get) { response in
+                #expect(response.status == .notFound)
+                let message = try ServingFixtures.errorMessage(response.body)
+                #expect(message?.contains("no version \"9\"") == true)
+            }
+            try await client.execute(uri: "/v3/unknown", method: .get) { response in
+                #expect(response.status == .notFound)
+                let message = try ServingFixtures.errorMessage(response.body)
+                #expect(message != nil)
+            }
+        }
+    }
+
+    @Test func inferMatchesTheModel() async throws {
+        let path = ServingFixtures.model("xgb3_multi_softprob_4class.json")
+        let model = try ModelLoader.load(path: path)
+        let (values, rows) = try ServingFixtures.rows("xgb3_multi_softprob_4class", model: model)
+        let expected = try model.predict(values, rows: rows)
+        let server = await ServingFixtures.server(["multi": path])
+        let app = server.buildApplication(logger: ServingFixtures.logger)
+        try await app.test(.router) { client in
+            let body = ServingFixtures.requestBody(values, rows: rows, features: model.metadata.featureCount, id: "req-42")
+            try await client.execute(uri: "/v2/models/multi/infer", method: .post, headers: [.contentType: "application/json"], body: body) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.modelVersion] == "1")
+                let json = try ServingFixtures.json(response.body)
+                #expect(json["id"] as? String == "req-42")
+                #expect(json["model_name"] as? String == "multi")
+                #expect(json["model_version"] as? String == "1")
+                let probabilities = ServingFixtures.outputData(json, "probabilities")
+                #expect(probabilities.count == expected.count)
+                #expect(zip(probabilities, expected).allSatisfy { abs($0 - $1) <= 1e-12 })
+                let labels = ServingFixtures.outputData(json, "label")
+                #expect(labels.count == rows)
+            }
+            // Only the outputs asked for.
+            let only = ServingFixtures.requestBody(values, rows: rows, features: model.metadata.featureCount, extra: #","outputs":[{"name":"label"}]"#)
+            try await client.execute(uri: "/v2/models/multi/versions/1/infer", method: .post, body: only) { response in
+                let outputs = try ServingFixtures.json(response.body)["outputs"] as? [[String: Any]] ?? []
+                #expect(outputs.map { $0["name"] as? String } == ["label"])
+            }
+        }
+    }
+
+    @Test func oneTensorPerNamedFeature() async throws {
+        let path = ServingFixtures.model("lgb_feature_names.txt")
+        let model = try ModelLoader.load(path: path)
+        let names = try #require(model.metadata.featureNames)
+        let (values, rows) = try ServingFixtures.rows("lgb_feature_names", model: model)
+        let expected = try model.predict(values, rows: rows)
+        let inputs = names.enumerated().map { feature, name in
+            let column = (0..<rows).map { values[$0 * names.count + feature] }.map { $0.isNaN ? "null" : "\($0)" }
+            return #"{"name":"\#(name)","shape":[\#(rows)],"datatype":"FP64","data":[\#(column.joined(separator: ","))]}"#
+        }
+        let server = await ServingFixtures.server(["named": path])
+        let app = server.buildApplication(logger: ServingFixtures.logger)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v2/models/named/infer", method: .post, body: ByteBuffer(string: #"{"inputs":[\#(inputs.joined(separator: ","))]}"#)) { response in
+                #expect(response.status == .ok)
+                let got = ServingFixtures.outputData(try ServingFixtures.json(response.body), "probability")
+                #expect(got.count == expected.count)
+                #expect(zip(got, expected).allSatisfy { abs($0 - $1) <= 1e-12 })
+            }
+            // A missing feature is named.
+            try await client.execute(uri: "/v2/models/named/infer", method: .post, body: ByteBuffer(string: #"{"inputs":[\#(inputs.dropFirst().joined(separator: ","))]}"#)) { response in
+                #expect(response.status == .badRequest)
+                let message = try ServingFixtures.errorMessage(response.body)
+                #expect(message?.contains(names[0]) == true)
+            }
+        }
+    }
+
+    /// What the stock Triton HTTP client sends by default: no Content-Type, binary inputs, and a
+    /// request for binary outputs.
+    @Test func tritonClientDefaults() async throws {
+        let path = ServingFixtures.model("xgb3_binary_logistic.json")
+        let model = try ModelLoader.load(path: path)
+        let (values, rows) = try ServingFixtures.rows("xgb3_binary_logistic", model: model)
+        let expected = try model.predict(values, rows: rows)
+        let features = model.metadata.featureCount
+        let binary = values.flatMap { value in withUnsafeBytes(of: Float(value).bitPattern.littleEndian) { Array($0) } }
+        let header = #"{"inputs":[{"name":"input-0","shape":[\#(rows),\#(features)],"datatype":"FP32","parameters":{"binary_data_size":\#(binary.count)}}],"outputs":[{"name":"probability","parameters":{"binary_data":true}}],"parameters":{"binary_data_output":true}}"#
+        let server = await ServingFixtures.server(["binary": path])
+        let app = server.buildApplication(logger: ServingFixtures.logger)
+        try await app.test(.router) { client in
+            try await client.execute(
+                uri: "/v2/models/binary/infer", method: .post,
+                headers: [.inferenceHeaderContentLength: String(header.utf8.count)],
+                body: ByteBuffer(bytes: Array(header.utf8) + binary)
+            ) { response in
+                #expect(response.status == .ok)
+                let length = try #require(response.headers[.inferenceHeaderContentLength].flatMap { Int($0) })
+                let bytes = Array(response.body.readableBytesView)
+                let json = try JSONSerialization.jsonObject(with: Data(bytes[..<length])) as? [String: Any]
+                let output = (json?["outputs"] as? [[String: Any]])?.first
+                #expect((output?["parameters"] as? [String: Any])?["binary_data_size"] as? Int == rows * 8)
+                let probabilities = (0..<rows).map { row in
+                    bytes[(length + row * 8)..<(length + row * 8 + 8)].withUnsafeBytes { Double(bitPattern: UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
+                }
+                // FP32 inputs are what XGBoost reads anyway: the answers are the same.
+                #expect(probabilities == expected)
+            }
+        }
+    }
+
+    @Test func badRequestsGetClearErrors() async throws {
+        let server = await ServingFixtures.server(maxBodyBytes: 4096)
+        let app = server.buildApplication(logger: ServingFixtures.logger)
+        let cases: [(String, HTTPResponse.Status, String)] = [
+            ("{not json", .badRequest, "malformed request JSON"),
+            (#"{"inputs":[{"name":"x","shape":[1,29],"datatype":"FP32","data":[\#(Array(repeating: "1", count: 29).joined(separator: ","))]}]}"#, .badRequest, "shape [1, 29] does not fit the model's 8 features"),
+            (#"{"inputs":[{"name":"x","shape":[1,8],"datatype":"FP32","data":[1]}]}"#, .badRequest, "holds 8 values, but data has 1"),
+            (#"{"inputs":[{"name":"x","shape":[1,8],"datatype":"FP32","data":[1,2,3,4,5,6,7,8]}],"outputs":[{"name":"nope"}]}"#, .badRequest, "unknown output 'nope'"),
+            (String(repeating: " ", count: 5000), .contentTooLarge, "larger than 4096 bytes"),
+        ]
+        try await app.test(.router) { client in
+            for (body, status, message) in cases {
+                try await client.execute(uri: "/v2/models/binary/infer", method: .post, body: ByteBuffer(string: body)) { response in
+                    #expect(response.status == status, "\(message)")
+                    #expect(response.headers[.contentType] == "application/json")
+                    let error = try ServingFixtures.errorMessage(response.body)
+                    #expect(error?.contains(message) == true, "\(error ?? "no error") should mention \(message)")
+                }
+            }
+            try await client.execute(uri: "/v2/models/missing/infer", method: .post, body: ServingFixtures.requestBody([1], rows: 1, features: 1)) {
+                #expect($0.status == .notFound)
+            }
+            try await client.execute(
+                uri: "/v2/models/binary/infer", method: .post, headers: [.inferenceHeaderContentLength: "abc"], body: ByteBuffer(string: "{}")
+            ) { #expect($0.status == .badRequest) }
+        }
+    }
+
+    @Test func overloadAnswers503WithRetryAfter() async throws {
+        let server = await ServingFixtures.server(batching: BatchingSettings(maxBatchRows: 1, maxQueuedRows: 2, maxConcurrentBatches: 1))
+        let app = server.buildApplication(logger: ServingFixtures.logger)
+        try await app.test(.router) { client in
+            let threeRows = ServingFixtures.requestBody(Array(repeating: 0.5, count: 24), rows: 3, features: 8)
+            try await client.execute(uri: "/v2/models/binary/infer", method: .post, body: threeRows) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(response.headers[.retryAfter] == "1")
+                let message = try ServingFixtures.errorMessage(response.body)
+                #expect(message?.contains("overloaded") == true)
+            }
+        }
+    }
+
+    @Test func requestIDsAreEchoedOrMade() async throws {
+        let server = await ServingFixtures.server()
+        let app = server.buildApplication(logger: ServingFixtures.logger)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v2/health/live", method: .get, headers: [.requestID: "abc-123"]) {
+                #expect($0.headers[.requestID] == "abc-123")
+            }
+            try await client.execute(uri: "/v2/health/live", method: .get) {
+                #expect($0.headers[.requestID]?.count == 16)
+            }
+        }
+    }
+
+    @Test func repositoryLoadUnloadAndIndex() async throws {
+        let server = await ServingFixtures.server()
+        let app = server.buildApplication(logger: ServingFixtures.logger)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v2/repository/index", method: .post) { response in
+                let entries = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [[String: Any]]
+                #expect(entries?.first?["state"] as? String == "READY")
+            }
+            try await client.execute(uri: "/v2/repository/models/binary/load", method: .post) { response in
+                #expect(response.status == .ok)
+                let json = try ServingFixtures.json(response.body)
+                #expect(json["version"] as? String == "2")
+            }
+            try await client.execute(uri: "/v2/models/binary", method: .get) { response in
+                let json = try ServingFixtures.json(response.body)
+                #expect(json["versions"] as? [String] == ["1", "2"])
+            }
+            try await client.execute(uri: "/v2/repository/models/binary/unload", method: .post) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v2/models/binary/ready", method: .get) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v2/repository/models/binary/unload", method: .post) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v2/repository/models/other/load", method: .post) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v2/repository/index", method: .post) { response in
+                let entries = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [[String: Any]]
+                #expect(entries?.first?["state"] as? String == "UNAVAILABLE")
+            }
+        }
+    }
+
+    @Test func metricsAreExposed() async throws {
+        let server = await ServingFixtures.server(["metered": ServingFixtures.model("xgb3_binary_logistic.json")])
+        let app = server.buildApplication(logger: ServingFixtures.logger, metrics: ServingFixtures.registry)
+        try await app.test(.router) { client in
+            let body = ServingFixtures.requestBody(Array(repeating: 0.5, count: 8), rows: 1, features: 8)
+            try await client.execute(uri: "/v2/models/metered/infer", method: .post, body: body) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(text.contains(#"wharf_inference_requests_total{model="metered",version="1",status="ok"}"#))
+                #expect(text.contains("wharf_inference_duration_seconds"))
+                #expect(text.contains("wharf_batch_rows"))
+            }
+        }
+    }
+}
