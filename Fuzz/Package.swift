@@ -12,6 +12,11 @@ let package = Package(
             name: "FuzzModelLoader",
             dependencies: [.product(name: "WharfRuntime", package: "wharf")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
-        )
+        ),
+        .executableTarget(
+            name: "FuzzInferenceRequest",
+            dependencies: [.product(name: "WharfCore", package: "wharf")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
     ]
 )

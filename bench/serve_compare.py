@@ -52,7 +52,11 @@ if body_file and body_file ~= "" then
   wrk.body = f:read("*a")
   f:close()
   wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE")
+  local json_length = os.getenv("WRK_HEADER_LENGTH")
+  if json_length and json_length ~= "" then  -- binary tensor extension
+    wrk.headers["Inference-Header-Content-Length"] = json_length
+  end
 end
 
 function done(summary, latency, requests)
@@ -72,7 +76,7 @@ TARGET_TEXT = {
     "infer_vs_live_16": "wharf infer / live req/s, 16 conns (>= 0.70)",
     "infer_vs_live_64": "wharf infer / live req/s, 64 conns (>= 0.70)",
     "p99_vs_live_16": "wharf infer p99 / live p99, 16 conns (<= 2x)",
-    "batch1000_p50_ms": "wharf 1000-row p50, 1 conn (<= 1 ms)",
+    "batch1000_p50_ms": "wharf 1000-row p50, JSON, 1 conn (<= 1 ms)",
     "rss_mb": "wharf RSS after the load (<= 50 MB)",
     "cold_start_ms": "wharf cold start to ready (<= 150 ms)",
 }
@@ -152,6 +156,30 @@ def infer_body(rows: list[list[float]]) -> str:
                                    "datatype": "FP32", "data": [v for r in rows for v in r]}]})
 
 
+class Body:
+    """A request body in a file: OIP JSON, or (binary=True) the binary tensor extension: a JSON
+    header, then the rows as little-endian float32, outputs asked for in binary."""
+
+    def __init__(self, path: Path, rows: list[list[float]], binary: bool = False):
+        self.path, self.header_length = path, None
+        if binary:
+            data = struct.pack(f"<{len(rows) * FEATURES}f", *(v for r in rows for v in r))
+            header = json.dumps({"inputs": [{"name": "input-0", "shape": [len(rows), FEATURES],
+                                             "datatype": "FP32",
+                                             "parameters": {"binary_data_size": len(data)}}],
+                                 "parameters": {"binary_data_output": True}}).encode()
+            path.write_bytes(header + data)
+            self.header_length, self.content_type = len(header), "application/octet-stream"
+        else:
+            path.write_text(infer_body(rows))
+            self.content_type = "application/json"
+        self.size = path.stat().st_size
+
+    def env(self) -> dict:
+        return {"WRK_BODY_FILE": str(self.path), "WRK_CONTENT_TYPE": self.content_type,
+                "WRK_HEADER_LENGTH": str(self.header_length or "")}
+
+
 # ---------------------------------------------------------------------------------------------
 # A server process and a wrk run
 
@@ -204,23 +232,36 @@ class Server:
             flat = [v for r in flat for v in r]
         return flat
 
+    def group(self) -> list[tuple[int, list[str]]]:
+        """(pid, /proc/pid/stat fields after the command name) of the server's process group."""
+        members = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[2]) == self.proc.pid:
+                    members.append((int(entry), fields))
+        return members
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process group (utime, stime: fields 14 and 15)."""
+        ticks = sum(int(f[11]) + int(f[12]) for _, f in self.group())
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def rss_kb(self) -> tuple[int, int]:
         """VmRSS of the server process, and summed over its process group (MLServer workers)."""
         main, total = 0, 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
+        for pid, _ in self.group():
             try:
-                with open(f"/proc/{entry}/stat") as f:
-                    pgrp = int(f.read().rsplit(")", 1)[1].split()[2])
-                if pgrp != self.proc.pid:
-                    continue
-                with open(f"/proc/{entry}/status") as f:
+                with open(f"/proc/{pid}/status") as f:
                     kb = next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
-            except (OSError, ValueError, IndexError):
+            except OSError:
                 continue
             total += kb
-            if int(entry) == self.proc.pid:
+            if pid == self.proc.pid:
                 main = kb
         return main, total
 
@@ -239,47 +280,69 @@ class Server:
             self.proc.wait(timeout=10)
 
 
-def run_wrk(wrk: str, script: Path, url: str, conns: int, seconds: float,
-            body_file: Path | None) -> dict:
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (/proc/stat: user..steal, less idle/iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(wrk: str, script: Path, url: str, conns: int, seconds: float, body: Body | None,
+            server: Server) -> dict:
+    """One wrk run. Also measures the CPUs used by wrk, by the server, and by everything else."""
     threads = 2 if conns >= 2 else 1
     cmd = [wrk, f"-t{threads}", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
            "-s", str(script), url]
-    env = dict(os.environ, WRK_BODY_FILE=str(body_file) if body_file else "")
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRK_RESULT ")), None)
+    env = dict(os.environ, **(body.env() if body else {"WRK_BODY_FILE": ""}))
+    t0, busy0, server0 = time.monotonic(), busy_seconds(), server.cpu_seconds()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall, busy, server_cpu = (time.monotonic() - t0, busy_seconds() - busy0,
+                                  server.cpu_seconds() - server0)
+        out.seek(0)
+        text = out.read()
+    line = next((ln for ln in text.splitlines() if ln.startswith("WRK_RESULT ")), None)
     if line is None:
-        raise RuntimeError(f"wrk printed no result: {out.stdout}\n{out.stderr}")
+        raise RuntimeError(f"wrk printed no result: {text}")
     r = json.loads(line[len("WRK_RESULT "):])
     r["errors"] = sum(r[k] for k in ("connect_errors", "read_errors", "write_errors",
                                      "status_errors", "timeouts"))
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    wrk_cpu = usage.ru_utime + usage.ru_stime
+    r.update(server_cpus=server_cpu / wall, wrk_cpus=wrk_cpu / wall,
+             other_cpus=max(0.0, busy - server_cpu - wrk_cpu) / wall)
     return r
 
 
 # ---------------------------------------------------------------------------------------------
 # One server, all its points
 
-def bench_server(server: Server, args, wrk: str, script: Path, bodies: dict, rows, live: bool):
+def bench_server(server: Server, args, wrk: str, script: Path, bodies: dict, rows, is_wharf: bool):
     print(f"\n== {server.label}: cold start {server.cold_start_ms:.1f} ms", flush=True)
     probs_1 = server.probabilities(rows[:1])
     probs_n = server.probabilities(rows)
     base = f"http://127.0.0.1:{server.port}"
     infer = f"{base}/v2/models/{MODEL_NAME}/infer"
-    points = [("infer 1 row", infer, c, bodies[1]) for c in (1, 16, 64)]
-    points.append((f"infer {len(rows)} rows", infer, 1, bodies[len(rows)]))
-    if live:
+    points = [("infer 1 row", infer, c, bodies["1"]) for c in (1, 16, 64)]
+    points.append((f"infer {len(rows)} rows", infer, 1, bodies["n"]))
+    if is_wharf:  # MLServer has neither the binary extension nor a comparable live figure here
+        points.append((f"infer {len(rows)} rows binary", infer, 1, bodies["n-binary"]))
         points += [("live", f"{base}/v2/health/live", c, None) for c in (16, 64)]
-    run_wrk(wrk, script, infer, 16, args.warmup, bodies[1])  # warm-up, not reported
+    run_wrk(wrk, script, infer, 16, args.warmup, bodies["1"], server)  # warm-up, not reported
     results = []
     for name, url, conns, body in points:
-        r = run_wrk(wrk, script, url, conns, args.duration, body)
+        r = run_wrk(wrk, script, url, conns, args.duration, body, server)
         r.update(point=name, conns=conns)
         results.append(r)
-        print(f"   {name:<16} {conns:>3} conns  {r['rps']:>9.0f} req/s  p50 {r['p50_us']/1000:7.3f} ms"
-              f"  p99 {r['p99_us']/1000:7.3f} ms  errors {r['errors']}", flush=True)
+        print(f"   {name:<23} {conns:>3} conns {r['rps']:>8.0f} req/s  p50 {r['p50_us']/1000:7.3f} ms"
+              f"  p99 {r['p99_us']/1000:7.3f} ms  errors {r['errors']}  CPUs: server "
+              f"{r['server_cpus']:.2f} wrk {r['wrk_cpus']:.2f} other {r['other_cpus']:.2f}",
+              flush=True)
     main_kb, total_kb = server.rss_kb()
     return {"cold_start_ms": server.cold_start_ms, "rss_mb": total_kb / 1024,
-            "rss_main_mb": main_kb / 1024, "points": results,
+            "rss_main_mb": main_kb / 1024, "batch_rows": len(rows), "points": results,
             "probabilities_1": probs_1, "probabilities_n": probs_n}
 
 
@@ -318,8 +381,7 @@ def start_mlserver(args, tmp: Path, exe: Path, tuned: bool) -> Server:
 def point(res: dict | None, name: str, conns: int) -> dict | None:
     if not res:
         return None
-    return next((p for p in res["points"] if p["point"].startswith(name) and p["conns"] == conns),
-                None)
+    return next((p for p in res["points"] if p["point"] == name and p["conns"] == conns), None)
 
 
 def targets(results: dict) -> list[dict]:
@@ -343,7 +405,7 @@ def targets(results: dict) -> list[dict]:
         add(f"infer_vs_live_{c}", ratio, ratio >= 0.70)
     ratio = point(w, "infer 1 row", 16)["p99_us"] / max(point(w, "live", 16)["p99_us"], 1)
     add("p99_vs_live_16", ratio, ratio <= 2.0)
-    p50 = point(w, "infer 1000", 1)["p50_us"] / 1000
+    p50 = point(w, f"infer {w['batch_rows']} rows", 1)["p50_us"] / 1000
     add("batch1000_p50_ms", p50, p50 <= 1.0)
     add("rss_mb", w["rss_mb"], w["rss_mb"] <= 50)
     add("cold_start_ms", w["cold_start_ms"], w["cold_start_ms"] <= 150)
@@ -351,12 +413,13 @@ def targets(results: dict) -> list[dict]:
 
 
 def print_report(results: dict, checks: list[dict]):
-    print("\n| server | request | conns | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("\n| server | request | conns | req/s | p50 ms | p99 ms | errors | CPUs server / wrk / other |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
     for label, res in results.items():
         for p in res["points"]:
             print(f"| {label} | {p['point']} | {p['conns']} | {p['rps']:.0f} | "
-                  f"{p['p50_us']/1000:.3f} | {p['p99_us']/1000:.3f} | {p['errors']} |")
+                  f"{p['p50_us']/1000:.3f} | {p['p99_us']/1000:.3f} | {p['errors']} | "
+                  f"{p['server_cpus']:.2f} / {p['wrk_cpus']:.2f} / {p['other_cpus']:.2f} |")
     print("\n| server | cold start ms | RSS MB (process group) | RSS MB (main process) |")
     print("|---|---:|---:|---:|")
     for label, res in results.items():
@@ -417,12 +480,11 @@ def main() -> int:
     script = tmp / "oip.lua"
     script.write_text(WRK_SCRIPT)
     rows = make_rows(args.batch)
-    bodies = {1: tmp / "row1.json", args.batch: tmp / f"rows{args.batch}.json"}
-    bodies[1].write_text(infer_body(rows[:1]))
-    bodies[args.batch].write_text(infer_body(rows))
+    bodies = {"1": Body(tmp / "row1.json", rows[:1]), "n": Body(tmp / "rows.json", rows),
+              "n-binary": Body(tmp / "rows.bin", rows, binary=True)}
     background = [busy_cpus()]
-    print(f"wrk {args.duration:g} s a point; request bodies {bodies[1].stat().st_size} B "
-          f"(1 row) and {bodies[args.batch].stat().st_size} B ({args.batch} rows); "
+    print(f"wrk {args.duration:g} s a point; request bodies {bodies['1'].size} B (1 row), "
+          f"{bodies['n'].size} B ({args.batch} rows), {bodies['n-binary'].size} B (binary); "
           f"other processes busy on {background[0]:.2f} of {os.cpu_count()} CPUs before the run")
 
     plan = [] if args.no_wharf else [("wharf", lambda: start_wharf(args, tmp), True)]

@@ -72,7 +72,8 @@ public final class ModelStore: Sendable {
         models.withLock { ($0[name]?.byVersion.keys).map { $0.sorted(by: Self.versionOrder) } ?? [] }
     }
 
-    public var names: [String] { models.withLock { $0.keys.sorted() } }
+    /// Models with at least one version loaded.
+    public var names: [String] { models.withLock { $0.filter { !$0.value.byVersion.isEmpty }.keys.sorted() } }
 
     public func index() -> [Entry] {
         models.withLock { models in

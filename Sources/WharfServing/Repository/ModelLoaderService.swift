@@ -4,6 +4,9 @@ import ServiceLifecycle
 /// Loads the catalog at start (then the server reports ready), watches it for new versions if
 /// asked, and turns readiness off as soon as a graceful shutdown begins, so load balancers stop
 /// sending traffic while in-flight requests drain.
+///
+/// A server whose models did not all load is not ready: it retries (every `pollInterval`, or
+/// every 2 seconds) and reports each failure, rather than take traffic for a model it lacks.
 public struct ModelLoaderService: Service {
     let manager: ModelManager
     let readiness: Readiness
@@ -16,10 +19,19 @@ public struct ModelLoaderService: Service {
         self.pollInterval = pollInterval
     }
 
+    private var allLoaded: Bool {
+        let expected = manager.catalog.modelNames
+        return !expected.isEmpty && Set(manager.store.names).isSuperset(of: expected)
+    }
+
     public func run() async throws {
         await withGracefulShutdownHandler {
             await manager.loadAll()
-            readiness.markLoaded()
+            while !allLoaded, !Task.isCancelled, !Task.isShuttingDownGracefully {
+                try? await Task.sleep(for: pollInterval ?? .seconds(2))
+                await manager.refresh()
+            }
+            if allLoaded { readiness.markLoaded() }
             guard let pollInterval else {
                 try? await gracefulShutdown()
                 return

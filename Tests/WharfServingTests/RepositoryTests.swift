@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+import WharfCore
+import WharfServing
+
+/// `--model-repository DIR`: layout, settings files, and new versions picked up while serving.
+@Suite("Model repository")
+struct RepositoryTests {
+    private func makeRepository() throws -> String {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-repo-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: "\(root)/churn/1", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: ServingFixtures.model("xgb3_binary_logistic.json"), toPath: "\(root)/churn/1/model.json")
+        try FileManager.default.createDirectory(atPath: "\(root)/prices/3", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: ServingFixtures.model("lgb_regression.txt"), toPath: "\(root)/prices/3/model.txt")
+        try #"{"max_batch_rows": 8, "max_queued_rows": 16}"#.write(toFile: "\(root)/prices/settings.json", atomically: true, encoding: .utf8)
+        return root
+    }
+
+    @Test func loadsEveryModelAtItsNewestVersion() async throws {
+        let root = try makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let server = ModelServer(configuration: ServingConfiguration(port: 0, catalog: .repository(root)), logger: ServingFixtures.logger)
+        await server.manager.loadAll()
+        #expect(server.store.names == ["churn", "prices"])
+        #expect(try server.store.resolve("prices").version == "3")
+        #expect(try server.store.resolve("churn").metadata.task == .binary)
+    }
+
+    @Test func aNewVersionDirectoryIsSwappedIn() async throws {
+        let root = try makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let server = ModelServer(configuration: ServingConfiguration(port: 0, catalog: .repository(root)), logger: ServingFixtures.logger)
+        await server.manager.loadAll()
+        let before = try server.store.resolve("churn")
+        try FileManager.default.createDirectory(atPath: "\(root)/churn/2", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: ServingFixtures.model("xgb3_dart_binary.json"), toPath: "\(root)/churn/2/model.json")
+        await server.manager.refresh()
+        let after = try server.store.resolve("churn")
+        #expect(after.version == "2")
+        #expect(after.source.hasSuffix("churn/2/model.json"))
+        // The old version still answers requests that name it, and requests that hold it.
+        #expect(try server.store.resolve("churn", version: "1") === before)
+        // Nothing changed: nothing is reloaded.
+        await server.manager.refresh()
+        #expect(try server.store.resolve("churn") === after)
+    }
+
+    @Test func aBrokenNewVersionLeavesTheOldOneAnswering() async throws {
+        let root = try makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let server = ModelServer(configuration: ServingConfiguration(port: 0, catalog: .repository(root)), logger: ServingFixtures.logger)
+        await server.manager.loadAll()
+        try FileManager.default.createDirectory(atPath: "\(root)/churn/2", withIntermediateDirectories: true)
+        try "{\"learner\": ".write(toFile: "\(root)/churn/2/model.json", atomically: true, encoding: .utf8)
+        await server.manager.refresh()
+        #expect(try server.store.resolve("churn").version == "1")
+        let entry = server.store.index().first { $0.name == "churn" }
+        #expect(entry?.reason.contains("newest load failed") == true)
+    }
+
+    @Test func badSettingsAreReported() async throws {
+        let root = try makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try #"{"max_batch_rows": 0}"#.write(toFile: "\(root)/prices/settings.json", atomically: true, encoding: .utf8)
+        let server = ModelServer(configuration: ServingConfiguration(port: 0, catalog: .repository(root)), logger: ServingFixtures.logger)
+        await #expect(throws: WharfError.self) { try await server.manager.load("prices") }
+        #expect(server.store.index().first { $0.name == "prices" }?.state == "UNAVAILABLE")
+    }
+}
