@@ -511,9 +511,11 @@ def main() -> int:
     if diff is not None:
         print(f"\nlargest probability difference between the servers on the same rows: {diff:.2e}")
     background.append(busy_cpus())
-    print(f"other processes busy on {background[0]:.2f} / {background[1]:.2f} CPUs before / after "
-          f"the run" + ("  ** the machine was not quiet: do not quote these figures **"
-                         if max(background) > 0.2 else ""))
+    during = max((p["other_cpus"] for r in results.values() for p in r["points"]), default=0.0)
+    print(f"other processes busy on {background[0]:.2f} / {during:.2f} / {background[1]:.2f} CPUs "
+          f"before / during (the worst point) / after the run"
+          + ("  ** the machine was not quiet: do not quote these figures **"
+             if max(background + [during]) > 0.2 else ""))
     for f in failures:
         print(f"FAILED {f}")
     if args.json:

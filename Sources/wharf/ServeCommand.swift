@@ -86,7 +86,11 @@ struct ServeCommand: AsyncParsableCommand {
                 guard name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
                     throw WharfError(.invalidInput, "--model \(entry): a model name may hold letters, digits, '-', '_' and '.' only")
                 }
-                guard files.updateValue(String(entry[entry.index(after: equals)...]), forKey: name) == nil else {
+                let path = String(entry[entry.index(after: equals)...])
+                guard FileManager.default.isReadableFile(atPath: path) else {
+                    throw WharfError(.notFound, "--model \(name)=\(path): no such file, or it cannot be read")
+                }
+                guard files.updateValue(path, forKey: name) == nil else {
                     throw WharfError(.invalidInput, "--model \(name) is given twice")
                 }
             }

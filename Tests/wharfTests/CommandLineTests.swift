@@ -124,3 +124,19 @@ struct CommandLineTests {
         #expect(object["rows"] as? Int == 4000)
     }
 }
+
+@Suite("wharf serve command line")
+struct ServeCommandLineTests {
+    @Test("serve refuses bad arguments with a clear message", arguments: [
+        ([String](), "give either --model NAME=FILE"),
+        (["--model", "novalue"], "expected NAME=FILE"),
+        (["--model", "a=/nonexistent/model.json"], "no such file"),
+        (["--model-repository", "/nonexistent/dir"], "is not a directory"),
+        (["--model", "a b=x.json"], "letters, digits"),
+    ])
+    func badArguments(arguments: [String], message: String) throws {
+        let result = try WharfCLI.run(["serve"] + arguments + ["--port", "0"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+    }
+}
