@@ -140,3 +140,30 @@ struct ServeCommandLineTests {
         #expect(result.stderr.contains(message), "\(result.stderr)")
     }
 }
+
+extension ServeCommandLineTests {
+    /// The real process: it becomes ready, answers, and exits cleanly on SIGTERM.
+    @Test("serve starts, answers, and exits 0 on SIGTERM")
+    func serveLifecycle() async throws {
+        let port = 20_000 + Int(getpid() % 20_000)
+        let model = WharfCLI.fixtures.appendingPathComponent("models/xgb3_binary_logistic.json").path
+        let process = Process()
+        process.executableURL = WharfCLI.executable
+        process.arguments = ["serve", "--model", "m=\(model)", "--port", String(port), "--log-format", "json"]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.interrupt() } }
+        let ready = try await WharfCLI.waitForStatus("http://127.0.0.1:\(port)/v2/health/ready", status: 200)
+        #expect(ready)
+        let (body, status) = try await WharfCLI.post(
+            "http://127.0.0.1:\(port)/v2/models/m/infer",
+            body: #"{"inputs":[{"name":"x","shape":[1,8],"datatype":"FP32","data":[1,2,3,4,5,6,7,8]}]}"#)
+        #expect(status == 200)
+        #expect(body.contains("\"probability\""))
+        process.terminate()
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(!process.isRunning)
+        #expect(process.terminationStatus == 0)
+    }
+}
