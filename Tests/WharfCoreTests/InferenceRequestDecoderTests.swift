@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import WharfCore
 
@@ -108,6 +109,47 @@ struct InferenceRequestDecoderTests {
                 bytes[index] = Array("0123456789[]{},:\"-e.".utf8).randomElement(using: &random)!
             }
             _ = try? bytes.withUnsafeBytes { try InferenceRequestDecoder.decode($0, headerLength: headerLength) }
+        }
+    }
+}
+
+@Suite("JSON numbers are read exactly")
+struct JSONNumberTests {
+    /// Long printed doubles, as Python and numpy write them, take the extended fast path; each
+    /// must read back as exactly the double the standard library reads.
+    @Test func printedDoublesRoundTrip() throws {
+        var random = SeededGenerator(seed: 5)
+        var texts: [String] = []
+        for _ in 0..<20_000 {
+            let bits = random.next()
+            let value = Double(bitPattern: (bits & 0x800F_FFFF_FFFF_FFFF) | (UInt64(1023 - 40 + Int(bits >> 52 & 63)) << 52))
+            texts.append(value.description)
+            texts.append(String(Float(value)))
+            texts.append(String(format: "%.17g", value))
+            texts.append(String(format: "%.19e", value))
+        }
+        texts += ["0.10000000149011612", "9007199254740993", "1.7976931348623157e308", "2.2250738585072014e-308", "123456789012345678", "0.30000000000000004"]
+        let json = #"{"inputs":[{"name":"x","shape":[\#(texts.count)],"datatype":"FP64","data":[\#(texts.joined(separator: ","))]}]}"#
+        let request = try Array(json.utf8).withUnsafeBytes { try InferenceRequestDecoder.decode($0, headerLength: nil) }
+        var mismatches = 0
+        for (text, value) in zip(texts, request.inputs[0].data) where Double(text)! != value {
+            mismatches += 1
+        }
+        #expect(mismatches == 0)
+    }
+}
+
+extension JSONNumberTests {
+    @Test func digitRunsOfEveryLength() throws {
+        var texts: [String] = []
+        for length in 1...30 {
+            let digits = String((0..<length).map { Character(String(($0 * 7 + 3) % 10)) })
+            texts += [digits, "0.\(digits)", "\(digits).5", "-0.0000\(digits)", "1\(digits)e-20", "0.\(String(repeating: "0", count: length))1"]
+        }
+        let json = #"{"inputs":[{"name":"x","shape":[\#(texts.count)],"datatype":"FP64","data":[\#(texts.joined(separator: ","))]}]}"#
+        let request = try Array(json.utf8).withUnsafeBytes { try InferenceRequestDecoder.decode($0, headerLength: nil) }
+        for (text, value) in zip(texts, request.inputs[0].data) {
+            #expect(Double(text)! == value, "\(text)")
         }
     }
 }

@@ -186,6 +186,11 @@ struct JSONScanner {
         var digits = 0
         var exponent = 0
         let integerStart = position
+        while digits <= 11, let chunk = eightDigits() {
+            digits += mantissa > 0 ? 8 : Self.digitCount(chunk)
+            mantissa = mantissa &* 100_000_000 &+ chunk
+            position += 8
+        }
         while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 {
             if digits < 19 { mantissa = mantissa &* 10 &+ UInt64(bytes[position] &- UInt8(ascii: "0")) } else { exponent += 1 }
             if mantissa > 0 || digits > 0 { digits += 1 }
@@ -195,11 +200,20 @@ struct JSONScanner {
         if position < bytes.count, bytes[position] == UInt8(ascii: ".") {
             position += 1
             let fractionStart = position
+            while digits <= 11, let chunk = eightDigits() {
+                digits += mantissa > 0 ? 8 : Self.digitCount(chunk)
+                mantissa = mantissa &* 100_000_000 &+ chunk
+                exponent -= 8
+                position += 8
+            }
             while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 {
                 if digits < 19 {
                     mantissa = mantissa &* 10 &+ UInt64(bytes[position] &- UInt8(ascii: "0"))
                     exponent -= 1
                     if mantissa > 0 { digits += 1 }
+                } else {
+                    // Past 19 significant digits: too many for the fast paths.
+                    digits += 1
                 }
                 position += 1
             }
@@ -226,8 +240,34 @@ struct JSONScanner {
             let scaled = exponent < 0 ? value / Self.exactPowers[-exponent] : value * Self.exactPowers[exponent]
             return negative ? -scaled : scaled
         }
+        #if arch(x86_64)
+        if digits <= 19, abs(exponent) <= 27, let value = Self.extendedFastPath(mantissa, exponent) {
+            return negative ? -value : value
+        }
+        #endif
         return try slowNumber(start: start)
     }
+
+    #if arch(x86_64)
+    private static let extendedPowers: [Float80] = (0...27).map { exponent in
+        var value: Float80 = 1
+        for _ in 0..<exponent { value *= 10 }
+        return value
+    }
+
+    /// Up to 19 digits (the 17 of a printed double, say), exactly: the mantissa and 10^27 are
+    /// exact in x87 extended precision, so one multiplication or division is within half an
+    /// extended ulp of the true value, and rounding that to double is correct unless it sits by
+    /// a double's rounding midpoint; then nil sends the number to strtod.
+    private static func extendedFastPath(_ mantissa: UInt64, _ exponent: Int) -> Double? {
+        let value = Float80(mantissa)
+        let scaled = exponent < 0 ? value / extendedPowers[-exponent] : value * extendedPowers[exponent]
+        // Extended precision keeps 11 more fraction bits than double; 0x400 is the midpoint.
+        let dropped = scaled.significandBitPattern & 0x7FF
+        guard dropped < 0x3FF || dropped > 0x401 else { return nil }
+        return Double(scaled)
+    }
+    #endif
 
     private func slowNumber(start: Int) throws(Failure) -> Double {
         let length = position - start
@@ -237,6 +277,79 @@ struct JSONScanner {
             buffer[length] = 0
             return strtod(buffer.baseAddress!, nil)
         }
+    }
+
+    /// The value of the next eight bytes when all are digits (read eight at a time, as
+    /// fast_float does), else nil.
+    @inline(__always)
+    private func eightDigits() -> UInt64? {
+        guard position + 8 <= bytes.count else { return nil }
+        let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+        let high: UInt64 = 0xF0F0_F0F0_F0F0_F0F0
+        guard (word & high) | (((word &+ 0x0606_0606_0606_0606) & high) >> 4) == 0x3333_3333_3333_3333 else { return nil }
+        var value = word &- 0x3030_3030_3030_3030
+        value = (value &* 10) &+ (value >> 8)
+        let low = (value & 0x0000_00FF_0000_00FF) &* (100 &+ (1_000_000 << 32))
+        let upper = ((value >> 16) & 0x0000_00FF_0000_00FF) &* (1 &+ (10_000 << 32))
+        return (low &+ upper) >> 32
+    }
+
+    /// Significant digits of a number below 10^8 (0 for 0).
+    private static func digitCount(_ value: UInt64) -> Int {
+        var count = 0
+        var rest = value
+        while rest > 0 {
+            count += 1
+            rest /= 10
+        }
+        return count
+    }
+
+    /// Reads a number, or nested arrays of numbers, booleans (1 and 0) and nulls (NaN),
+    /// flattened row-major into `values`: one loop, no recursion, no closure per element, since
+    /// a tensor's data is most of an inference request.
+    mutating func readNumericData(into values: inout [Double], maxElements: Int, maxDepth: Int = 32) throws(Failure) {
+        var depth = 0
+        // After '[' or ',' a value must come; after a value, ',' or ']'.
+        var expectingValue = true
+        var justOpened = false
+        repeat {
+            guard let byte = peek() else { throw failure("unexpected end of JSON in data") }
+            switch byte {
+            case UInt8(ascii: "["):
+                guard expectingValue else { throw failure("expected ',' or ']' in data") }
+                depth += 1
+                guard depth <= maxDepth else { throw failure("data nested deeper than \(maxDepth) levels") }
+                position += 1
+                justOpened = true
+                continue
+            case UInt8(ascii: "]"):
+                guard depth > 0, !expectingValue || justOpened else { throw failure("unexpected ']' in data") }
+                depth -= 1
+                position += 1
+                expectingValue = false
+            case UInt8(ascii: ","):
+                guard depth > 0, !expectingValue else { throw failure("unexpected ',' in data") }
+                position += 1
+                expectingValue = true
+            case UInt8(ascii: "t"), UInt8(ascii: "f"):
+                guard expectingValue else { throw failure("expected ',' or ']' in data") }
+                values.append(try readBool() ? 1 : 0)
+                expectingValue = false
+            case UInt8(ascii: "n"):
+                guard expectingValue, readNull() else { throw failure("unexpected character in data") }
+                values.append(.nan)
+                expectingValue = false
+            case UInt8(ascii: "\""):
+                throw failure("data holds a string: BYTES tensors are not supported, only numbers and booleans")
+            default:
+                guard expectingValue else { throw failure("expected ',' or ']' in data") }
+                guard values.count < maxElements else { throw failure("data holds more than \(maxElements) elements") }
+                values.append(try readNumber())
+                expectingValue = false
+            }
+            justOpened = false
+        } while depth > 0
     }
 
     /// Skips one value of any kind.

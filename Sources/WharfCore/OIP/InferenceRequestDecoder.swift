@@ -128,7 +128,12 @@ public enum InferenceRequestDecoder {
             case "parameters": parameters = try readParameters(&scanner)
             case "data":
                 var values: [Double] = []
-                try readData(&scanner, into: &values, depth: 0)
+                // Sized from the shape when it came first, but never beyond what the body can hold.
+                if let shape {
+                    let count = shape.reduce(1) { min($0.multipliedReportingOverflow(by: $1).partialValue, maxElements) }
+                    values.reserveCapacity(max(0, min(count, scanner.bytes.count / 2)))
+                }
+                try scanner.readNumericData(into: &values, maxElements: maxElements)
                 data = values
             default: try scanner.skipValue()
             }
@@ -173,27 +178,6 @@ public enum InferenceRequestDecoder {
             }
         }
         return (RequestInput(name: name, shape: shape, datatype: datatype, parameters: parameters, data: data ?? []), binarySize)
-    }
-
-    /// Flattens nested arrays of numbers and booleans, row-major.
-    private static func readData(_ scanner: inout JSONScanner, into values: inout [Double], depth: Int) throws(JSONScanner.Failure) {
-        guard depth < 32 else { throw scanner.failure("data nested deeper than 32 levels") }
-        switch scanner.peek() {
-        case UInt8(ascii: "["):
-            try scanner.readArray { scanner throws(JSONScanner.Failure) in
-                try readData(&scanner, into: &values, depth: depth + 1)
-            }
-        case UInt8(ascii: "t"), UInt8(ascii: "f"):
-            values.append(try scanner.readBool() ? 1 : 0)
-        case UInt8(ascii: "\""):
-            throw scanner.failure("data holds a string: BYTES tensors are not supported, only numbers and booleans")
-        case UInt8(ascii: "n"):
-            guard scanner.readNull() else { throw scanner.failure("unexpected character in data") }
-            values.append(.nan)
-        default:
-            guard values.count < maxElements else { throw scanner.failure("data holds more than \(maxElements) elements") }
-            values.append(try scanner.readNumber())
-        }
     }
 
     private static func attachBinaryData(_ request: inout InferenceRequest, sizes: [Int?], binary: UnsafeRawBufferPointer) throws(WharfError) {
