@@ -173,71 +173,93 @@ struct JSONScanner {
 
     /// Reads a JSON number, correctly rounded: short decimals exactly by the fast path
     /// (at most 15 significant digits and a power of ten up to 22, both exact in a double),
-    /// everything else through strtod.
+    /// up to 19 digits by the extended-precision path, everything else through strtod.
     mutating func readNumber() throws(Failure) -> Double {
         _ = peek()
+        // Locals, not `self.position`: the loops below then run in registers.
+        guard let base = bytes.baseAddress else { throw failure("expected a number") }
+        let count = bytes.count
         let start = position
+        var index = position
         var negative = false
-        if position < bytes.count, bytes[position] == UInt8(ascii: "-") {
+        if index < count, base.load(fromByteOffset: index, as: UInt8.self) == UInt8(ascii: "-") {
             negative = true
-            position += 1
+            index += 1
         }
         var mantissa: UInt64 = 0
         var digits = 0
         var exponent = 0
-        let integerStart = position
-        while digits <= 11, let chunk = eightDigits() {
+        @inline(__always) func digit(at offset: Int) -> UInt8? {
+            guard offset < count else { return nil }
+            let value = base.load(fromByteOffset: offset, as: UInt8.self) &- UInt8(ascii: "0")
+            return value < 10 ? value : nil
+        }
+        let integerStart = index
+        while digits <= 11, let chunk = Self.eightDigits(base, count, index) {
             digits += mantissa > 0 ? 8 : Self.digitCount(chunk)
             mantissa = mantissa &* 100_000_000 &+ chunk
-            position += 8
+            index += 8
         }
-        while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 {
-            if digits < 19 { mantissa = mantissa &* 10 &+ UInt64(bytes[position] &- UInt8(ascii: "0")) } else { exponent += 1 }
+        while let value = digit(at: index) {
+            if digits < 19 { mantissa = mantissa &* 10 &+ UInt64(value) } else { exponent += 1 }
             if mantissa > 0 || digits > 0 { digits += 1 }
-            position += 1
+            index += 1
         }
-        guard position > integerStart else { throw failure("expected a number") }
-        if position < bytes.count, bytes[position] == UInt8(ascii: ".") {
-            position += 1
-            let fractionStart = position
-            while digits <= 11, let chunk = eightDigits() {
+        guard index > integerStart else {
+            position = index
+            throw failure("expected a number")
+        }
+        if index < count, base.load(fromByteOffset: index, as: UInt8.self) == UInt8(ascii: ".") {
+            index += 1
+            let fractionStart = index
+            while digits <= 11, let chunk = Self.eightDigits(base, count, index) {
                 digits += mantissa > 0 ? 8 : Self.digitCount(chunk)
                 mantissa = mantissa &* 100_000_000 &+ chunk
                 exponent -= 8
-                position += 8
+                index += 8
             }
-            while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 {
+            while let value = digit(at: index) {
                 if digits < 19 {
-                    mantissa = mantissa &* 10 &+ UInt64(bytes[position] &- UInt8(ascii: "0"))
+                    mantissa = mantissa &* 10 &+ UInt64(value)
                     exponent -= 1
                     if mantissa > 0 { digits += 1 }
                 } else {
                     // Past 19 significant digits: too many for the fast paths.
                     digits += 1
                 }
-                position += 1
+                index += 1
             }
-            guard position > fractionStart else { throw failure("expected digits after '.'") }
+            guard index > fractionStart else {
+                position = index
+                throw failure("expected digits after '.'")
+            }
         }
-        if position < bytes.count, bytes[position] | 0x20 == UInt8(ascii: "e") {
-            position += 1
+        if index < count, base.load(fromByteOffset: index, as: UInt8.self) | 0x20 == UInt8(ascii: "e") {
+            index += 1
             var exponentNegative = false
-            if position < bytes.count, bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-") {
-                exponentNegative = bytes[position] == UInt8(ascii: "-")
-                position += 1
+            if index < count {
+                let sign = base.load(fromByteOffset: index, as: UInt8.self)
+                if sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") {
+                    exponentNegative = sign == UInt8(ascii: "-")
+                    index += 1
+                }
             }
-            let exponentStart = position
+            let exponentStart = index
             var written = 0
-            while position < bytes.count, bytes[position] &- UInt8(ascii: "0") < 10 {
-                if written < 100_000 { written = written * 10 + Int(bytes[position] &- UInt8(ascii: "0")) }
-                position += 1
+            while let value = digit(at: index) {
+                if written < 100_000 { written = written * 10 + Int(value) }
+                index += 1
             }
-            guard position > exponentStart else { throw failure("expected digits in exponent") }
+            guard index > exponentStart else {
+                position = index
+                throw failure("expected digits in exponent")
+            }
             exponent += exponentNegative ? -written : written
         }
-        if digits <= 15, abs(exponent) <= 22 {
+        position = index
+        if digits <= 15, exponent >= -22, exponent <= 22 {
             let value = Double(mantissa)
-            let scaled = exponent < 0 ? value / Self.exactPowers[-exponent] : value * Self.exactPowers[exponent]
+            let scaled = exponent < 0 ? value / Self.exactPower(-exponent) : value * Self.exactPower(exponent)
             return negative ? -scaled : scaled
         }
         #if arch(x86_64)
@@ -246,6 +268,12 @@ struct JSONScanner {
         }
         #endif
         return try slowNumber(start: start)
+    }
+
+    /// 10^exponent for 0...22, each exact in a double.
+    @inline(__always)
+    private static func exactPower(_ exponent: Int) -> Double {
+        exactPowers.withUnsafeBufferPointer { $0[exponent] }
     }
 
     #if arch(x86_64)
@@ -279,12 +307,12 @@ struct JSONScanner {
         }
     }
 
-    /// The value of the next eight bytes when all are digits (read eight at a time, as
+    /// The value of the eight bytes at `offset` when all are digits (read eight at a time, as
     /// fast_float does), else nil.
     @inline(__always)
-    private func eightDigits() -> UInt64? {
-        guard position + 8 <= bytes.count else { return nil }
-        let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+    private static func eightDigits(_ base: UnsafeRawPointer, _ count: Int, _ offset: Int) -> UInt64? {
+        guard offset + 8 <= count else { return nil }
+        let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
         let high: UInt64 = 0xF0F0_F0F0_F0F0_F0F0
         guard (word & high) | (((word &+ 0x0606_0606_0606_0606) & high) >> 4) == 0x3333_3333_3333_3333 else { return nil }
         var value = word &- 0x3030_3030_3030_3030
