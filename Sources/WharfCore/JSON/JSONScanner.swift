@@ -8,26 +8,26 @@ import Darwin
 /// body without an intermediate document (the hot path of every inference request).
 ///
 /// Errors carry the byte offset. Nesting of skipped values is bounded.
-struct JSONScanner {
-    struct Failure: Error {
-        var offset: Int
-        var message: String
+package struct JSONScanner {
+    package struct Failure: Error {
+        package var offset: Int
+        package var message: String
     }
 
-    static let maxDepth = 64
+    package static let maxDepth = 64
 
-    let bytes: UnsafeRawBufferPointer
-    private(set) var position = 0
+    package let bytes: UnsafeRawBufferPointer
+    package private(set) var position = 0
 
-    init(_ bytes: UnsafeRawBufferPointer) {
+    package init(_ bytes: UnsafeRawBufferPointer) {
         self.bytes = bytes
     }
 
-    var isAtEnd: Bool { position >= bytes.count }
+    package var isAtEnd: Bool { position >= bytes.count }
 
-    func failure(_ message: String) -> Failure { Failure(offset: position, message: message) }
+    package func failure(_ message: String) -> Failure { Failure(offset: position, message: message) }
 
-    @inline(__always) mutating func skipWhitespace() {
+    @inline(__always) package mutating func skipWhitespace() {
         while position < bytes.count {
             switch bytes[position] {
             case 0x20, 0x0A, 0x0D, 0x09: position += 1
@@ -37,12 +37,12 @@ struct JSONScanner {
     }
 
     /// The next non-blank byte, not consumed.
-    @inline(__always) mutating func peek() -> UInt8? {
+    @inline(__always) package mutating func peek() -> UInt8? {
         skipWhitespace()
         return position < bytes.count ? bytes[position] : nil
     }
 
-    mutating func expect(_ byte: UInt8) throws(Failure) {
+    package mutating func expect(_ byte: UInt8) throws(Failure) {
         guard peek() == byte else {
             throw failure(position < bytes.count ? "expected '\(Character(Unicode.Scalar(byte)))'" : "unexpected end of JSON")
         }
@@ -50,14 +50,14 @@ struct JSONScanner {
     }
 
     /// Consumes `byte` if it comes next.
-    mutating func consume(_ byte: UInt8) -> Bool {
+    package mutating func consume(_ byte: UInt8) -> Bool {
         guard peek() == byte else { return false }
         position += 1
         return true
     }
 
     /// Calls `body` for each key of an object, positioned at its value, which `body` must read.
-    mutating func readObject(_ body: (inout JSONScanner, String) throws(Failure) -> Void) throws(Failure) {
+    package mutating func readObject(_ body: (inout JSONScanner, String) throws(Failure) -> Void) throws(Failure) {
         try expect(UInt8(ascii: "{"))
         if consume(UInt8(ascii: "}")) { return }
         repeat {
@@ -69,7 +69,7 @@ struct JSONScanner {
     }
 
     /// Calls `body` for each element of an array, positioned at it.
-    mutating func readArray(_ body: (inout JSONScanner) throws(Failure) -> Void) throws(Failure) {
+    package mutating func readArray(_ body: (inout JSONScanner) throws(Failure) -> Void) throws(Failure) {
         try expect(UInt8(ascii: "["))
         if consume(UInt8(ascii: "]")) { return }
         repeat {
@@ -78,15 +78,15 @@ struct JSONScanner {
         try expect(UInt8(ascii: "]"))
     }
 
-    mutating func readBool() throws(Failure) -> Bool {
+    package mutating func readBool() throws(Failure) -> Bool {
         if matchLiteral("true") { return true }
         if matchLiteral("false") { return false }
         throw failure("expected true or false")
     }
 
-    mutating func readNull() -> Bool { matchLiteral("null") }
+    package mutating func readNull() -> Bool { matchLiteral("null") }
 
-    private mutating func matchLiteral(_ literal: StaticString) -> Bool {
+    package mutating func matchLiteral(_ literal: StaticString) -> Bool {
         _ = peek()
         let count = literal.utf8CodeUnitCount
         guard position + count <= bytes.count else { return false }
@@ -97,7 +97,7 @@ struct JSONScanner {
         return matches
     }
 
-    mutating func readString() throws(Failure) -> String {
+    package mutating func readString() throws(Failure) -> String {
         try expect(UInt8(ascii: "\""))
         let start = position
         // Fast path: no escapes.
@@ -174,7 +174,7 @@ struct JSONScanner {
     /// Reads a JSON number, correctly rounded: short decimals exactly by the fast path
     /// (at most 15 significant digits and a power of ten up to 22, both exact in a double),
     /// up to 19 digits by the extended-precision path, everything else through strtod.
-    mutating func readNumber() throws(Failure) -> Double {
+    package mutating func readNumber() throws(Failure) -> Double {
         _ = peek()
         // Locals, not `self.position`: the loops below then run in registers.
         guard let base = bytes.baseAddress else { throw failure("expected a number") }
@@ -336,7 +336,7 @@ struct JSONScanner {
     /// Reads a number, or nested arrays of numbers, booleans (1 and 0) and nulls (NaN),
     /// flattened row-major into `values`: one loop, no recursion, no closure per element, since
     /// a tensor's data is most of an inference request.
-    mutating func readNumericData(into values: inout [Double], maxElements: Int, maxDepth: Int = 32) throws(Failure) {
+    package mutating func readNumericData(into values: inout [Double], maxElements: Int, maxDepth: Int = 32) throws(Failure) {
         var depth = 0
         // After '[' or ',' a value must come; after a value, ',' or ']'.
         var expectingValue = true
@@ -381,7 +381,7 @@ struct JSONScanner {
     }
 
     /// Skips one value of any kind.
-    mutating func skipValue(depth: Int = 0) throws(Failure) {
+    package mutating func skipValue(depth: Int = 0) throws(Failure) {
         guard depth < Self.maxDepth else { throw failure("nesting deeper than \(Self.maxDepth) levels") }
         switch peek() {
         case UInt8(ascii: "{"):
