@@ -90,7 +90,6 @@ final class Batcher: Sendable {
             }
             guard let jobs else { return }
             await evaluate(jobs)
-            await Task.yield()
         }
     }
 

@@ -28,7 +28,14 @@ final class Promise<Value: Sendable>: Sendable {
 
     var value: Value {
         get async throws {
-            try await withCheckedThrowingContinuation { continuation in
+            // Most often the result is already there (the caller evaluated its own batch).
+            if case .done(let result)? = state.withLock({ state -> State? in
+                if case .done = state { return state }
+                return nil
+            }) {
+                return try result.get()
+            }
+            return try await withCheckedThrowingContinuation { continuation in
                 let ready: Result<Value, any Error>? = state.withLock { state in
                     switch state {
                     case .pending:
