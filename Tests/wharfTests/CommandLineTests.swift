@@ -150,7 +150,8 @@ extension ServeCommandLineTests {
         let process = Process()
         process.executableURL = WharfCLI.executable
         process.arguments = ["serve", "--model", "m=\(model)", "--port", String(port), "--log-format", "json"]
-        process.standardError = FileHandle.nullDevice
+        let logs = Pipe()
+        process.standardError = logs
         try process.run()
         defer { if process.isRunning { process.interrupt() } }
         let ready = try await WharfCLI.waitForStatus("http://127.0.0.1:\(port)/v2/health/ready", status: 200)
@@ -165,5 +166,13 @@ extension ServeCommandLineTests {
         while process.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(!process.isRunning)
         #expect(process.terminationStatus == 0)
+        // --log-format json: every line is one JSON object with a message.
+        let lines = String(decoding: logs.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        #expect(!lines.isEmpty)
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["message"] is String, "\(line)")
+        }
+        #expect(lines.contains { $0.contains("model loaded") })
     }
 }
