@@ -97,7 +97,11 @@ final class Batcher: Sendable {
                     state.head += 1
                 }
                 state.queuedRows -= rows
-                if state.head > 1024, state.head * 2 > state.queue.count {
+                // Taken jobs leave the queue now: it must not keep their inputs alive.
+                if state.head == state.queue.count {
+                    state.queue.removeAll(keepingCapacity: true)
+                    state.head = 0
+                } else if state.head >= 64, state.head * 2 > state.queue.count {
                     state.queue.removeFirst(state.head)
                     state.head = 0
                 }
