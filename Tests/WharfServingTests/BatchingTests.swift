@@ -21,7 +21,7 @@ struct BatchingTests {
         let rows = baseRows * 10
         let features = model.metadata.featureCount
         let expected = try model.predict(values, rows: rows)
-        let server = await ServingFixtures.server(["m": path], batching: settings)
+        let server = await ServingFixtures.server(["stress": path], batching: settings)
         let service = InferenceService(store: server.store)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for caller in 0..<2000 {
@@ -33,7 +33,7 @@ struct BatchingTests {
                     let request = InferenceRequest(
                         id: "c\(caller)",
                         inputs: [RequestInput(name: "x", shape: [count, features], datatype: .fp64, data: slice)])
-                    let response = try await service.infer(request, model: "m", version: nil)
+                    let response = try await service.infer(request, model: "stress", version: nil)
                     #expect(response.id == "c\(caller)")
                     let probabilities = response.outputs.first { $0.name == "probabilities" }?.data ?? []
                     #expect(probabilities == Array(expected[(first * 3)..<((first + count) * 3)]), "caller \(caller)")
