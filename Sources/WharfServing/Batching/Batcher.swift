@@ -7,22 +7,15 @@ import WharfRuntime
 /// caller exactly its own rows back.
 ///
 /// No background task: the request that finds the model idle evaluates the queue itself, batch
-/// after batch; up to ``BatchingSettings/maxConcurrentBatches`` requests do so at once. Once its
-/// own rows are done, a leader hands the rest of the queue to the oldest waiting request and
-/// answers its caller, so no request waits on work that came after it. Evaluation happens in those request tasks, on Swift's cooperative
+/// after batch, until the queue is empty; up to ``BatchingSettings/maxConcurrentBatches``
+/// requests do so at once. Evaluation happens in those request tasks, on Swift's cooperative
 /// pool (one thread per core), never on the NIO event loops. Admission is bounded by queued
 /// rows, so overload is a fast 503, not unbounded memory.
 final class Batcher: Sendable {
-    /// What a waiting request is woken with: its rows, or the queue to evaluate.
-    private enum Outcome: Sendable {
-        case rows([Double])
-        case lead(Promise<Outcome>)
-    }
-
     private struct Job {
         var input: [Double]
         var rows: Int
-        var promise: Promise<Outcome>
+        var promise: Promise<[Double]>
     }
 
     private struct State {
@@ -48,7 +41,7 @@ final class Batcher: Sendable {
     /// Evaluates `rows` rows (row-major, `featureCount` each) and returns their outputs
     /// (row-major, `output.width` each).
     func predict(_ input: [Double], rows: Int) async throws -> [Double] {
-        var promise = Promise<Outcome>()
+        let promise = Promise<[Double]>()
         let (lead, depth): (Bool, Int) = try state.withLock { state in
             guard state.queuedRows + rows <= settings.maxQueuedRows else {
                 throw WharfError(.unavailable, "model is overloaded: \(state.queuedRows) rows are queued (limit \(settings.maxQueuedRows)); retry shortly")
@@ -60,20 +53,12 @@ final class Batcher: Sendable {
             return (true, state.queuedRows)
         }
         queueDepth.set(depth)
-        if lead { await drain(mine: promise) }
-        while true {
-            switch try await promise.value {
-            case .rows(let output): return output
-            case .lead(let next):
-                promise = next
-                await drain(mine: next)
-            }
-        }
+        if lead { await drain() }
+        return try await promise.value
     }
 
-    /// Evaluates queued jobs until the caller's own are done, then hands the queue on; or until
-    /// the queue is empty.
-    private func drain(mine: Promise<Outcome>) async {
+    /// Evaluates queued jobs until the queue is empty.
+    private func drain() async {
         while true {
             if settings.maxQueueDelayMilliseconds > 0,
                 state.withLock({ $0.queuedRows < settings.maxBatchRows })
@@ -109,19 +94,6 @@ final class Batcher: Sendable {
             }
             guard let jobs else { return }
             await evaluate(jobs)
-            guard mine.isDone else { continue }
-            let baton: (Promise<Outcome>, Promise<Outcome>)? = state.withLock { state in
-                guard state.head < state.queue.count else {
-                    state.activeBatches -= 1
-                    return nil
-                }
-                let waiting = state.queue[state.head].promise
-                let fresh = Promise<Outcome>()
-                state.queue[state.head].promise = fresh
-                return (waiting, fresh)
-            }
-            if let (waiting, fresh) = baton { waiting.fulfil(.success(.lead(fresh))) }
-            return
         }
     }
 
@@ -131,7 +103,7 @@ final class Batcher: Sendable {
         batchRows.record(rows)
         do {
             if jobs.count == 1 {
-                jobs[0].promise.fulfil(.success(.rows(try await evaluateRows(jobs[0].input, rows: rows))))
+                jobs[0].promise.fulfil(.success(try await evaluateRows(jobs[0].input, rows: rows)))
                 return
             }
             var input: [Double] = []
@@ -141,7 +113,7 @@ final class Batcher: Sendable {
             var offset = 0
             for job in jobs {
                 let count = job.rows * width
-                job.promise.fulfil(.success(.rows(Array(output[offset..<(offset + count)]))))
+                job.promise.fulfil(.success(Array(output[offset..<(offset + count)])))
                 offset += count
             }
         } catch {

@@ -10,14 +10,6 @@ final class Promise<Value: Sendable>: Sendable {
 
     private let state = Mutex(State.pending)
 
-    /// True once a result is in.
-    var isDone: Bool {
-        state.withLock { state in
-            if case .done = state { return true }
-            return false
-        }
-    }
-
     func fulfil(_ result: Result<Value, any Error>) {
         let waiter: CheckedContinuation<Value, any Error>? = state.withLock { state in
             switch state {
