@@ -8,14 +8,15 @@ let package = Package(
     platforms: [.macOS(.v14)],
     dependencies: [.package(name: "wharf", path: "..")],
     targets: [
+        .target(name: "FuzzSupport"),
         .executableTarget(
             name: "FuzzModelLoader",
-            dependencies: [.product(name: "WharfRuntime", package: "wharf")],
+            dependencies: ["FuzzSupport", .product(name: "WharfRuntime", package: "wharf")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
         .executableTarget(
             name: "FuzzInferenceRequest",
-            dependencies: [.product(name: "WharfCore", package: "wharf")],
+            dependencies: ["FuzzSupport", .product(name: "WharfCore", package: "wharf")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
     ]

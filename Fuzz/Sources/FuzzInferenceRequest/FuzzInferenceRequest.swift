@@ -1,3 +1,4 @@
+import FuzzSupport
 import WharfCore
 
 /// libFuzzer entry point for the OIP request decoder: any bytes, with the first two bytes
@@ -14,16 +15,7 @@ public func fuzzInferenceRequest(_ start: UnsafePointer<UInt8>?, _ count: Int) -
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-private func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-) -> CInt
-
 @_cdecl("FuzzInferenceRequest_main")
 public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var argc = argc
-    var argv = argv
-    return runFuzzerDriver(&argc, &argv) { data, size in fuzzInferenceRequest(data, size) }
+    runFuzzer(argc, argv) { data, size in fuzzInferenceRequest(data, size) }
 }

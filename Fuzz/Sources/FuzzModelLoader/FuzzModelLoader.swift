@@ -1,3 +1,4 @@
+import FuzzSupport
 import WharfRuntime
 
 /// libFuzzer entry point: any byte string is loaded as a model file. It must either load (and
@@ -18,17 +19,7 @@ public func fuzzModelLoader(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CIn
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-private func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-) -> CInt
-
-/// SwiftPM links an executable's entry point under this name; hand control to libFuzzer.
 @_cdecl("FuzzModelLoader_main")
 public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var argc = argc
-    var argv = argv
-    return runFuzzerDriver(&argc, &argv) { data, size in fuzzModelLoader(data, size) }
+    runFuzzer(argc, argv) { data, size in fuzzModelLoader(data, size) }
 }
