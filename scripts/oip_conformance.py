@@ -35,7 +35,6 @@ VENV_PYTHON = ROOT / ".venv-conformance" / "bin" / "python"
 try:
     import numpy as np
     import tritonclient.http as triton
-    import xgboost as xgb
 except ImportError as missing:
     if VENV_PYTHON.exists() and Path(sys.executable) != VENV_PYTHON and "OIP_REEXEC" not in os.environ:
         os.environ["OIP_REEXEC"] = "1"  # run again inside the project's venv
@@ -82,6 +81,22 @@ def make_rows(n: int, features: int, nan: bool) -> np.ndarray:
     if nan:
         X[rng.random(X.shape) < 0.05] = np.nan
     return X
+
+
+def fixture_rows(name: str, features: int):
+    """Rows of a committed fixture: those without missing values, and those with."""
+    directory = ROOT / "Tests" / "Fixtures" / "models"
+    def read(path):
+        lines = path.read_text().splitlines()[1:]
+        return np.array([[float(cell) if cell not in ("", "NaN") else np.nan for cell in line.split(",")]
+                         for line in lines], dtype=np.float64)
+    X = read(directory / f"{name}.input.csv")
+    want = read(directory / f"{name}.expected.csv")[:, 0]
+    expect(X.shape[1] == features, f"fixture {name} has {X.shape[1]} features, not {features}")
+    # XGBoost reads float32, so float32 rows give the library's answers exactly.
+    complete = ~np.isnan(X).any(axis=1)
+    X32 = X.astype(np.float32)
+    return X32[complete], want[complete], X32[~complete], want[~complete]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,6 +286,9 @@ def main() -> int:
     p.add_argument("--model", default="yardstick", help="model name on the server")
     p.add_argument("--model-file", default=str(ROOT / "bench" / "models" / "yardstick.xgb.json"),
                    help="the XGBoost model file the server serves (for the expected values)")
+    p.add_argument("--fixture", help="take rows and expected probabilities from the committed "
+                   "fixture Tests/Fixtures/models/NAME.{input,expected}.csv instead of running "
+                   "xgboost (what CI does: it needs no xgboost)")
     p.add_argument("--expected-features", type=int, default=30)
     p.add_argument("--rows", type=int, default=64, help="rows per inference request (64)")
     p.add_argument("--output", default="probability", help="probability output name")
@@ -282,16 +300,22 @@ def main() -> int:
     args.host_port = args.url.split("://", 1)[-1].rstrip("/")
     args.base_url = f"http://{args.host_port}"
 
-    booster = xgb.Booster(model_file=args.model_file)
-    if booster.num_features() != args.expected_features:
-        sys.exit(f"{args.model_file} has {booster.num_features()} features, "
-                 f"not {args.expected_features}")
-    X = make_rows(args.rows, args.expected_features, nan=False)
-    X_nan = make_rows(args.rows, args.expected_features, nan=True)
-    want = booster.predict(xgb.DMatrix(X)).astype(np.float64)
-    want_nan = booster.predict(xgb.DMatrix(X_nan)).astype(np.float64)
-    print(f"server {args.base_url}, model {args.model}, {args.rows} rows x "
-          f"{args.expected_features} features, expected values from xgboost {xgb.__version__}")
+    if args.fixture:
+        X, want, X_nan, want_nan = fixture_rows(args.fixture, args.expected_features)
+        source = f"fixture {args.fixture} (made by the library)"
+    else:
+        import xgboost as xgb
+        booster = xgb.Booster(model_file=args.model_file)
+        if booster.num_features() != args.expected_features:
+            sys.exit(f"{args.model_file} has {booster.num_features()} features, "
+                     f"not {args.expected_features}")
+        X = make_rows(args.rows, args.expected_features, nan=False)
+        X_nan = make_rows(args.rows, args.expected_features, nan=True)
+        want = booster.predict(xgb.DMatrix(X)).astype(np.float64)
+        want_nan = booster.predict(xgb.DMatrix(X_nan)).astype(np.float64)
+        source = f"xgboost {xgb.__version__}"
+    print(f"server {args.base_url}, model {args.model}, {X.shape[0]} rows x "
+          f"{args.expected_features} features, expected values from {source}")
 
     checks = Checks()
     triton_checks(args, checks, X, want, want_nan, X_nan)
