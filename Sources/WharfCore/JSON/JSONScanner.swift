@@ -23,8 +23,6 @@ package struct JSONScanner {
         self.bytes = bytes
     }
 
-    package var isAtEnd: Bool { position >= bytes.count }
-
     package func failure(_ message: String) -> Failure { Failure(offset: position, message: message) }
 
     @inline(__always) package mutating func skipWhitespace() {

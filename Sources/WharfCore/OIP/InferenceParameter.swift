@@ -19,9 +19,4 @@ public enum InferenceParameter: Sendable, Hashable {
         case .bool: nil
         }
     }
-
-    public var stringValue: String? {
-        if case .string(let value) = self { return value }
-        return nil
-    }
 }
