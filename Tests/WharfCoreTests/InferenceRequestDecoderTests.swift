@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 import WharfCore
 
@@ -115,8 +118,9 @@ struct InferenceRequestDecoderTests {
 
 @Suite("JSON numbers are read exactly")
 struct JSONNumberTests {
-    /// Long printed doubles, as Python and numpy write them, take the extended fast path; each
-    /// must read back as exactly the double the standard library reads.
+    /// Long printed doubles, as Python and numpy write them, take the Eisel–Lemire path (and,
+    /// this request being large, the chunked reader); each must read back as exactly the double
+    /// the standard library reads.
     @Test func printedDoublesRoundTrip() throws {
         var random = SeededGenerator(seed: 5)
         var texts: [String] = []
@@ -150,6 +154,147 @@ extension JSONNumberTests {
         let request = try Array(json.utf8).withUnsafeBytes { try InferenceRequestDecoder.decode($0, headerLength: nil) }
         for (text, value) in zip(texts, request.inputs[0].data) {
             #expect(Double(text)! == value, "\(text)")
+        }
+    }
+}
+
+extension JSONNumberTests {
+    private func decodeNumbers(_ texts: [String]) throws -> [Double] {
+        let json = #"{"inputs":[{"name":"x","shape":[\#(texts.count)],"datatype":"FP64","data":[\#(texts.joined(separator: ","))]}]}"#
+        return try Array(json.utf8).withUnsafeBytes { try InferenceRequestDecoder.decode($0, headerLength: nil) }.inputs[0].data
+    }
+
+    /// Decimals of 1 to 22 digits with powers of ten from -140 to 140 (beyond the Eisel–Lemire
+    /// table at both ends), and the hard cases: exact half-way points between doubles, values
+    /// a hair either side of them, the largest and smallest normal doubles and subnormals.
+    @Test func decimalsOfEveryShapeMatchStrtod() throws {
+        var random = SeededGenerator(seed: 11)
+        var texts: [String] = []
+        for _ in 0..<40_000 {
+            let digits = Int(random.next() % 22) + 1
+            var mantissa = ""
+            for position in 0..<digits {
+                let digit = random.next() % 10
+                mantissa.append(String(position == 0 && digit == 0 ? 1 : digit))
+            }
+            let exponent = Int(random.next() % 281) - 140
+            texts.append("\(random.next() & 1 == 0 ? "-" : "")\(mantissa)e\(exponent)")
+        }
+        for _ in 0..<5_000 {
+            // The decimal of a half-way point: a double's significand, doubled, plus one, times
+            // 2^(e-1); its exact decimal has at most 17 + 1 significant digits here.
+            let significand = (random.next() >> 11) | (1 << 52)
+            let halfway = Double(significand) + 0.5
+            texts.append(String(format: "%.1f", halfway))
+            texts.append(String(format: "%.1f", halfway).dropLast() + "49999")
+            texts.append(String(format: "%.1f", halfway).dropLast() + "50001")
+            let scaled = Double(bitPattern: random.next() & 0x7FEF_FFFF_FFFF_FFFF)
+            texts.append(String(format: "%.18e", scaled))
+        }
+        texts += ["1.7976931348623157e308", "1.7976931348623159e308", "2.2250738585072014e-308", "2.2250738585072011e-308",
+                  "4.9406564584124654e-324", "1e-400", "1e400", "9007199254740993", "9007199254740992.5", "0e50", "0.000000e-999"]
+        let values = try decodeNumbers(texts)
+        var mismatches: [String] = []
+        for (text, value) in zip(texts, values) {
+            let expected = strtod(text, nil)
+            if expected.bitPattern != value.bitPattern, !(expected.isNaN && value.isNaN) { mismatches.append(text) }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(10))")
+    }
+
+    /// Every entry of the table of powers is normalised, and those known by heart are exact
+    /// (the strtod comparison above checks the rest through the values they produce).
+    @Test func powersOfTenAreNormalised() {
+        for (index, power) in DecimalToDouble.powers.enumerated() {
+            #expect(power.high >> 63 == 1, "10^\(index + DecimalToDouble.exponentRange.lowerBound) not normalised")
+        }
+        // 10^0 is exactly 2^127 · 1, 10^1 = 0b1010 << 124, 10^27 = 5^27 · 2^27, exact in 128 bits.
+        let table = DecimalToDouble.powers
+        let zero = -DecimalToDouble.exponentRange.lowerBound
+        #expect(table[zero].high == 1 << 63 && table[zero].low == 0)
+        #expect(table[zero + 1].high == 0b1010 << 60 && table[zero + 1].low == 0)
+        // 5^-1 = 0.0011 0011 ... in binary: the pattern 0xCCCC... after normalising.
+        #expect(table[zero - 1].high == 0xCCCC_CCCC_CCCC_CCCC && table[zero - 1].low == 0xCCCC_CCCC_CCCC_CCCC)
+    }
+}
+
+@Suite("Large arrays read in chunks")
+struct ChunkedDataTests {
+    private func decode(_ json: String) throws(WharfError) -> InferenceRequest {
+        let bytes = Array(json.utf8)
+        let result: Result<InferenceRequest, WharfError> = bytes.withUnsafeBytes { raw in
+            Result { () throws(WharfError) in try InferenceRequestDecoder.decode(raw, headerLength: nil) }
+        }
+        return try result.get()
+    }
+
+    private func rows(_ count: Int) -> [[String]] {
+        var random = SeededGenerator(seed: 3)
+        return (0..<count).map { _ in
+            (0..<30).map { column in
+                switch random.next() % 50 {
+                case 0: "null"
+                case 1: "true"
+                case 2: "false"
+                default: String(Double(bitPattern: random.next() >> 2) * (column.isMultiple(of: 2) ? 1 : -1))
+                }
+            }
+        }
+    }
+
+    private func request(_ data: String, rows: Int) -> String {
+        #"{"inputs":[{"name":"x","shape":[\#(rows),30],"datatype":"FP64","data":\#(data)}]}"#
+    }
+
+    /// Flat, nested, with blanks: the same values, in order, as a small request would read.
+    @Test func flatAndNestedLargeArraysAreRead() throws {
+        let table = rows(4_000)
+        let expected: [Double] = table.flatMap { $0 }.map { text -> Double in
+            switch text {
+            case "null": .nan
+            case "true": 1
+            case "false": 0
+            default: Double(text)!
+            }
+        }
+        let flat = "[" + table.flatMap { $0 }.joined(separator: ",") + "]"
+        let nested = "[" + table.map { "[" + $0.joined(separator: ", ") + "]" }.joined(separator: ",\n ") + "]"
+        for data in [flat, nested] {
+            #expect(data.utf8.count > 64 * 1024)
+            let values = try decode(request(data, rows: 4_000)).inputs[0].data
+            #expect(values.count == expected.count)
+            #expect(zip(values, expected).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) })
+        }
+    }
+
+    /// A fault anywhere in a large array (at a chunk's edge too) gets the message and byte
+    /// offset the one-pass reader gives, which the small-array tests pin down.
+    @Test func faultsInLargeArraysAreReportedAsInOnePass() {
+        let values = rows(3_000).flatMap { $0 }
+        let flat = "[" + values.joined(separator: ",") + "]"
+        let middle = flat.index(flat.startIndex, offsetBy: flat.utf8.count / 2)
+        let comma = flat[middle...].firstIndex(of: ",")!
+        let faults: [(String, String)] = [
+            (flat.replacingCharacters(in: comma...comma, with: ",,"), "unexpected ','"),
+            (flat.replacingCharacters(in: comma...comma, with: " "), "expected ',' or ']'"),
+            (String(flat.dropLast()) + ",]", "unexpected ']'"),
+            (flat.replacingCharacters(in: comma...comma, with: ",\"s\","), "data holds a string"),
+            (flat.replacingCharacters(in: comma...comma, with: ",[1,2],"), "holds 90000 values, but data has 90002"),
+            (flat.replacingCharacters(in: comma...comma, with: ",1e,"), "expected digits in exponent"),
+            (String(flat.dropLast()), "expected ',' or ']'"),
+        ]
+        for (data, message) in faults {
+            let json = request(data, rows: 3_000)
+            let offset = Array(json.utf8).firstIndex(of: UInt8(ascii: "["))!
+            do {
+                _ = try decode(json)
+                Issue.record("decoded despite: \(message)")
+            } catch {
+                #expect(error.message.contains(message), "\(message) -> \(error.message)")
+                // The offset is where the fault is, well past where the array opens.
+                let at = error.message.split(separator: " ").dropFirst(5).first.flatMap { Int($0.dropLast()) }
+                #expect((at ?? 0) > offset, "\(error.message)")
+            }
         }
     }
 }
