@@ -33,4 +33,5 @@ PY2="${WHARF_FIXTURE_PY2:-}"
 
 "$PY" "$HERE/make_fixtures.py" --skip-xgb2
 "$PY2" "$HERE/make_fixtures.py" --xgb2-only
+"$PY" "$HERE/make_metric_fixtures.py"
 echo "fixtures: $(du -sh "$ROOT/Tests/Fixtures" | cut -f1) in Tests/Fixtures"

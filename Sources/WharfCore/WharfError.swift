@@ -20,6 +20,9 @@ public struct WharfError: Error, Sendable, Hashable, CustomStringConvertible {
             case payloadTooLarge
             case io
             case internalError
+            case conflict
+            case unauthorized
+            case forbidden
         }
 
         private let base: Base
@@ -38,6 +41,12 @@ public struct WharfError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let payloadTooLarge = Code(base: .payloadTooLarge)
         /// Reading or writing a file failed.
         public static let io = Code(base: .io)
+        /// The request contradicts the current state (an alias onto an archived version).
+        public static let conflict = Code(base: .conflict)
+        /// No valid credentials (a missing or wrong bearer token).
+        public static let unauthorized = Code(base: .unauthorized)
+        /// Credentials are fine but the action is refused by policy (an unvalidated promotion).
+        public static let forbidden = Code(base: .forbidden)
         /// A broken invariant inside Wharf; never the caller's fault.
         public static let internalError = Code(base: .internalError)
 

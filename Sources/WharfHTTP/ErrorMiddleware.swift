@@ -44,6 +44,9 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         case .unavailable: .serviceUnavailable
         case .payloadTooLarge: .contentTooLarge
         case .unsupportedModel: .unprocessableContent
+        case .conflict: .conflict
+        case .unauthorized: .unauthorized
+        case .forbidden: .forbidden
         default: .internalServerError
         }
     }

@@ -6,16 +6,29 @@ import WharfCore
 /// columns, a label say, are ignored); when the header holds none of them and has exactly one
 /// column per feature, columns are taken in order. Empty cells and `NaN` are missing values.
 /// Any other cell that is not a number is an error naming its line and column.
+///
+/// With a `labelColumn` (validation data), that column is read into `labels` and is never a
+/// feature; every label must be a number.
 public struct FeatureTable: Sendable {
     public var rows: Int
     public var featureCount: Int
     public var values: [Double]
+    /// The label column's values, one per row; empty without a label column.
+    public var labels: [Double] = []
 
-    public init(csv bytes: [UInt8], metadata: ModelMetadata) throws(WharfError) {
+    public init(csv bytes: [UInt8], metadata: ModelMetadata, labelColumn: String? = nil) throws(WharfError) {
         var reader = CSVReader(bytes: bytes)
         guard let header = reader.next() else { throw WharfError(.invalidInput, "the CSV file is empty: a header row is required") }
         let names = header.fields.map { $0.strippingBlanks() }
-        let columns = try Self.columns(for: metadata, header: names)
+        var labelIndex: Int?
+        if let labelColumn {
+            guard let index = names.firstIndex(of: labelColumn) else {
+                throw WharfError(.invalidInput, "the CSV has no label column \"\(labelColumn)\" (its columns: \(names.prefix(8).joined(separator: ", "))\(names.count > 8 ? ", …" : ""))")
+            }
+            labelIndex = index
+        }
+        let featureColumns = names.indices.filter { $0 != labelIndex }
+        let columns = try Self.columns(for: metadata, header: featureColumns.map { names[$0] }).map { featureColumns[$0] }
         featureCount = metadata.featureCount
         rows = 0
         values = []
@@ -32,6 +45,13 @@ public struct FeatureTable: Sendable {
                     throw WharfError(.invalidInput, "line \(record.line), column \(column + 1) (\(names[column])): \"\(cell.prefix(60))\" is not a number; feature \(feature) must be numeric, empty or NaN")
                 }
                 values.append(value)
+            }
+            if let labelIndex {
+                let cell = record.fields[labelIndex].strippingBlanks()
+                guard let label = Double(cell), label.isFinite else {
+                    throw WharfError(.invalidInput, "line \(record.line), column \(labelIndex + 1) (\(names[labelIndex])): label \"\(cell.prefix(60))\" is not a finite number")
+                }
+                labels.append(label)
             }
             rows += 1
         }

@@ -1,0 +1,165 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import WharfCore
+import WharfHTTP
+
+/// The registry's JSON API under `/v1/` (docs/registry-openapi.yaml, served at `/openapi.yaml`).
+struct RegistryController<Context: RequestContext>: Sendable {
+    let store: any RegistryStore
+    let artifacts: ArtifactStore
+    let policy: PromotionPolicy
+
+    struct AliasMove: Codable {
+        var version: Int
+        var reason: String?
+        var force: Bool?
+    }
+
+    struct Reason: Codable {
+        var reason: String?
+    }
+
+    func addRoutes(to router: Router<Context>) {
+        let models = router.group("/v1/models")
+        models.get { _, _ in try RegistryJSON.response(["models": try await store.models()]) }
+        models.get(":name") { _, context in
+            let name = try Self.name(context)
+            guard let model = try await store.model(name: name) else { throw RegistryStoreError.unknownModel(name) }
+            return try RegistryJSON.response(ModelDetail(model: model, versions: try await store.versions(name: name)))
+        }
+        models.put(":name/validation-data") { request, context in
+            let name = try Self.name(context)
+            let data = try await RegistryJSON.decode(DatasetFingerprint.self, from: request)
+            try RegistryName.checkDigest(data.sha256)
+            guard data.rows > 0, data.columns > 0 else { throw WharfError(.invalidInput, "validation data must have rows and columns") }
+            return try RegistryJSON.response(try await store.setValidationData(name: name, data: data, actor: Self.actor(request)))
+        }
+        models.post(":name/versions") { request, context in
+            let name = try Self.name(context)
+            let draft = try await RegistryJSON.decode(VersionDraft.self, from: request)
+            try Self.check(draft)
+            guard artifacts.contains(draft.artifact) else {
+                throw WharfError(.invalidInput, "artifact sha256 \(draft.artifact.sha256) (\(draft.artifact.size) bytes) is not in the registry: upload it to /v1/artifacts first")
+            }
+            let version = try await store.createVersion(name: name, draft: draft, actor: Self.actor(request))
+            return try RegistryJSON.response(version, status: .created)
+        }
+        models.get(":name/versions") { _, context in
+            try RegistryJSON.response(["versions": try await store.versions(name: try Self.name(context))])
+        }
+        models.get(":name/versions/:version") { _, context in
+            try RegistryJSON.response(try await resolveVersion(context))
+        }
+        models.get(":name/versions/:version/artifact") { _, context in
+            let version = try await resolveVersion(context)
+            return try artifactResponse(version.artifact.sha256)
+        }
+        models.post(":name/versions/:version/validations") { request, context in
+            let version = try await resolveVersion(context)
+            var record = try await RegistryJSON.decode(ValidationRecord.self, from: request)
+            try RegistryName.checkDigest(record.data.sha256)
+            record.by = Self.actor(request)
+            record.at = Date()
+            return try RegistryJSON.response(try await store.addValidation(name: version.name, version: version.version, record: record), status: .created)
+        }
+        models.post(":name/versions/:version/archive") { request, context in
+            let version = try await resolveVersion(context)
+            let reason = try await RegistryJSON.decode(Reason.self, from: request).reason
+            return try RegistryJSON.response(try await store.archive(name: version.name, version: version.version, actor: Self.actor(request), reason: reason))
+        }
+        models.get(":name/aliases") { _, context in
+            try RegistryJSON.response(["aliases": try await store.aliases(name: try Self.name(context))])
+        }
+        models.get(":name/aliases/:alias") { _, context in
+            let (name, alias) = try Self.alias(context)
+            guard let found = try await store.alias(name: name, alias: alias) else { throw RegistryStoreError.unknownAlias(name, alias) }
+            return try RegistryJSON.response(found)
+        }
+        models.put(":name/aliases/:alias") { request, context in
+            let (name, alias) = try Self.alias(context)
+            let move = try await RegistryJSON.decode(AliasMove.self, from: request)
+            let forced = try await policy.check(store: store, name: name, alias: alias, version: move.version, force: move.force ?? false, reason: move.reason)
+            let entry = try await store.setAlias(name: name, alias: alias, version: move.version, actor: Self.actor(request), reason: move.reason, forced: forced)
+            return try RegistryJSON.response(entry)
+        }
+        models.delete(":name/aliases/:alias") { request, context in
+            let (name, alias) = try Self.alias(context)
+            let reason = try await RegistryJSON.decode(Reason.self, from: request).reason
+            return try RegistryJSON.response(try await store.deleteAlias(name: name, alias: alias, actor: Self.actor(request), reason: reason))
+        }
+        models.get(":name/audit") { _, context in
+            try RegistryJSON.response(["entries": try await store.audit(name: try Self.name(context))])
+        }
+
+        router.post("/v1/artifacts") { request, _ in
+            let chunks = request.body.map { buffer in Array(buffer.readableBytesView) }
+            let reference = try await artifacts.write(chunks)
+            return try RegistryJSON.response(reference, status: .created)
+        }
+        router.get("/v1/artifacts/:sha256") { _, context in
+            try artifactResponse(try context.parameters.require("sha256"))
+        }
+    }
+
+    /// The artifact, verified first, then streamed a chunk at a time.
+    private func artifactResponse(_ digest: String) throws -> Response {
+        let path = try artifacts.verifiedPath(digest)
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+        var headers: HTTPFields = [.contentType: "application/octet-stream"]
+        headers[.init("x-wharf-artifact-sha256")!] = digest
+        if let size { headers[.contentLength] = String(size) }
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            let reader = try ArtifactReader(path: path)
+            while let chunk = try reader.next() { try await writer.write(ByteBuffer(bytes: chunk)) }
+            try await writer.finish(nil)
+        })
+    }
+
+    private func resolveVersion(_ context: Context) async throws -> ModelVersion {
+        let name = try Self.name(context)
+        let text = try context.parameters.require("version")
+        guard let number = Int(text), number >= 1 else { throw WharfError(.invalidInput, "version \"\(text.prefix(40))\" must be a whole number from 1") }
+        guard let version = try await store.version(name: name, version: number) else { throw RegistryStoreError.unknownVersion(name, number) }
+        return version
+    }
+
+    private static func name(_ context: Context) throws -> String {
+        let name = try context.parameters.require("name")
+        try RegistryName.check(name, kind: "model")
+        return name
+    }
+
+    private static func alias(_ context: Context) throws -> (String, String) {
+        let alias = try context.parameters.require("alias")
+        try RegistryName.check(alias, kind: "alias")
+        return (try name(context), alias)
+    }
+
+    /// Who made a change: `X-Wharf-Actor` (a person or pipeline name), else "api".
+    private static func actor(_ request: Request) -> String {
+        guard let actor = request.headers[HTTPField.Name("x-wharf-actor")!], !actor.isEmpty else { return "api" }
+        return String(actor.prefix(128))
+    }
+
+    private static func check(_ draft: VersionDraft) throws(WharfError) {
+        try RegistryName.checkDigest(draft.artifact.sha256)
+        guard draft.artifact.size > 0 else { throw WharfError(.invalidInput, "artifact.size must be positive") }
+        guard !draft.format.isEmpty, draft.format.count <= 64 else { throw WharfError(.invalidInput, "format must have 1 to 64 characters") }
+        guard ["binary", "multiclass", "regression"].contains(draft.task) else {
+            throw WharfError(.invalidInput, "task must be binary, multiclass or regression, not \"\(draft.task.prefix(40))\"")
+        }
+        guard draft.signature.features.count == draft.signature.featureTypes.count else {
+            throw WharfError(.invalidInput, "signature: \(draft.signature.features.count) features but \(draft.signature.featureTypes.count) feature_types")
+        }
+        if let parent = draft.lineage.parentVersion, parent < 1 { throw WharfError(.invalidInput, "lineage.parent_version must be at least 1") }
+        guard draft.params.count <= 1000, draft.tags.count <= 1000 else { throw WharfError(.invalidInput, "at most 1000 params and 1000 tags") }
+    }
+}
+
+/// `GET /v1/models/{name}`: the model and all its versions.
+struct ModelDetail: Codable {
+    var model: RegisteredModel
+    var versions: [ModelVersion]
+}
