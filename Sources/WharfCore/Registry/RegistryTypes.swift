@@ -261,7 +261,7 @@ public struct RegisteredModel: Sendable, Hashable, Codable {
 }
 
 /// Names of models and aliases: letters, digits, '.', '_' and '-', starting with a letter or
-/// digit, at most 64 characters. They become URL path segments and file names, so nothing else
+/// digit, without "..", at most 64 characters. They become URL path segments and file names, so nothing else
 /// (no '/', no "..") is allowed.
 public enum RegistryName {
     public static func check(_ name: String, kind: String) throws(WharfError) {
@@ -273,8 +273,10 @@ public enum RegistryName {
             (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
                 || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
         }
-        guard bytes.allSatisfy(allowed), allowed(bytes[0]), bytes[0] != UInt8(ascii: "."), bytes[0] != UInt8(ascii: "_"), bytes[0] != UInt8(ascii: "-") else {
-            throw WharfError(.invalidInput, "\(kind) name \"\(name.prefix(80))\" may hold only letters, digits, '.', '_' and '-', and must start with a letter or digit")
+        guard bytes.allSatisfy(allowed), allowed(bytes[0]), bytes[0] != UInt8(ascii: "."), bytes[0] != UInt8(ascii: "_"), bytes[0] != UInt8(ascii: "-"),
+              !name.contains("..")
+        else {
+            throw WharfError(.invalidInput, "\(kind) name \"\(name.prefix(80))\" may hold only letters, digits, '.', '_' and '-' (never \"..\"), and must start with a letter or digit")
         }
     }
 

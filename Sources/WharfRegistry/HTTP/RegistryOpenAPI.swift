@@ -299,5 +299,6 @@ paths:
       summary: Every alias move, archive and validation-data change, oldest first.
       responses:
         "200": {description: the log, content: {application/json: {schema: {type: object, properties: {entries: {type: array, items: {$ref: "#/components/schemas/AuditEntry"}}}}}}}
+
 """#
 }

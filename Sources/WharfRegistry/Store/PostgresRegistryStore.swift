@@ -48,7 +48,7 @@ public final class PostgresRegistryStore: RegistryStore {
     /// Creates or updates the schema: named migrations, each applied once, under an advisory
     /// lock so that replicas starting together do not race.
     public func migrate() async throws {
-        try await client.withTransaction(logger: logger) { connection in
+        try await transaction { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(727274)", logger: logger)
             try await connection.query("CREATE TABLE IF NOT EXISTS wharf_migrations (name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)", logger: logger)
             let applied = try await connection.query("SELECT name FROM wharf_migrations", logger: logger)
@@ -69,7 +69,7 @@ public final class PostgresRegistryStore: RegistryStore {
         let stamp = now.timeIntervalSince1970
         let columns = try VersionColumns(draft)
         let logger = logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await transaction { connection in
             try await connection.query("INSERT INTO models (name, created_at) VALUES (\(name), \(stamp)) ON CONFLICT (name) DO NOTHING", logger: logger)
             try await connection.query("SELECT name FROM models WHERE name = \(name) FOR UPDATE", logger: logger)
             var latest = 0
@@ -120,7 +120,7 @@ public final class PostgresRegistryStore: RegistryStore {
         let encoded = try StoredJSON.encode(record)
         let passed = record.passed
         let logger = logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await transaction { connection in
             guard try await self.exists(connection, name: name, version: version) != nil else { throw RegistryStoreError.unknownVersion(name, version) }
             try await connection.query("INSERT INTO validations (name, version, record, passed) VALUES (\(name), \(version), \(encoded), \(passed))", logger: logger)
             if passed {
@@ -132,7 +132,7 @@ public final class PostgresRegistryStore: RegistryStore {
 
     public func archive(name: String, version: Int, actor: String, reason: String?) async throws -> ModelVersion {
         let logger = logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await transaction { connection in
             guard try await self.exists(connection, name: name, version: version) != nil else { throw RegistryStoreError.unknownVersion(name, version) }
             let pointing = try await connection.query("SELECT alias FROM aliases WHERE name = \(name) AND version = \(version) ORDER BY alias LIMIT 1", logger: logger)
             for try await alias in pointing.decode(String.self) {
@@ -146,7 +146,7 @@ public final class PostgresRegistryStore: RegistryStore {
 
     public func setAlias(name: String, alias: String, version: Int, actor: String, reason: String?, forced: Bool) async throws -> AuditEntry {
         let logger = logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await transaction { connection in
             guard let state = try await self.exists(connection, name: name, version: version) else { throw RegistryStoreError.unknownVersion(name, version) }
             guard state != VersionState.archived.rawValue else { throw RegistryStoreError.archived(name, version) }
             var previous: Int?
@@ -165,7 +165,7 @@ public final class PostgresRegistryStore: RegistryStore {
 
     public func deleteAlias(name: String, alias: String, actor: String, reason: String?) async throws -> AuditEntry {
         let logger = logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await transaction { connection in
             var previous: Int?
             for try await value in try await connection.query("DELETE FROM aliases WHERE name = \(name) AND alias = \(alias) RETURNING version::BIGINT", logger: logger).decode(Int.self) {
                 previous = value
@@ -203,7 +203,7 @@ public final class PostgresRegistryStore: RegistryStore {
         let encoded = try StoredJSON.encode(data)
         let now = Date().timeIntervalSince1970
         let logger = logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await transaction { connection in
             try await connection.query(
                 """
                 INSERT INTO models (name, created_at, validation_data) VALUES (\(name), \(now), \(encoded))
@@ -211,6 +211,20 @@ public final class PostgresRegistryStore: RegistryStore {
                 """, logger: logger)
             return try await self.audit(connection, name: name, action: "validation_data.set", alias: nil, from: nil, to: nil, actor: actor,
                                         reason: "sha256 \(data.sha256)", forced: false)
+        }
+    }
+
+    /// A transaction whose failure is the closure's own error (a ``WharfError`` stays one),
+    /// not postgres-nio's wrapper.
+    private func transaction<Result: Sendable>(
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (PostgresConnection) async throws -> sending Result
+    ) async throws -> sending Result {
+        do {
+            return try await client.withTransaction(logger: logger, body)
+        } catch let error as PostgresTransactionError {
+            if let inner = error.closureError { throw inner }
+            throw WharfError(.unavailable, "a PostgreSQL transaction failed: \(String(reflecting: error).prefix(300))")
         }
     }
 
