@@ -2,10 +2,34 @@
 # The whole test suite, as CI runs it on a clean clone:
 #  1. every Swift test target, built strictly (a module may import only what Package.swift
 #     declares for it). Fixtures are committed, so this needs no Python.
+#     The registry's store contract also runs against a throwaway PostgreSQL cluster started
+#     here (Debian's postgresql package, installed if missing); without one the tests fail.
 #  2. OIP conformance: a real `wharf serve` checked with the stock Triton HTTP client, installed
 #     from PyPI into .venv-conformance-ci (skipped, with a warning, if it cannot be installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+cleanup=()
+trap 'for command in "${cleanup[@]}"; do eval "$command" || true; done' EXIT
+
+# PostgreSQL: a cluster under /tmp on its own port, trust auth, no fsync (tests only).
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+if [ -z "$pgbin" ]; then
+  apt-get -o DPkg::Lock::Timeout=300 install -y -q postgresql >/dev/null
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+fi
+pgport=$((55000 + $$ % 400))
+pgdata=$(mktemp -d /tmp/wharf-pgdata.XXXXXX)
+runas=()
+if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$pgdata"; runas=(runuser -u postgres --); fi
+"${runas[@]}" "$pgbin/initdb" -D "$pgdata" -A trust -U postgres -E UTF8 --no-sync >/dev/null
+"${runas[@]}" "$pgbin/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w -t 60 \
+  -o "-p $pgport -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200" start >/dev/null
+cleanup+=("${runas[*]} $pgbin/pg_ctl -D $pgdata -m fast stop >/dev/null; rm -rf $pgdata")
+"$pgbin/psql" -q -h 127.0.0.1 -p "$pgport" -U postgres -c 'create database wharf_test' >/dev/null
+export WHARF_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pgport/wharf_test"
+export WHARF_REQUIRE_POSTGRES=1
+
 swift test --explicit-target-dependency-import-check error "$@"
 
 venv=.venv-conformance-ci
@@ -20,7 +44,7 @@ port=$((18000 + $$ % 1000))
 binary=$(swift build --show-bin-path)/wharf
 "$binary" serve --model conformance=Tests/Fixtures/models/xgb3_binary_logistic.json --port "$port" 2>/dev/null &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+cleanup+=("kill $server 2>/dev/null")
 for _ in $(seq 1 200); do
   "$venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/v2/health/ready', timeout=1)" 2>/dev/null && break
   sleep 0.05

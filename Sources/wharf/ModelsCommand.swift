@@ -88,15 +88,13 @@ struct ModelsCommand: AsyncParsableCommand {
                     outputs: meta.output.columns)
                 var lineage = Lineage(codeRevision: codeRevision, parentVersion: parent)
                 if let trainingData {
-                    let fingerprint = DataFingerprint.of(csv: try readFile(trainingData))
-                    lineage.trainingData = DatasetFingerprint(sha256: fingerprint.sha256, rows: fingerprint.rows, columns: fingerprint.columns)
+                    lineage.trainingData = DatasetFingerprint.of(csv: try readFile(trainingData))
                 }
                 let params = try parsePairs(param, option: "--param")
                 let tags = try parsePairs(tag, option: "--tag")
                 let client = options.client
                 if let validationData {
-                    let fingerprint = DataFingerprint.of(csv: try readFile(validationData))
-                    _ = try await client.setValidationData(name, DatasetFingerprint(sha256: fingerprint.sha256, rows: fingerprint.rows, columns: fingerprint.columns))
+                    _ = try await client.setValidationData(name, DatasetFingerprint.of(csv: try readFile(validationData)))
                 }
                 let version = try await client.register(name, file: file) { artifact in
                     VersionDraft(format: meta.format.rawValue, task: meta.task.rawValue, signature: signature, artifact: artifact,

@@ -6,6 +6,7 @@ import Metrics
 import NIOCore
 import Prometheus
 import ServiceLifecycle
+import WharfClient
 import WharfCore
 import WharfServing
 
@@ -14,15 +15,22 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Serve models over the Open Inference Protocol v2 (KServe v2 / Triton REST API).",
         discussion: """
-            Models come from files (--model NAME=FILE, repeatable) or a repository directory laid out \
-            DIR/<name>/<version>/<model file>, with an optional DIR/<name>/settings.json of batching \
-            settings. The server is live at once and ready once every model is loaded and warmed. \
+            Models come from files (--model NAME=FILE, repeatable), a repository directory laid out \
+            DIR/<name>/<version>/<model file> with an optional DIR/<name>/settings.json of batching \
+            settings, or the registry (--registry URL --model NAME@ALIAS or NAME@VERSION: the model is \
+            served under NAME, and alias moves are followed within --poll-seconds, 1 by default). The server is live at once and ready once every model is loaded and warmed. \
             SIGTERM or Ctrl-C: readiness goes false, in-flight requests finish, then it exits.
             """
     )
 
-    @Option(name: .customLong("model"), help: "A model to serve, as NAME=FILE. Repeatable.")
+    @Option(name: .customLong("model"), help: "A model to serve: NAME=FILE, or NAME@ALIAS / NAME@VERSION with --registry. Repeatable.")
     var models: [String] = []
+
+    @Option(help: "Serve --model NAME@ALIAS references from this registry URL (token: WHARF_REGISTRY_TOKEN, when reads are protected).")
+    var registry: String?
+
+    @Option(help: "Where models downloaded from the registry are kept.")
+    var cacheDir = ".wharf/serve-cache"
 
     @Option(help: "Serve every model in this repository directory.")
     var modelRepository: String?
@@ -76,6 +84,20 @@ struct ServeCommand: AsyncParsableCommand {
     private func makeConfiguration() throws(WharfError) -> ServingConfiguration {
         let catalog: ModelCatalog
         switch (models.isEmpty, modelRepository) {
+        case (false, nil) where registry != nil:
+            var references: [ModelReference] = []
+            for entry in models {
+                guard let reference = try ModelReference(parsing: entry) else {
+                    throw WharfError(.invalidInput, "--model \(entry): with --registry, give NAME@ALIAS or NAME@VERSION")
+                }
+                guard !references.contains(where: { $0.name == reference.name }) else {
+                    throw WharfError(.invalidInput, "--model \(reference.name) is given twice")
+                }
+                references.append(reference)
+            }
+            let environment = ProcessInfo.processInfo.environment
+            let client = RegistryClient(baseURL: registry!, token: environment["WHARF_REGISTRY_TOKEN"], timeout: .seconds(30))
+            catalog = .registry(RegistrySource(client: client, references: references, cacheDirectory: cacheDir))
         case (false, nil):
             var files: [String: String] = [:]
             for entry in models {
@@ -107,7 +129,11 @@ struct ServeCommand: AsyncParsableCommand {
         let batching = try BatchingSettings(
             maxBatchRows: maxBatchRows, maxQueueDelayMilliseconds: maxQueueDelayMs, maxQueuedRows: maxQueuedRows
         ).validated()
-        let defaultPoll: Double = if case .repository = catalog { 5 } else { 0 }
+        let defaultPoll: Double = switch catalog {
+        case .repository: 5
+        case .registry: 1
+        case .files: 0
+        }
         let poll = pollSeconds ?? defaultPoll
         return ServingConfiguration(
             host: host, port: port, catalog: catalog, batching: batching, maxBodyBytes: maxBodyBytes,

@@ -48,7 +48,7 @@ struct ValidateCommand: AsyncParsableCommand {
         var model: String
         var task: String
         var rows: Int
-        var data: DataFingerprint
+        var data: DatasetFingerprint
         var metrics: [String: Double]
         var undefined: [String: String]
         var confusionMatrix: [[Int]]?
@@ -134,11 +134,10 @@ struct ValidateCommand: AsyncParsableCommand {
             let passed = outcomes.allSatisfy(\.passed)
             var recorded = false
             if let registered, !noRecord {
-                let fingerprint = dataset.fingerprint
                 let record = ValidationRecord(
-                    data: DatasetFingerprint(sha256: fingerprint.sha256, rows: fingerprint.rows, columns: fingerprint.columns),
+                    data: dataset.fingerprint,
                     metrics: report.values,
-                    gates: outcomes.map { ValidationRecord.Gate(gate: $0.gate, value: $0.value, threshold: $0.threshold, passed: $0.passed, detail: $0.detail) },
+                    gates: outcomes,
                     passed: passed, against: champion?.reference)
                 _ = try await client.addValidation(registered.name, registered.version, record)
                 recorded = true

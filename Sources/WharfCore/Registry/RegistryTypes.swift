@@ -36,8 +36,8 @@ public struct ArtifactReference: Sendable, Hashable, Codable {
     }
 }
 
-/// A dataset as identified in lineage and validations (same shape as the runtime's
-/// `DataFingerprint`, which this mirrors on the wire).
+/// What identifies a dataset in lineage and validations: its bytes' SHA-256 and its size, so
+/// that "validated on the registered validation set" can be checked later.
 public struct DatasetFingerprint: Sendable, Hashable, Codable {
     public var sha256: String
     public var rows: Int

@@ -62,20 +62,20 @@ public struct Gate: Sendable, Hashable, Codable, CustomStringConvertible {
     public func evaluate(_ report: MetricReport) -> GateOutcome {
         guard let value = report.values[metric] else {
             let why = report.undefined[metric] ?? "the metric was not computed"
-            return GateOutcome(gate: description, metric: metric, value: nil, threshold: threshold, passed: false, detail: "\(metric) is undefined: \(why)")
+            return GateOutcome(gate: description, value: nil, threshold: threshold, passed: false, detail: "\(metric) is undefined: \(why)")
         }
         let passed = comparison.holds(value, threshold)
         let detail = passed
             ? "\(metric) = \(value) \(comparison.rawValue) \(threshold)"
             : "\(metric) = \(value), needs \(comparison.rawValue) \(threshold) (off by \(abs(value - threshold)))"
-        return GateOutcome(gate: description, metric: metric, value: value, threshold: threshold, passed: passed, detail: detail)
+        return GateOutcome(gate: description, value: value, threshold: threshold, passed: passed, detail: detail)
     }
 
     /// Champion/challenger: the candidate must be no worse than the champion on `metric`.
     public static func noWorse(_ metric: String, candidate: MetricReport, champion: MetricReport, championName: String) -> GateOutcome {
         let gate = "\(metric) no worse than \(championName)"
         guard let value = candidate.values[metric], let reference = champion.values[metric] else {
-            return GateOutcome(gate: gate, metric: metric, value: candidate.values[metric], threshold: champion.values[metric], passed: false,
+            return GateOutcome(gate: gate, value: candidate.values[metric], threshold: champion.values[metric], passed: false,
                                detail: "\(metric) is undefined for \(candidate.values[metric] == nil ? "the candidate" : championName)")
         }
         let lower = Metrics.lowerIsBetter(metric)
@@ -83,20 +83,12 @@ public struct Gate: Sendable, Hashable, Codable, CustomStringConvertible {
         let detail = passed
             ? "\(metric) = \(value), \(championName) \(reference)"
             : "\(metric) = \(value) is worse than \(championName)'s \(reference) by \(abs(value - reference))"
-        return GateOutcome(gate: gate, metric: metric, value: value, threshold: reference, passed: passed, detail: detail)
+        return GateOutcome(gate: gate, value: value, threshold: reference, passed: passed, detail: detail)
     }
 }
 
-/// How one gate went.
-public struct GateOutcome: Sendable, Hashable, Codable {
-    public var gate: String
-    public var metric: String
-    public var value: Double?
-    public var threshold: Double?
-    public var passed: Bool
-    /// One line for people: the value, and by how much it missed.
-    public var detail: String
-}
+/// How one gate went: the registry's record of it (value, threshold, passed, a line for people).
+public typealias GateOutcome = ValidationRecord.Gate
 
 extension Substring {
     fileprivate func trimmingBlanks() -> String {

@@ -1,29 +1,15 @@
 import WharfCore
 
-/// What identifies a dataset: its bytes' SHA-256 and its size, recorded with every validation so
-/// that "validated on the registered validation set" can be checked later.
-public struct DataFingerprint: Sendable, Hashable, Codable {
-    public var sha256: String
-    public var rows: Int
-    public var columns: Int
-
-    public init(sha256: String, rows: Int, columns: Int) {
-        self.sha256 = sha256
-        self.rows = rows
-        self.columns = columns
-    }
-}
-
 /// A labelled CSV read for validation: features for the model, labels, and the fingerprint.
 public struct ValidationData: Sendable {
     public var table: FeatureTable
-    public var fingerprint: DataFingerprint
+    public var fingerprint: DatasetFingerprint
 
     public init(csv bytes: [UInt8], metadata: ModelMetadata, labelColumn: String) throws(WharfError) {
         table = try FeatureTable(csv: bytes, metadata: metadata, labelColumn: labelColumn)
         var reader = CSVReader(bytes: bytes)
         let columns = reader.next()?.fields.count ?? 0
-        fingerprint = DataFingerprint(sha256: SHA256.hash(bytes).hex, rows: table.rows, columns: columns)
+        fingerprint = DatasetFingerprint(sha256: SHA256.hash(bytes).hex, rows: table.rows, columns: columns)
     }
 }
 
@@ -51,14 +37,14 @@ public enum ModelValidation {
     }
 }
 
-extension DataFingerprint {
+extension DatasetFingerprint {
     /// The fingerprint of a CSV file with a header row: its bytes' SHA-256, its records and
     /// its header's columns (training data in lineage, say, read without a model).
-    public static func of(csv bytes: [UInt8]) -> DataFingerprint {
+    public static func of(csv bytes: [UInt8]) -> DatasetFingerprint {
         var reader = CSVReader(bytes: bytes)
         let columns = reader.next()?.fields.count ?? 0
         var rows = 0
         while reader.next() != nil { rows += 1 }
-        return DataFingerprint(sha256: SHA256.hash(bytes).hex, rows: rows, columns: columns)
+        return DatasetFingerprint(sha256: SHA256.hash(bytes).hex, rows: rows, columns: columns)
     }
 }

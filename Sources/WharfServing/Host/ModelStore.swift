@@ -19,6 +19,8 @@ public final class ModelStore: Sendable {
         var byVersion: [String: ServedModel] = [:]
         var current: String?
         var failure: String?
+        /// Versions by install time, the latest last.
+        var installed: [String] = []
     }
 
     private let models = Mutex([String: Versions]())
@@ -40,16 +42,24 @@ public final class ModelStore: Sendable {
         return found
     }
 
-    /// Installs a loaded version; the newest version (by number, else by name) becomes current.
-    public func install(_ model: ServedModel, keepVersions: Int = 2) {
+    /// Installs a loaded version. The newest version (by number, else by name) becomes current,
+    /// unless `makeCurrent`: then this one does, whatever its number (a registry alias moved
+    /// back to an older version is a rollback, not a stale load).
+    public func install(_ model: ServedModel, keepVersions: Int = 2, makeCurrent: Bool = false) {
         models.withLock { models in
             var versions = models[model.name] ?? Versions()
             versions.byVersion[model.version] = model
             versions.failure = nil
-            let ordered = versions.byVersion.keys.sorted(by: Self.versionOrder)
-            versions.current = ordered.last
-            // Older versions beyond `keepVersions` are dropped; requests holding them finish.
-            for old in ordered.dropLast(keepVersions) { versions.byVersion[old] = nil }
+            versions.installed.removeAll { $0 == model.version }
+            versions.installed.append(model.version)
+            versions.current = makeCurrent ? model.version : versions.byVersion.keys.sorted(by: Self.versionOrder).last
+            // Beyond `keepVersions`, the least recently installed go (never the current one);
+            // requests holding them finish.
+            let current = versions.current
+            while versions.installed.count > keepVersions, let old = versions.installed.first(where: { $0 != current }) {
+                versions.installed.removeAll { $0 == old }
+                versions.byVersion[old] = nil
+            }
             models[model.name] = versions
         }
     }

@@ -69,14 +69,15 @@ enum OutputBuilder {
     }
 
     private static func labels(_ values: [Double], rows: Int, width: Int, kind: OutputKind) -> [Double] {
-        (0..<rows).map { row in
+        (0..<rows).map { (row: Int) -> Double in
             switch kind {
-            case .probability: values[row] > 0.5 ? 1 : 0
-            case .margin: values[row] > 0 ? 1 : 0
-            case .classIndex: values[row]
+            case .probability: return values[row] > 0.5 ? 1 : 0
+            case .margin: return values[row] > 0 ? 1 : 0
+            case .classIndex, .value: return values[row]
             case .probabilities:
-                Double((0..<width).max { values[row * width + $0] < values[row * width + $1] } ?? 0)
-            case .value: values[row]
+                var best = 0
+                for column in 1..<max(1, width) where values[row * width + column] > values[row * width + best] { best = column }
+                return Double(best)
             }
         }
     }

@@ -44,7 +44,7 @@ public final class ModelManager: Sendable {
         }
         defer { _ = loading.withLock { $0.remove(name) } }
         do {
-            let (diskVersion, path) = try catalog.newest(name)
+            let (diskVersion, path) = try await catalog.newest(name)
             let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
             let previous = loaded.withLock { $0[name] }
             if !force, let previous, previous.path == path, previous.modified == modified,
@@ -58,7 +58,9 @@ public final class ModelManager: Sendable {
             let model = try await Task { () throws(WharfError) -> ServedModel in
                 try ServedModel.load(name: name, version: version, path: path, settings: settings)
             }.value
-            store.install(model)
+            // A registry alias names the version to serve, even an older one (a rollback).
+            let followsAlias = if case .registry = catalog { true } else { false }
+            store.install(model, makeCurrent: followsAlias)
             loaded.withLock { $0[name] = (path, modified, version) }
             logger.info(
                 "model loaded",
