@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "WharfServing", targets: ["WharfServing"]),
         .library(name: "WharfClient", targets: ["WharfClient"]),
         .library(name: "WharfRegistry", targets: ["WharfRegistry"]),
+        .library(name: "WharfGateway", targets: ["WharfGateway"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -74,6 +75,24 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "WharfGateway",
+            dependencies: [
+                "WharfCore",
+                "WharfHTTP",
+                "WharfClient",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "WharfServing",
             dependencies: [
                 "WharfCore",
@@ -98,6 +117,7 @@ let package = Package(
                 "WharfServing",
                 "WharfClient",
                 "WharfRegistry",
+                "WharfGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -143,6 +163,15 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "WharfGatewayTests",
+            dependencies: [
+                "WharfCore",
+                "WharfGateway",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),

@@ -190,7 +190,7 @@ public struct RegistryClient: Sendable {
         case 404: .notFound
         case 409: .conflict
         case 413: .payloadTooLarge
-        case 503: .unavailable
+        case 429, 503: .unavailable
         default: .internalError
         }
         return WharfError(code, message)

@@ -1,0 +1,170 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Synchronization
+import WharfCore
+
+/// An API key as stored: its SHA-256 (never the key), its scopes and its rate limit.
+///
+/// Scopes: `infer:<model>` or `infer:*` (inference), `deploy` (the deployments API), `admin`
+/// (everything, keys included).
+public struct APIKey: Sendable, Hashable, Codable {
+    public var id: String
+    public var sha256: String
+    public var scopes: [String]
+    /// Requests a second the key may make on average; nil: no limit.
+    public var ratePerSecond: Double?
+    /// Requests the key may make at once after a quiet spell (default: one second's worth).
+    public var burst: Double?
+
+    public init(id: String, sha256: String, scopes: [String], ratePerSecond: Double? = nil, burst: Double? = nil) {
+        self.id = id
+        self.sha256 = sha256
+        self.scopes = scopes
+        self.ratePerSecond = ratePerSecond
+        self.burst = burst
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, sha256, scopes, burst
+        case ratePerSecond = "rate_per_second"
+    }
+
+    func allows(_ scope: String) -> Bool {
+        if scopes.contains("admin") || scopes.contains(scope) { return true }
+        if scope.hasPrefix("infer:"), scopes.contains("infer:*") { return true }
+        return false
+    }
+
+    static func checkScopes(_ scopes: [String]) throws(WharfError) {
+        guard !scopes.isEmpty else { throw WharfError(.invalidInput, "a key needs at least one scope") }
+        for scope in scopes where !(["admin", "deploy", "infer:*"].contains(scope)) {
+            guard scope.hasPrefix("infer:") else {
+                throw WharfError(.invalidInput, "unknown scope \"\(scope.prefix(40))\": use infer:<model>, infer:*, deploy or admin")
+            }
+            try RegistryName.check(String(scope.dropFirst("infer:".count)), kind: "model")
+        }
+    }
+}
+
+/// Who may do what, and how often: keys by hash, a token bucket per key.
+final class AccessControl: Sendable {
+    private struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+    }
+
+    private let keys: Mutex<[String: APIKey]>
+    private let buckets = Mutex([String: Bucket]())
+    /// Inference without a key (keys still apply when one is sent).
+    let openInference: Bool
+    private let file: String?
+
+    init(keys: [APIKey], openInference: Bool, file: String?) {
+        self.keys = Mutex(Dictionary(keys.map { ($0.sha256, $0) }, uniquingKeysWith: { $1 }))
+        self.openInference = openInference
+        self.file = file
+    }
+
+    /// Loads the keys file (if any) and adds the bootstrap admin key.
+    static func load(file: String?, adminKeySHA256: String?, openInference: Bool) throws(WharfError) -> AccessControl {
+        var keys: [APIKey] = []
+        if let file, let data = FileManager.default.contents(atPath: file) {
+            do {
+                keys = try JSONDecoder().decode([APIKey].self, from: data)
+            } catch {
+                throw WharfError(.invalidInput, "\(file) is not a keys file (a JSON array of {id, sha256, scopes}): \(error)")
+            }
+        }
+        if let adminKeySHA256 {
+            try RegistryName.checkDigest(adminKeySHA256)
+            keys.append(APIKey(id: "admin", sha256: adminKeySHA256, scopes: ["admin"]))
+        }
+        return AccessControl(keys: keys, openInference: openInference, file: file)
+    }
+
+    /// The key allowed to do `scope`, after its rate limit. Errors: 401 (no or unknown key),
+    /// 403 (scope), 429 (rate) with Retry-After.
+    @discardableResult
+    func authorize(_ request: Request, scope: String) throws -> APIKey? {
+        guard let presented = Self.presentedKey(request) else {
+            if scope.hasPrefix("infer:"), openInference { return nil }
+            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this needs an API key (Authorization: Bearer <key> or X-API-Key)")
+        }
+        let digest = SHA256.hash(Array(presented.utf8)).hex
+        guard let key = keys.withLock({ $0[digest] }) else {
+            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "the API key is not valid")
+        }
+        guard key.allows(scope) else {
+            throw WharfError(.forbidden, "key \(key.id) lacks the scope \(scope)")
+        }
+        if let rate = key.ratePerSecond, rate > 0 {
+            let capacity = max(1, key.burst ?? rate)
+            let now = ContinuousClock.now
+            let wait: Double? = buckets.withLock { buckets in
+                var bucket = buckets[key.id] ?? Bucket(tokens: capacity, updated: now)
+                bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated).seconds * rate)
+                bucket.updated = now
+                defer { buckets[key.id] = bucket }
+                guard bucket.tokens >= 1 else { return (1 - bucket.tokens) / rate }
+                bucket.tokens -= 1
+                return nil
+            }
+            if let wait {
+                throw HTTPError(.tooManyRequests, headers: [.retryAfter: String(Int(wait.rounded(.up)))],
+                                message: "key \(key.id) is over its rate limit of \(rate) requests a second")
+            }
+        }
+        return key
+    }
+
+    static func presentedKey(_ request: Request) -> String? {
+        if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
+            return String(header.dropFirst("Bearer ".count))
+        }
+        return request.headers[HTTPField.Name("x-api-key")!]
+    }
+
+    var all: [APIKey] { keys.withLock { $0.values.sorted { $0.id < $1.id } } }
+
+    /// Creates a key; returns the secret, shown this once.
+    func create(id: String, scopes: [String], ratePerSecond: Double?, burst: Double?) throws(WharfError) -> String {
+        try RegistryName.check(id, kind: "key")
+        try APIKey.checkScopes(scopes)
+        var random = SystemRandomNumberGenerator()
+        let secret = "wk_" + (0..<4).map { _ in String(random.next() as UInt64, radix: 16) }.joined()
+        let key = APIKey(id: id, sha256: SHA256.hash(Array(secret.utf8)).hex, scopes: scopes, ratePerSecond: ratePerSecond, burst: burst)
+        try keys.withLock { keys throws(WharfError) in
+            guard !keys.values.contains(where: { $0.id == id }) else { throw WharfError(.conflict, "a key named \(id) exists") }
+            keys[key.sha256] = key
+        }
+        try persist()
+        return secret
+    }
+
+    func delete(id: String) throws(WharfError) {
+        let removed = keys.withLock { keys in
+            let before = keys.count
+            keys = keys.filter { $0.value.id != id }
+            return keys.count < before
+        }
+        guard removed else { throw WharfError(.notFound, "no key named \(id)") }
+        try persist()
+    }
+
+    private func persist() throws(WharfError) {
+        guard let file else { return }
+        let stored = all.filter { $0.id != "admin" }
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(stored).write(to: URL(fileURLWithPath: file), options: .atomic)
+        } catch {
+            throw WharfError(.io, "cannot save the keys to \(file)")
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

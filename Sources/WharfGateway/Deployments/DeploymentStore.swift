@@ -1,0 +1,175 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Synchronization
+import WharfCore
+
+/// A deployment as the router uses it: the spec, a pool per version, live figures, and the
+/// bulkhead counting its requests in flight.
+final class LiveDeployment: Sendable {
+    let spec: DeploymentSpec
+    let pools: [String: ReplicaPool]
+    let shadowPool: ReplicaPool?
+    let stats: [String: VersionStats]
+    let inFlight: Atomic<Int>
+
+    init(spec: DeploymentSpec, directory: ReplicaDirectory, stats: (String) -> VersionStats) {
+        self.spec = spec
+        var pools: [String: ReplicaPool] = [:]
+        var versionStats: [String: VersionStats] = [:]
+        for target in spec.targets {
+            pools[target.version] = ReplicaPool(target.replicas.map(directory.replica))
+            versionStats[target.version] = stats(target.version)
+        }
+        if let shadow = spec.shadow {
+            shadowPool = ReplicaPool(shadow.replicas.map(directory.replica))
+            versionStats[shadow.version] = stats(shadow.version)
+        } else {
+            shadowPool = nil
+        }
+        self.pools = pools
+        self.stats = versionStats
+        self.inFlight = Atomic(0)
+    }
+}
+
+/// Replicas by URL, shared by every deployment and spec change, so that a replica's health and
+/// breaker outlive a weight change.
+final class ReplicaDirectory: Sendable {
+    private let replicas = Mutex([String: Replica]())
+
+    func replica(_ url: String) -> Replica {
+        replicas.withLock { replicas in
+            if let existing = replicas[url] { return existing }
+            let replica = Replica(url: url)
+            replicas[url] = replica
+            return replica
+        }
+    }
+
+    /// Drops replicas no deployment uses any more.
+    func retain(_ urls: Set<String>) {
+        replicas.withLock { $0 = $0.filter { urls.contains($0.key) } }
+    }
+
+    var all: [Replica] { replicas.withLock { Array($0.values) } }
+}
+
+/// One change to a deployment, kept for `wharf deploy status`.
+public struct DeploymentChange: Sendable, Hashable, Codable {
+    public var at: Date
+    public var actor: String
+    /// `set`, `canary.start`, `canary.step`, `canary.promote`, `canary.rollback`, `promote`,
+    /// `rollback`, `shadow`, `delete`.
+    public var action: String
+    public var detail: String
+    public var weights: [String: Double]
+}
+
+/// Every deployment, its history, and the file they are kept in (written atomically), so a
+/// restarted gateway routes as before.
+final class DeploymentStore: Sendable {
+    struct Entry: Codable {
+        var spec: DeploymentSpec
+        var history: [DeploymentChange]
+        /// The spec before the last change, for an instant rollback.
+        var previous: DeploymentSpec?
+    }
+
+    private let entries = Mutex([String: Entry]())
+    private let live = Mutex([String: LiveDeployment]())
+    private let statsByVersion = Mutex([String: VersionStats]())
+    let directory = ReplicaDirectory()
+    private let file: String?
+
+    init(file: String?) throws(WharfError) {
+        self.file = file
+        guard let file, let data = FileManager.default.contents(atPath: file) else { return }
+        do {
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            let stored = try decoder.decode([String: Entry].self, from: data)
+            entries.withLock { $0 = stored }
+            for entry in stored.values { install(entry.spec) }
+        } catch {
+            throw WharfError(.invalidInput, "\(file) is not a deployments file: \(error)")
+        }
+    }
+
+    func deployment(_ model: String) -> LiveDeployment? {
+        live.withLock { $0[model] }
+    }
+
+    func entry(_ model: String) -> Entry? {
+        entries.withLock { $0[model] }
+    }
+
+    var models: [String] { entries.withLock { $0.keys.sorted() } }
+
+    /// Replaces (or creates) a deployment; returns the change recorded.
+    @discardableResult
+    func set(_ spec: DeploymentSpec, actor: String, action: String, detail: String) throws(WharfError) -> DeploymentChange {
+        let spec = try spec.validated()
+        let change = DeploymentChange(at: Date(), actor: actor, action: action, detail: detail,
+                                      weights: Dictionary(uniqueKeysWithValues: spec.targets.map { ($0.version, $0.weight) }))
+        entries.withLock { entries in
+            var entry = entries[spec.model] ?? Entry(spec: spec, history: [], previous: nil)
+            if entry.spec != spec { entry.previous = entry.spec }
+            entry.spec = spec
+            entry.history.append(change)
+            if entry.history.count > 500 { entry.history.removeFirst(entry.history.count - 500) }
+            entries[spec.model] = entry
+        }
+        install(spec)
+        try persist()
+        return change
+    }
+
+    func delete(_ model: String) throws(WharfError) {
+        guard entries.withLock({ $0.removeValue(forKey: model) }) != nil else {
+            throw WharfError(.notFound, "no deployment for model \(model)")
+        }
+        _ = live.withLock { $0.removeValue(forKey: model) }
+        directory.retain(Set(entries.withLock { $0.values.flatMap { Self.urls($0.spec) } }))
+        try persist()
+    }
+
+    func stats(model: String, version: String) -> VersionStats {
+        statsByVersion.withLock { all in
+            let key = model + "\u{0}" + version
+            if let existing = all[key] { return existing }
+            let stats = VersionStats(deployment: model, version: version)
+            all[key] = stats
+            return stats
+        }
+    }
+
+    private func install(_ spec: DeploymentSpec) {
+        let deployment = LiveDeployment(spec: spec, directory: directory) { self.stats(model: spec.model, version: $0) }
+        live.withLock { $0[spec.model] = deployment }
+    }
+
+    static func urls(_ spec: DeploymentSpec) -> [String] {
+        spec.targets.flatMap(\.replicas) + (spec.shadow?.replicas ?? [])
+    }
+
+    private func persist() throws(WharfError) {
+        guard let file else { return }
+        let snapshot = entries.withLock { $0 }
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.dateEncodingStrategy = .iso8601
+            let data = try encoder.encode(snapshot)
+            let temporary = file + ".tmp-\(UUID().uuidString)"
+            try data.write(to: URL(fileURLWithPath: temporary))
+            guard rename(temporary, file) == 0 else {
+                unlink(temporary)
+                throw WharfError(.io, "cannot move the deployments file into place")
+            }
+        } catch {
+            throw WharfError(.io, "cannot save the deployments to \(file): \(error.localizedDescription)")
+        }
+    }
+}

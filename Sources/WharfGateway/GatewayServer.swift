@@ -1,0 +1,111 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import WharfCore
+import WharfHTTP
+
+/// How `wharf gateway` runs.
+///
+/// | flag | default | meaning |
+/// | --- | --- | --- |
+/// | `--host`, `--port` | 127.0.0.1, 8080 | where clients connect |
+/// | `--data-dir` | `.wharf` | `gateway/deployments.json` and `gateway/keys.json` (hashed keys) |
+/// | `--admin-key-sha256` / `WHARF_GATEWAY_ADMIN_KEY` | none | a bootstrap key with the `admin` scope |
+/// | `--open-inference` | off | inference without a key (keys still limit those who send one) |
+/// | `--health-interval-ms` | 500 | how often every replica's readiness is checked |
+/// | `--max-body-bytes` | 64 MiB | larger requests get 413 |
+public struct GatewayConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var dataDirectory: String?
+    public var adminKeySHA256: String?
+    public var openInference: Bool
+    public var healthInterval: Duration
+    public var maxBodyBytes: Int
+    /// Connections kept to each replica (the forwarding pool).
+    public var connectionsPerReplica: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String? = ".wharf", adminKeySHA256: String? = nil,
+                openInference: Bool = false, healthInterval: Duration = .milliseconds(500), maxBodyBytes: Int = 64 << 20,
+                connectionsPerReplica: Int = 64) {
+        self.host = host
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.adminKeySHA256 = adminKeySHA256
+        self.openInference = openInference
+        self.healthInterval = healthInterval
+        self.maxBodyBytes = maxBodyBytes
+        self.connectionsPerReplica = connectionsPerReplica
+    }
+}
+
+/// The gateway: deployments, routing, access control and the HTTP API in front of them.
+public struct GatewayServer: Sendable {
+    public let configuration: GatewayConfiguration
+    let store: DeploymentStore
+    let access: AccessControl
+    let router: InferenceRouter
+    let canaries: CanaryController
+    let http: HTTPClient
+    let logger: Logger
+
+    public init(configuration: GatewayConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        var files: (deployments: String, keys: String)?
+        if let directory = configuration.dataDirectory {
+            try FileManager.default.createDirectory(atPath: directory + "/gateway", withIntermediateDirectories: true)
+            files = (directory + "/gateway/deployments.json", directory + "/gateway/keys.json")
+        }
+        store = try DeploymentStore(file: files?.deployments)
+        access = try AccessControl.load(file: files?.keys, adminKeySHA256: configuration.adminKeySHA256, openInference: configuration.openInference)
+        var client = HTTPClient.Configuration()
+        client.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.connectionsPerReplica)
+        client.timeout = .init(connect: .seconds(1), read: .seconds(600))
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: client)
+        router = InferenceRouter(store: store, http: http, logger: logger)
+        canaries = CanaryController(store: store, logger: logger)
+        self.logger = logger
+    }
+
+    public func buildApplication(
+        metrics: PrometheusCollectorRegistry? = nil,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let routes = Router(context: BasicRequestContext.self)
+        routes.add(middleware: RequestIDMiddleware())
+        routes.add(middleware: ErrorMiddleware())
+        GatewayInferenceController<BasicRequestContext>(router: router, access: access, maxBodyBytes: configuration.maxBodyBytes).addRoutes(to: routes)
+        DeploymentController<BasicRequestContext>(store: store, canaries: canaries, access: access).addRoutes(to: routes)
+        routes.get("/openapi.yaml") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/yaml"], body: ResponseBody(byteBuffer: ByteBuffer(string: GatewayOpenAPI.document)))
+        }
+        if let metrics {
+            MetricsEndpoint<BasicRequestContext>(registry: metrics).addRoutes(to: routes)
+        }
+        return Application(
+            router: routes,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "wharf-gateway"),
+            services: [
+                HealthChecker(directory: store.directory, http: http, interval: configuration.healthInterval, logger: logger),
+                ClientShutdown(http: http),
+            ],
+            onServerRunning: onServerRunning,
+            logger: logger
+        )
+    }
+}
+
+/// Closes the forwarding client's connections when the service group stops.
+struct ClientShutdown: Service {
+    let http: HTTPClient
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await http.shutdown()
+    }
+}

@@ -1,0 +1,259 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+import WharfCore
+import WharfHTTP
+
+/// The OIP v2 face of the gateway: health, and inference routed to deployments.
+struct GatewayInferenceController<Context: RequestContext>: Sendable {
+    let router: InferenceRouter
+    let access: AccessControl
+    let maxBodyBytes: Int
+
+    func addRoutes(to routes: Router<Context>) {
+        routes.get("/v2/health/live") { _, _ in Response.emptyOK }
+        routes.get("/v2/health/ready") { _, _ in Response.emptyOK }
+        routes.get("/v2") { _, _ in
+            Response.json(Array(#"{"name":"wharf-gateway","version":"1","extensions":["binary_tensor_data"]}"#.utf8))
+        }
+        routes.get("/v2/models/:model") { request, context in try await metadata(request, context, suffix: "") }
+        routes.get("/v2/models/:model/ready") { request, context in try await metadata(request, context, suffix: "/ready") }
+        routes.post("/v2/models/:model/infer") { request, context in try await infer(request, context, version: nil) }
+        routes.post("/v2/models/:model/versions/:version/infer") { request, context in
+            try await infer(request, context, version: try context.parameters.require("version"))
+        }
+    }
+
+    private func infer(_ request: Request, _ context: Context, version: String?) async throws -> Response {
+        let model = try context.parameters.require("model")
+        try RegistryName.check(model, kind: "model")
+        try access.authorize(request, scope: "infer:\(model)")
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: maxBodyBytes)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw WharfError(.payloadTooLarge, "the request body is larger than \(maxBodyBytes) bytes")
+        }
+        let requestID = context.logger[metadataKey: "request_id"].map { "\($0)" }
+        return try await router.infer(model: model, version: version, body: body, headers: request.headers, requestID: requestID)
+    }
+
+    /// Model metadata and readiness come from a replica of the deployment's main version.
+    private func metadata(_ request: Request, _ context: Context, suffix: String) async throws -> Response {
+        let model = try context.parameters.require("model")
+        try RegistryName.check(model, kind: "model")
+        try access.authorize(request, scope: "infer:\(model)")
+        guard let deployment = router.store.deployment(model) else { throw WharfError(.notFound, "no deployment for model \(model)") }
+        let main = deployment.spec.targets.max { $0.weight < $1.weight }!
+        for replica in main.replicas {
+            guard let response = try? await router.http.execute(
+                .init(url: "\(replica)/v2/models/\(model)\(suffix)"), deadline: .now() + .seconds(2))
+            else { continue }
+            let body = try await response.body.collect(upTo: 1 << 20)
+            guard response.status.code < 500 else { continue }
+            var headers: HTTPFields = [.contentType: response.headers.first(name: "content-type") ?? "application/json"]
+            headers[.deploymentVersion] = main.version
+            return Response(status: .init(code: Int(response.status.code)), headers: headers, body: ResponseBody(byteBuffer: body))
+        }
+        throw WharfError(.unavailable, "no replica of model \(model) answers")
+    }
+}
+
+/// `/v1/deployments` and `/v1/keys`: always behind a key (`deploy`, `admin`).
+struct DeploymentController<Context: RequestContext>: Sendable {
+    let store: DeploymentStore
+    let canaries: CanaryController
+    let access: AccessControl
+
+    struct Status: Codable {
+        struct Version: Codable {
+            var version: String
+            var weight: Double
+            var role: String
+            var live: VersionStats.Summary
+            var replicas: [Replica.Snapshot]
+        }
+
+        var model: String
+        var spec: DeploymentSpec
+        var versions: [Version]
+        var inFlight: Int
+        var canary: CanaryController.Status?
+        var history: [DeploymentChange]
+        var canRollBack: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case model, spec, versions, canary, history
+            case inFlight = "in_flight"
+            case canRollBack = "can_roll_back"
+        }
+    }
+
+    struct Promotion: Codable { var version: String }
+    struct ShadowChange: Codable {
+        var version: String?
+        var share: Double?
+        var replicas: [String]?
+    }
+
+    struct KeyRequest: Codable {
+        var id: String
+        var scopes: [String]
+        var ratePerSecond: Double?
+        var burst: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case id, scopes, burst
+            case ratePerSecond = "rate_per_second"
+        }
+    }
+
+    func addRoutes(to routes: Router<Context>) {
+        let deployments = routes.group("/v1/deployments")
+        deployments.get { request, _ in
+            try access.authorize(request, scope: "deploy")
+            return try Self.json(["deployments": store.models.compactMap { status($0) }])
+        }
+        deployments.get(":model") { request, context in
+            try access.authorize(request, scope: "deploy")
+            let model = try Self.model(context)
+            guard let status = status(model) else { throw WharfError(.notFound, "no deployment for model \(model)") }
+            return try Self.json(status)
+        }
+        deployments.put(":model") { request, context in
+            let key = try access.authorize(request, scope: "deploy")
+            let model = try Self.model(context)
+            var spec = try await Self.decode(DeploymentSpec.self, request)
+            guard spec.model == model else { throw WharfError(.invalidInput, "the spec is for model \(spec.model), the path for \(model)") }
+            spec = try spec.validated()
+            if canaries.status(model)?.state == "running" { throw WharfError(.conflict, "a canary of \(model) is running: roll it back or wait") }
+            try store.set(spec, actor: key?.id ?? "anonymous", action: "set", detail: "weights " + spec.targets.map { "\($0.version)=\($0.weight)" }.joined(separator: ","))
+            return try Self.json(status(model))
+        }
+        deployments.delete(":model") { request, context in
+            try access.authorize(request, scope: "deploy")
+            let model = try Self.model(context)
+            _ = try? canaries.abort(model: model, actor: "delete", reason: "deployment deleted")
+            try store.delete(model)
+            return Response(status: .noContent)
+        }
+        deployments.post(":model/canary") { request, context in
+            let key = try access.authorize(request, scope: "deploy")
+            let model = try Self.model(context)
+            let plan = try await Self.decode(CanaryPlan.self, request)
+            return try Self.json(try canaries.start(model: model, plan: plan, actor: key?.id ?? "anonymous"), status: .accepted)
+        }
+        deployments.post(":model/promote") { request, context in
+            let key = try access.authorize(request, scope: "deploy")
+            let model = try Self.model(context)
+            let promotion = try await Self.decode(Promotion.self, request)
+            let actor = key?.id ?? "anonymous"
+            // Taken before a running canary of this version is stopped: it holds the canary's target.
+            var spec = try current(model).spec
+            if let canary = canaries.status(model), canary.state == "running", canary.version == promotion.version {
+                _ = try canaries.abort(model: model, actor: actor, reason: "promoted by hand")
+            }
+            guard let target = spec.targets.first(where: { $0.version == promotion.version }) else {
+                throw WharfError(.notFound, "deployment \(model) has no version \(promotion.version)")
+            }
+            spec.targets = [DeploymentSpec.Target(version: target.version, weight: 100, replicas: target.replicas)]
+            try store.set(spec, actor: actor, action: "promote", detail: "\(promotion.version) takes all traffic")
+            return try Self.json(status(model))
+        }
+        deployments.post(":model/rollback") { request, context in
+            let key = try access.authorize(request, scope: "deploy")
+            let model = try Self.model(context)
+            let actor = key?.id ?? "anonymous"
+            if try canaries.abort(model: model, actor: actor, reason: "rolled back by hand") {
+                return try Self.json(status(model))
+            }
+            guard let previous = try current(model).previous else {
+                throw WharfError(.conflict, "deployment \(model) has no earlier spec to roll back to")
+            }
+            try store.set(previous, actor: actor, action: "rollback", detail: "back to the spec before the last change")
+            return try Self.json(status(model))
+        }
+        deployments.put(":model/shadow") { request, context in
+            let key = try access.authorize(request, scope: "deploy")
+            let model = try Self.model(context)
+            let change = try await Self.decode(ShadowChange.self, request)
+            var spec = try current(model).spec
+            if let version = change.version, let share = change.share, share > 0 {
+                spec.shadow = DeploymentSpec.Shadow(version: version, share: share, replicas: change.replicas ?? [])
+            } else {
+                spec.shadow = nil
+            }
+            try store.set(spec, actor: key?.id ?? "anonymous", action: "shadow",
+                          detail: spec.shadow.map { "\($0.version) gets a copy of \($0.share * 100)%" } ?? "shadow off")
+            return try Self.json(status(model))
+        }
+
+        let keys = routes.group("/v1/keys")
+        keys.get { request, _ in
+            try access.authorize(request, scope: "admin")
+            return try Self.json(["keys": access.all.map { ["id": $0.id, "scopes": $0.scopes.joined(separator: " ")] }])
+        }
+        keys.post { request, _ in
+            try access.authorize(request, scope: "admin")
+            let new = try await Self.decode(KeyRequest.self, request)
+            let secret = try access.create(id: new.id, scopes: new.scopes, ratePerSecond: new.ratePerSecond, burst: new.burst)
+            return try Self.json(["id": new.id, "key": secret], status: .created)
+        }
+        keys.delete(":id") { request, context in
+            try access.authorize(request, scope: "admin")
+            try access.delete(id: try context.parameters.require("id"))
+            return Response(status: .noContent)
+        }
+    }
+
+    private func current(_ model: String) throws(WharfError) -> DeploymentStore.Entry {
+        guard let entry = store.entry(model) else { throw WharfError(.notFound, "no deployment for model \(model)") }
+        return entry
+    }
+
+    func status(_ model: String) -> Status? {
+        guard let entry = store.entry(model), let live = store.deployment(model) else { return nil }
+        var versions = entry.spec.targets.map { target in
+            Status.Version(version: target.version, weight: target.weight, role: "primary",
+                           live: store.stats(model: model, version: target.version).summary(),
+                           replicas: live.pools[target.version]?.replicas.map(\.snapshot) ?? [])
+        }
+        if let shadow = entry.spec.shadow {
+            versions.append(Status.Version(version: shadow.version, weight: 0, role: "shadow",
+                                           live: store.stats(model: model, version: shadow.version).summary(),
+                                           replicas: live.shadowPool?.replicas.map(\.snapshot) ?? []))
+        }
+        return Status(model: model, spec: entry.spec, versions: versions, inFlight: live.inFlight.load(ordering: .relaxed),
+                      canary: canaries.status(model), history: Array(entry.history.suffix(50)), canRollBack: entry.previous != nil)
+    }
+
+    private static func model(_ context: Context) throws -> String {
+        let model = try context.parameters.require("model")
+        try RegistryName.check(model, kind: "model")
+        return model
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return Response.json(Array(try encoder.encode(value)), status: status)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        let buffer = try await request.body.collect(upTo: 1 << 20)
+        let decoder = JSONDecoder()
+        do {
+            return try decoder.decode(type, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw WharfError(.invalidInput, "the request body is not a valid \(type): \(JSONErrors.describe(error))")
+        } catch {
+            throw WharfError(.invalidInput, "the request body is not valid JSON")
+        }
+    }
+}

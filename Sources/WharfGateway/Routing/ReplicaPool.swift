@@ -1,0 +1,125 @@
+import Synchronization
+import WharfCore
+
+/// One model-server replica as the gateway sees it: requests in flight, the last active health
+/// check, and a circuit breaker fed by the requests themselves (passive ejection).
+public final class Replica: Sendable {
+    public let url: String
+
+    struct State {
+        var outstanding = 0
+        /// From the active checks of `/v2/health/ready`; a new replica is trusted until the
+        /// first check says otherwise.
+        var ready = true
+        var consecutiveFailures = 0
+        /// While set and in the future, the breaker is open: the replica gets no requests.
+        var openUntil: ContinuousClock.Instant?
+        var cooldown: Duration = .milliseconds(500)
+        /// After the cooldown one trial request is let through (half-open).
+        var trialInFlight = false
+    }
+
+    let state = Mutex(State())
+    /// Consecutive failures that open the breaker.
+    static let failureThreshold = 3
+    static let maximumCooldown: Duration = .seconds(15)
+
+    public init(url: String) {
+        self.url = url
+    }
+
+    public struct Snapshot: Sendable, Hashable, Codable {
+        public var url: String
+        public var outstanding: Int
+        public var ready: Bool
+        public var breakerOpen: Bool
+        public var consecutiveFailures: Int
+
+        enum CodingKeys: String, CodingKey {
+            case url, outstanding, ready
+            case breakerOpen = "breaker_open"
+            case consecutiveFailures = "consecutive_failures"
+        }
+    }
+
+    public var snapshot: Snapshot {
+        let now = ContinuousClock.now
+        return state.withLock {
+            Snapshot(url: url, outstanding: $0.outstanding, ready: $0.ready,
+                     breakerOpen: $0.openUntil.map { $0 > now } ?? false, consecutiveFailures: $0.consecutiveFailures)
+        }
+    }
+
+    /// Takes the replica for one request if it may have one now; counts it in flight.
+    func acquire(now: ContinuousClock.Instant) -> Bool {
+        state.withLock { state in
+            guard state.ready else { return false }
+            if let openUntil = state.openUntil {
+                guard now >= openUntil, !state.trialInFlight else { return false }
+                state.trialInFlight = true
+            }
+            state.outstanding += 1
+            return true
+        }
+    }
+
+    /// The request is over; `failed` when the replica could not answer (connection, 503, timeout).
+    func release(failed: Bool, now: ContinuousClock.Instant) {
+        state.withLock { state in
+            state.outstanding -= 1
+            let wasTrial = state.trialInFlight
+            state.trialInFlight = false
+            if failed {
+                state.consecutiveFailures += 1
+                if wasTrial || state.consecutiveFailures >= Self.failureThreshold {
+                    // Open (again), each time for longer, up to the maximum.
+                    state.openUntil = now + state.cooldown
+                    state.cooldown = min(state.cooldown * 2, Self.maximumCooldown)
+                }
+            } else {
+                state.consecutiveFailures = 0
+                state.openUntil = nil
+                state.cooldown = .milliseconds(500)
+            }
+        }
+    }
+
+    /// An active health check's result. A replica that is ready again (restarted, say) gets
+    /// its breaker closed at once rather than after the cooldown.
+    func recordHealth(ready: Bool) {
+        state.withLock { state in
+            let wasReady = state.ready
+            state.ready = ready
+            if ready, !wasReady || state.openUntil != nil {
+                state.openUntil = nil
+                state.consecutiveFailures = 0
+                state.cooldown = .milliseconds(500)
+            }
+        }
+    }
+
+    var outstanding: Int { state.withLock { $0.outstanding } }
+}
+
+/// The replicas of one version: least outstanding requests, ties broken by two random choices.
+public struct ReplicaPool: Sendable {
+    public let replicas: [Replica]
+
+    public init(_ replicas: [Replica]) {
+        self.replicas = replicas
+    }
+
+    /// A replica for one request (already acquired), not among `excluded`; nil when none may
+    /// take one now.
+    func acquire(excluding excluded: Set<String>, random: inout some RandomNumberGenerator) -> Replica? {
+        let now = ContinuousClock.now
+        var candidates = replicas.filter { !excluded.contains($0.url) }
+        // Power of two choices: two at random, the less loaded first; then the rest by load.
+        if candidates.count > 2 {
+            candidates.shuffle(using: &random)
+        }
+        candidates.sort { $0.outstanding < $1.outstanding }
+        for replica in candidates where replica.acquire(now: now) { return replica }
+        return nil
+    }
+}

@@ -1,0 +1,170 @@
+import ArgumentParser
+import Foundation
+import WharfClient
+import WharfCore
+
+/// Where the gateway is and the key to use: shared by the deploy subcommands.
+struct GatewayOptions: ParsableArguments {
+    @Option(help: "Gateway URL (WHARF_GATEWAY_URL; default http://127.0.0.1:8080).")
+    var gateway: String?
+
+    @Option(help: "API key with the deploy scope (WHARF_API_KEY).")
+    var key: String?
+
+    var client: GatewayClient {
+        let environment = ProcessInfo.processInfo.environment
+        return GatewayClient(baseURL: gateway ?? environment["WHARF_GATEWAY_URL"] ?? "http://127.0.0.1:8080",
+                             key: key ?? environment["WHARF_API_KEY"])
+    }
+}
+
+func printJSONObject(_ object: [String: Any]) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    writeStandardOutput(String(decoding: data, as: UTF8.self) + "\n")
+}
+
+/// `VERSION=WEIGHT@URL,URL` → a target.
+func parseTarget(_ text: String) throws(WharfError) -> DeploymentSpec.Target {
+    guard let equals = text.firstIndex(of: "="), let at = text.firstIndex(of: "@"), equals < at else {
+        throw WharfError(.invalidInput, "--target \(text): expected VERSION=WEIGHT@URL[,URL…], like 3=100@http://127.0.0.1:9001")
+    }
+    guard let weight = Double(text[text.index(after: equals)..<at]) else {
+        throw WharfError(.invalidInput, "--target \(text): the weight must be a number")
+    }
+    let replicas = text[text.index(after: at)...].split(separator: ",").map(String.init)
+    return DeploymentSpec.Target(version: String(text[..<equals]), weight: weight, replicas: replicas)
+}
+
+struct DeployCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "deploy",
+        abstract: "Steer the gateway's deployments: set, status, canary, promote, rollback, shadow.",
+        subcommands: [Set.self, Status.self, Canary.self, Promote.self, Rollback.self, Shadow.self]
+    )
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create or replace a deployment, from --spec FILE (JSON) or --target flags.")
+        @OptionGroup var options: GatewayOptions
+        @Argument(help: "The model name clients use.") var model: String
+        @Option(help: "A JSON deployment spec (docs/gateway-openapi.yaml).") var spec: String?
+        @Option(help: "VERSION=WEIGHT@URL[,URL…]. Repeatable.") var target: [String] = []
+        @Option(help: "Route by this header with consistent hashing.") var stickyHeader: String?
+        @Option(help: "Per-attempt timeout, milliseconds.") var timeoutMs = 10_000
+        @Option(help: "Other replicas tried when one fails.") var retries = 2
+        @Option(help: "Requests in flight at most; beyond, 503.") var maxConcurrency = 256
+
+        func run() async throws {
+            try await reportingErrors {
+                var deployment: DeploymentSpec
+                if let spec {
+                    do {
+                        deployment = try JSONDecoder().decode(DeploymentSpec.self, from: Data(try readFile(spec)))
+                    } catch let error as WharfError {
+                        throw error
+                    } catch {
+                        throw WharfError(.invalidInput, "\(spec) is not a deployment spec: \(error)")
+                    }
+                } else {
+                    deployment = DeploymentSpec(model: model, targets: try target.map(parseTarget), stickyHeader: stickyHeader,
+                                                timeoutMilliseconds: timeoutMs, retries: retries, maxConcurrency: maxConcurrency)
+                }
+                deployment.model = model
+                try printJSONObject(try await options.client.set(try deployment.validated()))
+            }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Spec, live figures, canary and change history of a deployment.")
+        @OptionGroup var options: GatewayOptions
+        @Argument(help: "The model.") var model: String
+
+        func run() async throws {
+            try await reportingErrors { try printJSONObject(try await options.client.status(model)) }
+        }
+    }
+
+    struct Canary: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Roll a new version out step by step; it rolls back by itself when a limit is crossed.")
+        @OptionGroup var options: GatewayOptions
+        @Argument(help: "The model.") var model: String
+        @Option(help: "The new version's label.") var version: String
+        @Option(help: "Its replicas' URLs, comma-separated.") var replicas: String
+        @Option(help: "Traffic percentages, comma-separated.") var steps = "5,25,50,100"
+        @Option(help: "Time per step: 30s, 2m, 500ms.") var interval = "30s"
+        @Option(help: "Highest error rate: 1% or 0.01.") var maxErrorRate = "1%"
+        @Option(help: "Highest p99 latency, milliseconds.") var maxP99Ms: Double?
+        @Option(help: "Requests a step needs before it is judged.") var minRequests = 20
+
+        func run() async throws {
+            try await reportingErrors {
+                let stepValues = try steps.split(separator: ",").map { text throws(WharfError) -> Double in
+                    guard let value = Double(text.trimmingCharacters(in: .whitespaces)) else { throw WharfError(.invalidInput, "--steps: \"\(text)\" is not a number") }
+                    return value
+                }
+                let plan = CanaryPlan(version: version, replicas: replicas.split(separator: ",").map(String.init), steps: stepValues,
+                                      intervalSeconds: try parseSeconds(interval), maxErrorRate: try parseRate(maxErrorRate),
+                                      maxP99Milliseconds: maxP99Ms, minRequests: minRequests)
+                try printJSONObject(try await options.client.canary(model, try plan.validated()))
+            }
+        }
+    }
+
+    struct Promote: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Give one version all the traffic.")
+        @OptionGroup var options: GatewayOptions
+        @Argument(help: "The model.") var model: String
+        @Option(help: "The version's label.") var version: String
+
+        func run() async throws {
+            try await reportingErrors { try printJSONObject(try await options.client.promote(model, version: version)) }
+        }
+    }
+
+    struct Rollback: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop a running canary, or go back to the spec before the last change. Instant.")
+        @OptionGroup var options: GatewayOptions
+        @Argument(help: "The model.") var model: String
+
+        func run() async throws {
+            try await reportingErrors { try printJSONObject(try await options.client.rollback(model)) }
+        }
+    }
+
+    struct Shadow: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Copy a share of the traffic to a version, compare, never return (--share 0: off).")
+        @OptionGroup var options: GatewayOptions
+        @Argument(help: "The model.") var model: String
+        @Option(help: "The shadow version's label.") var version: String?
+        @Option(help: "Share of requests copied: 10% or 0.1.") var share = "0"
+        @Option(help: "Its replicas' URLs, comma-separated.") var replicas = ""
+
+        func run() async throws {
+            try await reportingErrors {
+                try printJSONObject(try await options.client.shadow(
+                    model, version: version, share: try parseRate(share), replicas: replicas.split(separator: ",").map(String.init)))
+            }
+        }
+    }
+}
+
+/// "1%" → 0.01, "0.02" → 0.02.
+func parseRate(_ text: String) throws(WharfError) -> Double {
+    let percent = text.hasSuffix("%")
+    guard let value = Double(percent ? String(text.dropLast()) : text), value >= 0 else {
+        throw WharfError(.invalidInput, "\"\(text)\" is not a rate (write 1% or 0.01)")
+    }
+    return percent ? value / 100 : value
+}
+
+/// "30s", "2m", "500ms", "1.5" (seconds).
+func parseSeconds(_ text: String) throws(WharfError) -> Double {
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+    for (suffix, scale) in units where text.hasSuffix(suffix) {
+        if let value = Double(text.dropLast(suffix.count)), value > 0 { return value * scale }
+    }
+    if let value = Double(text), value > 0 { return value }
+    throw WharfError(.invalidInput, "\"\(text)\" is not a duration (write 30s, 2m or 500ms)")
+}

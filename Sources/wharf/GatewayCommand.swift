@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import WharfCore
+import WharfGateway
+
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "Run the gateway: OIP v2 in front of the model servers, with deployments, canaries, shadows and keys.",
+        discussion: """
+            Clients call /v2/models/{m}/infer on the gateway; it routes each request to a replica of \
+            a version of m's deployment (wharf deploy set). Deployments and keys (hashed) are kept in \
+            --data-dir/gateway/. The admin key (--admin-key, or its SHA-256 with --admin-key-sha256; \
+            or WHARF_GATEWAY_ADMIN_KEY) can create other keys through /v1/keys.
+            """
+    )
+
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on (0 picks a free one).") var port = 8080
+    @Option(help: "Directory of the deployments and keys files.") var dataDir = ".wharf"
+    @Option(help: "The bootstrap admin key (WHARF_GATEWAY_ADMIN_KEY).") var adminKey: String?
+    @Option(help: "SHA-256 (hex) of the bootstrap admin key.") var adminKeySha256: String?
+    @Flag(help: "Allow inference without a key.") var openInference = false
+    @Option(help: "Milliseconds between readiness checks of every replica.") var healthIntervalMs = 500
+    @Option(help: "Largest request body in bytes; beyond, 413.") var maxBodyBytes = 64 << 20
+    @Option(help: "Log format: text or json.") var logFormat: LogFormat = .text
+    @Option(help: "Log level.") var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        bootstrapLogging(format: logFormat, level: logLevel)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "wharf.gateway")
+        do {
+            let key = adminKey ?? ProcessInfo.processInfo.environment["WHARF_GATEWAY_ADMIN_KEY"]
+            let digest = adminKeySha256?.lowercased() ?? key.map { SHA256.hash(Array($0.utf8)).hex }
+            guard healthIntervalMs >= 50 else { throw WharfError(.invalidInput, "--health-interval-ms must be at least 50") }
+            let configuration = GatewayConfiguration(
+                host: host, port: port, dataDirectory: dataDir, adminKeySHA256: digest, openInference: openInference,
+                healthInterval: .milliseconds(healthIntervalMs), maxBodyBytes: maxBodyBytes)
+            let gateway = try GatewayServer(configuration: configuration, logger: logger)
+            let application = gateway.buildApplication(metrics: registry) { channel in
+                logger.info("wharf gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+            }
+            try await application.runService()
+        } catch let error as WharfError {
+            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
