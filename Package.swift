@@ -172,6 +172,7 @@ let package = Package(
                 "WharfCore",
                 "WharfGateway",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),

@@ -1,0 +1,159 @@
+import Foundation
+import NIOCore
+import Synchronization
+import Testing
+import WharfCore
+@testable import WharfGateway
+
+@Suite("Traffic splitting, stickiness and shadow sampling")
+struct TrafficSplitterTests {
+    private func targets(_ weights: [(String, Double)]) -> [DeploymentSpec.Target] {
+        weights.map { DeploymentSpec.Target(version: $0.0, weight: $0.1, replicas: ["http://127.0.0.1:1"]) }
+    }
+
+    /// With a seeded source the split is exact and repeatable; over 100,000 draws each share
+    /// is within 0.5 % of its weight.
+    @Test func weightsAreHonoured() {
+        let split = targets([("canary", 5), ("stable", 95)])
+        func draw(seed: UInt64) -> [Int] {
+            var random = SeededGenerator(seed: seed)
+            var counts = [0, 0]
+            for _ in 0..<100_000 { counts[TrafficSplitter.choose(split, key: nil, random: &random)!] += 1 }
+            return counts
+        }
+        let counts = draw(seed: 7)
+        #expect(counts == draw(seed: 7))
+        #expect(abs(Double(counts[0]) / 100_000 - 0.05) < 0.005)
+        let three = targets([("a", 1), ("b", 0), ("c", 3)])
+        var random = SeededGenerator(seed: 1)
+        var tally = [0, 0, 0]
+        for _ in 0..<100_000 { tally[TrafficSplitter.choose(three, key: nil, random: &random)!] += 1 }
+        #expect(tally[1] == 0)
+        #expect(abs(Double(tally[0]) / 100_000 - 0.25) < 0.005)
+        #expect(TrafficSplitter.choose(targets([("a", 0)]), key: nil, random: &random) == nil)
+    }
+
+    /// A key always lands on the same version; as the canary (listed first) grows, keys only
+    /// move from the stable version to the canary, never back.
+    @Test func stickyKeysStayAndOnlyMoveForward() {
+        var random = SeededGenerator(seed: 3)
+        let users = (0..<20_000).map { "user-\($0)" }
+        var previous: [Int]?
+        for share in [5.0, 25, 50, 100] {
+            let split = targets([("canary", share), ("stable", 100 - share)])
+            let chosen = users.map { TrafficSplitter.choose(split, key: $0, random: &random)! }
+            #expect(chosen == users.map { TrafficSplitter.choose(split, key: $0, random: &random)! })
+            let onCanary = Double(chosen.filter { $0 == 0 }.count) / Double(users.count)
+            #expect(abs(onCanary - share / 100) < 0.02, "\(share)%: \(onCanary)")
+            if let previous {
+                #expect(!zip(previous, chosen).contains { $0 == 0 && $1 == 1 }, "a user went back from the canary at \(share)%")
+            }
+            previous = chosen
+        }
+    }
+
+    @Test func shadowSamplingFollowsTheShare() {
+        var random = SeededGenerator(seed: 11)
+        let copied = (0..<100_000).filter { _ in TrafficSplitter.sampleShadow(share: 0.1, random: &random) }.count
+        #expect(abs(Double(copied) / 100_000 - 0.1) < 0.005)
+        #expect(!TrafficSplitter.sampleShadow(share: 0, random: &random))
+        #expect((0..<1000).allSatisfy { _ in TrafficSplitter.sampleShadow(share: 1, random: &random) })
+    }
+
+    @Test func specsAreValidated() {
+        let good = DeploymentSpec(model: "m", targets: targets([("1", 100)]))
+        #expect((try? good.validated()) != nil)
+        let bad: [DeploymentSpec] = [
+            DeploymentSpec(model: "m", targets: []),
+            DeploymentSpec(model: "m", targets: targets([("1", 0)])),
+            DeploymentSpec(model: "m", targets: targets([("1", -1), ("2", 5)])),
+            DeploymentSpec(model: "m", targets: targets([("1", 1), ("1", 5)])),
+            DeploymentSpec(model: "m", targets: [.init(version: "1", weight: 1, replicas: ["ftp://x"])]),
+            DeploymentSpec(model: "m", targets: [.init(version: "1", weight: 1, replicas: [])]),
+            DeploymentSpec(model: "../m", targets: targets([("1", 1)])),
+            DeploymentSpec(model: "m", targets: targets([("1", 1)]), shadow: .init(version: "2", share: 1.5, replicas: ["http://a"])),
+            DeploymentSpec(model: "m", targets: targets([("1", 1)]), maxConcurrency: 0),
+        ]
+        for spec in bad { #expect(throws: WharfError.self) { try spec.validated() } }
+    }
+}
+
+@Suite("Replicas: least outstanding, breaker, health")
+struct ReplicaTests {
+    @Test func theBreakerOpensAfterFailuresAndTheHealthCheckClosesIt() {
+        let replica = Replica(url: "http://127.0.0.1:1")
+        let start = ContinuousClock.now
+        for _ in 0..<Replica.failureThreshold {
+            #expect(replica.acquire(now: start))
+            replica.release(failed: true, now: start)
+        }
+        #expect(replica.snapshot.breakerOpen)
+        #expect(!replica.acquire(now: start + .milliseconds(100)))
+        // After the cooldown one trial request goes through; a second waits for its outcome.
+        #expect(replica.acquire(now: start + .seconds(1)))
+        #expect(!replica.acquire(now: start + .seconds(1)))
+        replica.release(failed: true, now: start + .seconds(1))
+        // The trial failed: open again, for longer.
+        #expect(!replica.acquire(now: start + .milliseconds(1_900)))
+        #expect(replica.acquire(now: start + .seconds(3)))
+        replica.release(failed: false, now: start + .seconds(3))
+        #expect(!replica.snapshot.breakerOpen)
+        // Not ready: no requests; ready again (restarted): the breaker is closed at once.
+        replica.recordHealth(ready: false)
+        #expect(!replica.acquire(now: .now))
+        for _ in 0..<3 { replica.release(failed: true, now: .now); replica.state.withLock { $0.outstanding += 1 } }
+        replica.recordHealth(ready: true)
+        #expect(replica.acquire(now: .now))
+    }
+
+    @Test func theLeastLoadedReplicaIsChosen() {
+        let replicas = (1...3).map { Replica(url: "http://127.0.0.1:\($0)") }
+        let pool = ReplicaPool(replicas)
+        var random = SeededGenerator(seed: 5)
+        var held: [Replica] = []
+        for _ in 0..<6 { held.append(pool.acquire(excluding: [], random: &random)!) }
+        #expect(replicas.map(\.outstanding) == [2, 2, 2])
+        held[0].release(failed: false, now: .now)
+        let next = pool.acquire(excluding: [], random: &random)!
+        #expect(next.url == held[0].url)
+        #expect(pool.acquire(excluding: Set(replicas.map(\.url)), random: &random) == nil)
+    }
+}
+
+@Suite("Canary judgement")
+struct CanaryTests {
+    private let plan = CanaryPlan(version: "2", replicas: ["http://127.0.0.1:2"], steps: [5, 50, 100], intervalSeconds: 1,
+                                  maxErrorRate: 0.01, maxP99Milliseconds: 50, minRequests: 20)
+
+    @Test func limitsAreJudgedOnEnoughRequests() {
+        func summary(_ requests: Int, _ errorRate: Double, _ p99: Double) -> VersionStats.Summary {
+            VersionStats.Summary(requests: requests, errorRate: errorRate, p50Milliseconds: p99 / 2, p99Milliseconds: p99, shadowCompared: 0, shadowDisagreementRate: nil)
+        }
+        #expect(CanaryController.verdict(summary(10, 1, 5), plan: plan, final: true) == nil)
+        #expect(CanaryController.verdict(summary(100, 0.005, 5), plan: plan, final: true) == nil)
+        #expect(CanaryController.verdict(summary(100, 0.05, 5), plan: plan, final: false)?.contains("error rate 5.00%") == true)
+        #expect(CanaryController.verdict(summary(50, 0, 80), plan: plan, final: false) == nil)
+        #expect(CanaryController.verdict(summary(50, 0, 80), plan: plan, final: true)?.contains("p99 80.0 ms") == true)
+    }
+
+    @Test func theCanaryComesFirstAndTheStableVersionsShareTheRest() {
+        let stable = DeploymentSpec(model: "m", targets: [
+            .init(version: "1", weight: 3, replicas: ["http://127.0.0.1:1"]),
+            .init(version: "1b", weight: 1, replicas: ["http://127.0.0.1:3"]),
+        ])
+        let spec = CanaryController.spec(stable: stable, plan: plan, percent: 20)
+        #expect(spec.targets.map(\.version) == ["2", "1", "1b"])
+        #expect(spec.targets.map(\.weight) == [20, 60, 20])
+        #expect((try? spec.validated()) != nil)
+        #expect(throws: WharfError.self) { try CanaryPlan(version: "2", replicas: ["http://a"], steps: [50, 25, 100]).validated() }
+        #expect(throws: WharfError.self) { try CanaryPlan(version: "2", replicas: ["http://a"], steps: [5, 50]).validated() }
+    }
+
+    @Test func answersAreComparedByValue() {
+        let a = #"{"model_name":"m","outputs":[{"name":"p","data":[0.5,0.25]}]}"#
+        let b = #"{"outputs":[{"data":[0.5000000001,0.25],"name":"p"}],"model_name":"m","model_version":"2"}"#
+        let c = #"{"outputs":[{"name":"p","data":[0.5,0.75]}]}"#
+        #expect(OutputComparison.agree(.init(string: a), .init(string: b)))
+        #expect(!OutputComparison.agree(.init(string: a), .init(string: c)))
+    }
+}
