@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Keys, scopes, rate limits and the shadow on a gateway process.
+@Suite("Gateway access and shadow")
+struct GatewayAccessTests {
+    static let adminKey = "access-admin-key"
+
+    static func request(_ method: String, _ url: String, key: String? = nil, body: String? = nil) async throws -> (status: Int, json: [String: Any], headers: [AnyHashable: Any]) {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = method
+        request.timeoutInterval = 10
+        if let key { request.setValue(key, forHTTPHeaderField: "x-api-key") }
+        if let body {
+            request.httpBody = Data(body.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "content-type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = response as! HTTPURLResponse
+        return (http.statusCode, (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:], http.allHeaderFields)
+    }
+
+    static let row = #"{"inputs":[{"name":"x","shape":[1,8],"datatype":"FP64","data":[0.1,1,2,3,4,5,6,7]}]}"#
+
+    @Test func keysScopesRateLimitsAndShadow() async throws {
+        let base = 48_500 + Int(getpid() % 8_000)
+        let metrics = WharfCLI.fixtures.appendingPathComponent("metrics")
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-access-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let weak = try GatewayIntegrationTests.Server(["serve", "--model", "champ=\(metrics.appendingPathComponent("champion_weak.json").path)", "--port", String(base + 1)])
+        let strong = try GatewayIntegrationTests.Server(["serve", "--model", "champ=\(metrics.appendingPathComponent("champion_strong.json").path)", "--port", String(base + 2)])
+        let gateway = try GatewayIntegrationTests.Server(["gateway", "--port", String(base), "--data-dir", data, "--admin-key", Self.adminKey, "--health-interval-ms", "100"])
+        defer { [gateway, weak, strong].forEach { $0.stop() } }
+        let url = "http://127.0.0.1:\(base)"
+        for port in [base, base + 1, base + 2] {
+            #expect(try await WharfCLI.waitForStatus("http://127.0.0.1:\(port)/v2/health/ready", status: 200, seconds: 30))
+        }
+        let spec = #"{"model":"champ","targets":[{"version":"1","weight":100,"replicas":["http://127.0.0.1:\#(base + 1)"]}]}"#
+        #expect(try await Self.request("PUT", url + "/v1/deployments/champ", body: spec).status == 401)
+        #expect(try await Self.request("PUT", url + "/v1/deployments/champ", key: Self.adminKey, body: spec).status == 200)
+        #expect(try await Self.request("PUT", url + "/v1/deployments/champ", key: Self.adminKey, body: #"{"model":"champ","targets":[]}"#).status == 400)
+
+        // Without --open-inference, inference needs a key with an infer scope.
+        let anonymous = try await Self.request("POST", url + "/v2/models/champ/infer", body: Self.row)
+        #expect(anonymous.status == 401)
+        #expect((anonymous.json["error"] as? String)?.contains("API key") == true)
+        let created = try await Self.request("POST", url + "/v1/keys", key: Self.adminKey,
+                                             body: #"{"id":"app","scopes":["infer:champ"],"rate_per_second":2,"burst":2}"#)
+        #expect(created.status == 201)
+        let appKey = try #require(created.json["key"] as? String)
+        let other = try await Self.request("POST", url + "/v1/keys", key: Self.adminKey, body: #"{"id":"other","scopes":["infer:side"]}"#)
+        let otherKey = try #require(other.json["key"] as? String)
+        #expect(try await Self.request("POST", url + "/v2/models/champ/infer", key: otherKey, body: Self.row).status == 403)
+        #expect(try await Self.request("GET", url + "/v1/deployments/champ", key: appKey).status == 403)
+        #expect(try await Self.request("POST", url + "/v1/keys", key: appKey, body: #"{"id":"x","scopes":["admin"]}"#).status == 403)
+        // A burst of two, then 429 with Retry-After.
+        var statuses: [Int] = []
+        var retryAfter: String?
+        for _ in 0..<3 {
+            let answer = try await Self.request("POST", url + "/v2/models/champ/infer", key: appKey, body: Self.row)
+            statuses.append(answer.status)
+            if answer.status == 429 { retryAfter = answer.headers["Retry-After"] as? String ?? answer.headers["retry-after"] as? String }
+        }
+        #expect(statuses == [200, 200, 429])
+        #expect(retryAfter == "1")
+        #expect(try await Self.request("GET", url + "/v1/keys", key: Self.adminKey).json["keys"] != nil)
+
+        // The shadow gets a copy of every request; its answers (a different model) disagree and
+        // are never returned.
+        let shadow = #"{"version":"2","share":1,"replicas":["http://127.0.0.1:\#(base + 2)"]}"#
+        #expect(try await Self.request("PUT", url + "/v1/deployments/champ/shadow", key: Self.adminKey, body: shadow).status == 200)
+        for _ in 0..<10 {
+            let answer = try await Self.request("POST", url + "/v2/models/champ/infer", key: Self.adminKey, body: Self.row)
+            #expect(answer.status == 200)
+            #expect(answer.headers["x-wharf-deployment-version"] as? String ?? answer.headers["X-Wharf-Deployment-Version"] as? String == "1")
+        }
+        var compared = 0
+        var disagreement = 0.0
+        let deadline = Date().addingTimeInterval(5)
+        while compared < 10, Date() < deadline {
+            let status = try await Self.request("GET", url + "/v1/deployments/champ", key: Self.adminKey).json
+            let versions = status["versions"] as? [[String: Any]] ?? []
+            let live = versions.first { $0["role"] as? String == "shadow" }?["live"] as? [String: Any]
+            compared = live?["shadow_compared"] as? Int ?? 0
+            disagreement = live?["shadow_disagreement_rate"] as? Double ?? 0
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(compared == 10)
+        #expect(disagreement > 0)
+
+        // The OpenAPI document the gateway serves is the one in the repository.
+        let document = try String(contentsOf: WharfCLI.packageRoot.appendingPathComponent("docs/gateway-openapi.yaml"), encoding: .utf8)
+        let (served, _) = try await URLSession.shared.data(from: URL(string: url + "/openapi.yaml")!)
+        #expect(String(decoding: served, as: UTF8.self) == document)
+    }
+}

@@ -1,0 +1,357 @@
+#!/usr/bin/env python3
+"""What `wharf gateway` costs: single-row inference direct to a model server and through the gateway.
+
+Everything runs on loopback (127.0.0.1) on free ports picked at run time. The script starts two
+`wharf serve` processes of the same model (replicas A and B) and one `wharf gateway`
+(--open-inference, a temp --data-dir, a random admin key), then loads with wrk, at 1, 16 and 64
+connections (-t2, or -t1 at one connection), POST /v2/models/{m}/infer with one row (shape
+[1,30], FP32, JSON: the same body as serve_compare.py):
+  * direct:     to replica A itself
+  * gateway x1: to the gateway, whose deployment has one replica (A)
+  * gateway x2: to the gateway, whose deployment has two replicas (A and B)
+The deployment is switched between one and two replicas on the same gateway with
+`wharf deploy set` (which replaces the spec). The three setups are measured one after the other
+at each connection count (direct, x1, x2 at 1 connection, then at 16, then at 64), so that the
+figures compared are measured close together in time; each setup gets a warm-up first.
+
+Reported per point: requests/s, p50, p99 and errors (wrk's connect/read/write/timeout errors plus
+responses with a status >= 400), from wrk and the Lua script of serve_compare.py whose done()
+prints one JSON line; the CPUs used by the gateway, by the model servers (both process groups),
+by wrk and by everything else; through the gateway with two replicas, the share of requests
+replica A answered (from the replicas' /metrics). Then, per connection count: the latency the
+gateway adds (gateway p50 - direct p50, and the same at p99) and the throughput ratio
+gateway / direct. Before the load, the gateway's answer must be byte for byte the direct answer
+for the same body (checked with urllib after each `deploy set`).
+
+Why: the gateway is one more HTTP hop (parse, route, forward on a pooled connection, copy the
+answer back) in front of every request. Its cost is the added latency at low load and the
+share of the model server's throughput it keeps when the machine is busy. wrk, the gateway and
+the model servers share the same cores here (2 on the reference VM), so at 16 and 64 connections
+the gateway's CPU is taken from the model server's: these are figures of the whole machine.
+
+Usage (from the repository root, after `swift build -c release`; any Python >= 3.9, stdlib only):
+    python3 bench/gateway_compare.py                 # 10 s a point, about 2 minutes
+    python3 bench/gateway_compare.py --quick         # 3 s a point, about 45 s
+    python3 bench/gateway_compare.py --json out.json --keep-logs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serve_compare as sc  # noqa: E402  (free ports, bodies, wrk script, process groups)
+
+ROOT = sc.ROOT
+MODEL_NAME = sc.MODEL_NAME
+SETUPS = ("direct", "gateway x1", "gateway x2")
+ADDED_P50_LIMIT_US = 150
+THROUGHPUT_RATIO_MIN = 0.60
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes, the deployment, the answer check
+
+def start_serve(args, tmp: Path, label: str) -> sc.Server:
+    port = sc.free_port()
+    cmd = [str(args.wharf), "serve", "--model", f"{MODEL_NAME}={args.model}",
+           "--host", "127.0.0.1", "--port", str(port)]
+    server = sc.Server(label, cmd, port, log=tmp / f"{label}.log")
+    server.wait_ready(timeout=30)
+    return server
+
+
+def start_gateway(args, tmp: Path, key: str) -> sc.Server:
+    port = sc.free_port()
+    cmd = [str(args.wharf), "gateway", "--host", "127.0.0.1", "--port", str(port),
+           "--data-dir", str(tmp / "gateway-data"), "--admin-key", key, "--open-inference",
+           "--health-interval-ms", "500"]
+    server = sc.Server("gateway", cmd, port, log=tmp / "gateway.log")
+    server.wait_ready(timeout=30)
+    return server
+
+
+def url(server: sc.Server) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+def deploy(args, gateway: sc.Server, key: str, replicas: list[sc.Server]) -> dict:
+    """`wharf deploy set`: the deployment of the model, version 1, all traffic, these replicas."""
+    cmd = [str(args.wharf), "deploy", "set", MODEL_NAME,
+           "--target", "1=100@" + ",".join(url(r) for r in replicas),
+           "--gateway", url(gateway), "--key", key]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise RuntimeError(f"deploy set exited with {done.returncode}: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
+def post(base: str, body: bytes) -> bytes:
+    req = urllib.request.Request(f"{base}/v2/models/{MODEL_NAME}/infer", data=body,
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.read()
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"{base}: HTTP {e.code}: {e.read()[:300]!r}") from e
+
+
+def check_answer(gateway: sc.Server, direct: bytes, body: bytes, setup: str):
+    """The gateway's answer must be the model server's, byte for byte."""
+    answer = post(url(gateway), body)
+    if answer != direct:
+        raise RuntimeError(f"{setup}: the gateway answered {answer[:300]!r}, "
+                           f"the model server {direct[:300]!r}")
+
+
+def served_requests(server: sc.Server) -> int:
+    """wharf_inference_requests_total{status="ok"} of a model server, from its /metrics."""
+    status, text = server.get("/metrics", timeout=5)
+    if status != 200:
+        return -1
+    total = 0
+    for line in text.decode().splitlines():
+        if line.startswith("wharf_inference_requests_total") and 'status="ok"' in line:
+            total += int(float(line.rsplit(None, 1)[1]))
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# One wrk run, with the CPUs of the gateway, of the model servers, of wrk and of the rest
+
+def run_wrk(wrk: str, script: Path, target: str, conns: int, seconds: float, body: sc.Body,
+            groups: dict[str, list[sc.Server]]) -> dict:
+    threads = 2 if conns >= 2 else 1
+    cmd = [wrk, f"-t{threads}", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
+           "-s", str(script), target]
+    env = dict(os.environ, **body.env())
+
+    def cpu() -> dict[str, float]:
+        return {k: sum(s.cpu_seconds() for s in v) for k, v in groups.items()}
+
+    t0, busy0, cpu0 = time.monotonic(), sc.busy_seconds(), cpu()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall, busy, cpu1 = time.monotonic() - t0, sc.busy_seconds() - busy0, cpu()
+        out.seek(0)
+        text = out.read()
+    line = next((ln for ln in text.splitlines() if ln.startswith("WRK_RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result: {text}")
+    r = json.loads(line[len("WRK_RESULT "):])
+    r["errors"] = sum(r[k] for k in ("connect_errors", "read_errors", "write_errors",
+                                     "status_errors", "timeouts"))
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    used = {k: cpu1[k] - cpu0[k] for k in groups}
+    wrk_cpu = usage.ru_utime + usage.ru_stime
+    r.update({f"{k}_cpus": v / wall for k, v in used.items()}, wrk_cpus=wrk_cpu / wall,
+             other_cpus=max(0.0, busy - sum(used.values()) - wrk_cpu) / wall)
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+def find(points: list[dict], setup: str, conns: int) -> dict | None:
+    return next((p for p in points if p["setup"] == setup and p["conns"] == conns), None)
+
+
+def comparisons(points: list[dict], conn_counts: list[int]) -> list[dict]:
+    out = []
+    for c in conn_counts:
+        d = find(points, "direct", c)
+        for setup in SETUPS[1:]:
+            g = find(points, setup, c)
+            if d and g:
+                out.append({"conns": c, "setup": setup,
+                            "added_p50_us": g["p50_us"] - d["p50_us"],
+                            "added_p99_us": g["p99_us"] - d["p99_us"],
+                            "throughput_ratio": g["rps"] / d["rps"]})
+    return out
+
+
+def targets(comps: list[dict]) -> list[dict]:
+    out = []
+    for c in comps:
+        if c["conns"] not in (16, 64):
+            continue
+        out.append({"target": f"added_p50_{c['conns']}_{c['setup'][-2:]}",
+                    "text": f"gateway adds <= {ADDED_P50_LIMIT_US} µs at p50, {c['conns']} conns, "
+                            f"{c['setup']} (µs)",
+                    "value": c["added_p50_us"], "pass": c["added_p50_us"] <= ADDED_P50_LIMIT_US})
+    for c in comps:
+        if c["conns"] not in (16, 64):
+            continue
+        out.append({"target": f"throughput_ratio_{c['conns']}_{c['setup'][-2:]}",
+                    "text": f"gateway keeps >= {THROUGHPUT_RATIO_MIN:.0%} of direct req/s, "
+                            f"{c['conns']} conns, {c['setup']}",
+                    "value": c["throughput_ratio"],
+                    "pass": c["throughput_ratio"] >= THROUGHPUT_RATIO_MIN})
+    return out
+
+
+def print_point(p: dict):
+    share = f"  A {p['replica_a_share']:.0%}" if p.get("replica_a_share") is not None else ""
+    print(f"   {p['setup']:<10} {p['conns']:>3} conns {p['rps']:>8.0f} req/s  p50 "
+          f"{p['p50_us']/1000:7.3f} ms  p99 {p['p99_us']/1000:7.3f} ms  errors {p['errors']}  "
+          f"CPUs: gateway {p['gateway_cpus']:.2f} servers {p['servers_cpus']:.2f} "
+          f"wrk {p['wrk_cpus']:.2f} other {p['other_cpus']:.2f}{share}", flush=True)
+
+
+def print_report(points: list[dict], comps: list[dict], checks: list[dict]):
+    print("\n| setup | conns | req/s | p50 ms | p99 ms | errors | CPUs gateway / servers / wrk / other "
+          "| replica A share |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    for p in points:
+        share = f"{p['replica_a_share']:.0%}" if p.get("replica_a_share") is not None else ""
+        print(f"| {p['setup']} | {p['conns']} | {p['rps']:.0f} | {p['p50_us']/1000:.3f} | "
+              f"{p['p99_us']/1000:.3f} | {p['errors']} | {p['gateway_cpus']:.2f} / "
+              f"{p['servers_cpus']:.2f} / {p['wrk_cpus']:.2f} / {p['other_cpus']:.2f} | {share} |")
+    print("\n| conns | through | p50 added µs | p99 added µs | req/s gateway / direct |")
+    print("|---:|---|---:|---:|---:|")
+    for c in comps:
+        print(f"| {c['conns']} | {c['setup']} | {c['added_p50_us']:.0f} | {c['added_p99_us']:.0f} | "
+              f"{c['throughput_ratio']:.2f} |")
+    if checks:
+        print("\n| target | value | result |")
+        print("|---|---:|---|")
+        for c in checks:
+            value = f"{c['value']:.0f}" if c["target"].startswith("added") else f"{c['value']:.2f}"
+            print(f"| {c['text']} | {value} | {'PASS' if c['pass'] else 'FAIL'} |")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--wharf", default=str(ROOT / ".build" / "release" / "wharf"))
+    p.add_argument("--model", default=str(ROOT / "bench" / "models" / "yardstick.xgb.json"))
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per point (10)")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per setup (2)")
+    p.add_argument("--conns", default="1,16,64", help="connection counts (1,16,64)")
+    p.add_argument("--quick", action="store_true", help="3 s per point, 1 s warm-up")
+    p.add_argument("--json", metavar="FILE", help="write every figure to FILE")
+    p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with server logs")
+    return p
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    if args.quick:
+        args.duration, args.warmup = 3.0, 1.0
+    conn_counts = [int(c) for c in args.conns.split(",")]
+    if not Path(args.wharf).exists():
+        sys.exit(f"{args.wharf} not found: build it with `swift build -c release`")
+    wrk = sc.ensure_wrk()
+    tmp = Path(tempfile.mkdtemp(prefix="wharf-gateway-compare-"))
+    script = tmp / "oip.lua"
+    script.write_text(sc.WRK_SCRIPT)
+    body = sc.Body(tmp / "row1.json", sc.make_rows(1))
+    raw = body.path.read_bytes()
+    key = secrets.token_hex(16)
+    background = [sc.busy_cpus()]
+    print(f"wrk {args.duration:g} s a point; request body {body.size} B (1 row); other processes "
+          f"busy on {background[0]:.2f} of {os.cpu_count()} CPUs before the run", flush=True)
+
+    servers: list[sc.Server] = []
+    points: list[dict] = []
+    failures: list[str] = []
+    deployed = {}
+    try:
+        a = start_serve(args, tmp, "replica-a")
+        servers.append(a)
+        b = start_serve(args, tmp, "replica-b")
+        servers.append(b)
+        gateway = start_gateway(args, tmp, key)
+        servers.append(gateway)
+        print(f"replicas A :{a.port}, B :{b.port} ready in {a.cold_start_ms:.0f} / "
+              f"{b.cold_start_ms:.0f} ms; gateway :{gateway.port} ready in "
+              f"{gateway.cold_start_ms:.0f} ms", flush=True)
+        direct = post(url(a), raw)
+        if post(url(b), raw) != direct:
+            raise RuntimeError("replicas A and B answer the same body differently")
+        groups = {"gateway": [gateway], "servers": [a, b]}
+        replicas = {"gateway x1": [a], "gateway x2": [a, b]}
+        current = None
+
+        def use(setup: str):
+            """Point the deployment at the setup's replicas (when it changes) and check it."""
+            nonlocal current
+            if setup == "direct" or current == setup:
+                return
+            deployed[setup] = deploy(args, gateway, key, replicas[setup])
+            current = setup
+            for _ in range(4):
+                check_answer(gateway, direct, raw, setup)
+
+        def target_of(setup: str) -> str:
+            return f"{url(a if setup == 'direct' else gateway)}/v2/models/{MODEL_NAME}/infer"
+
+        for setup in SETUPS:  # warm-up, not reported
+            use(setup)
+            run_wrk(wrk, script, target_of(setup), 16, args.warmup, body, groups)
+        print(f"answers through the gateway equal the direct answer ({len(direct)} B)", flush=True)
+
+        for conns in conn_counts:
+            for setup in SETUPS:
+                use(setup)
+                before = (served_requests(a), served_requests(b))
+                r = run_wrk(wrk, script, target_of(setup), conns, args.duration, body, groups)
+                after = (served_requests(a), served_requests(b))
+                served = (after[0] - before[0], after[1] - before[1])
+                r.update(setup=setup, conns=conns, served_a=served[0], served_b=served[1],
+                         replica_a_share=(served[0] / sum(served)
+                                          if setup == "gateway x2" and sum(served) > 0 else None))
+                points.append(r)
+                print_point(r)
+    except Exception as e:  # report what was measured
+        failures.append(str(e))
+        print(f"!! {e}", flush=True)
+    finally:
+        for s in reversed(servers):
+            s.stop()
+
+    comps = comparisons(points, conn_counts)
+    checks = targets(comps)
+    print_report(points, comps, checks)
+    print()
+    for setup in SETUPS[1:]:
+        added = [c for c in comps if c["setup"] == setup]
+        if added:
+            print(f"p50 added, {setup}: " + ", ".join(
+                f"{c['added_p50_us']:.0f} µs at {c['conns']} conns" for c in added))
+    background.append(sc.busy_cpus())
+    during = max((p["other_cpus"] for p in points), default=0.0)
+    print(f"other processes busy on {background[0]:.2f} / {during:.2f} / {background[1]:.2f} CPUs "
+          f"before / during (the worst point) / after the run"
+          + ("  ** the machine was not quiet: do not quote these figures **"
+             if max(background + [during]) > 0.2 else ""))
+    for f in failures:
+        print(f"FAILED {f}")
+    if args.json:
+        doc = {"config": {"duration_s": args.duration, "warmup_s": args.warmup,
+                          "conns": conn_counts, "model": str(args.model), "cpus": os.cpu_count(),
+                          "body_bytes": body.size, "background_cpus_before_after": background},
+               "deployments": deployed, "points": points, "comparisons": comps,
+               "targets": checks, "failures": failures}
+        Path(args.json).write_text(json.dumps(doc, indent=2))
+        print(f"wrote {args.json}")
+    if args.keep_logs:
+        print(f"logs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failures or not points else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
