@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "WharfClient", targets: ["WharfClient"]),
         .library(name: "WharfRegistry", targets: ["WharfRegistry"]),
         .library(name: "WharfGateway", targets: ["WharfGateway"]),
+        .library(name: "WharfDeploy", targets: ["WharfDeploy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -72,7 +73,10 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: strictSettings
+            // Swift 6.3.1's optimizer crashes (LLVM coroutine splitting, signal 11) on this
+            // module's route closures in release builds; the registry is not a hot path, so it
+            // is built unoptimized until the toolchain is fixed.
+            swiftSettings: strictSettings + [.unsafeFlags(["-Onone"], .when(configuration: .release))]
         ),
         .target(
             name: "WharfGateway",
@@ -89,6 +93,15 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "WharfDeploy",
+            dependencies: [
+                "WharfCore",
+                "WharfClient",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
@@ -118,13 +131,16 @@ let package = Package(
                 "WharfClient",
                 "WharfRegistry",
                 "WharfGateway",
+                "WharfDeploy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -164,6 +180,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "WharfDeployTests",
+            dependencies: ["WharfCore", "WharfDeploy"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -30,8 +30,8 @@ the model servers share the same cores here (2 on the reference VM), so at 16 an
 the gateway's CPU is taken from the model server's: these are figures of the whole machine.
 
 Usage (from the repository root, after `swift build -c release`; any Python >= 3.9, stdlib only):
-    python3 bench/gateway_compare.py                 # 10 s a point, about 2 minutes
-    python3 bench/gateway_compare.py --quick         # 3 s a point, about 45 s
+    python3 bench/gateway_compare.py                 # 10 s a point, about 100 s
+    python3 bench/gateway_compare.py --quick         # 3 s a point, about 35 s
     python3 bench/gateway_compare.py --json out.json --keep-logs
 """
 from __future__ import annotations

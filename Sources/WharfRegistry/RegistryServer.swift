@@ -89,7 +89,7 @@ public struct RegistryServer: Sendable {
         router.get("/openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml"], body: ResponseBody(byteBuffer: ByteBuffer(string: RegistryOpenAPI.document)))
         }
-        RegistryController<BasicRequestContext>(
+        RegistryController(
             store: store, artifacts: artifacts, policy: PromotionPolicy(protectedAliases: configuration.protectedAliases)
         ).addRoutes(to: router)
         return Application(

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import WharfClient
 import WharfCore
+import WharfDeploy
 
 /// Where the gateway is and the key to use: shared by the deploy subcommands.
 struct GatewayOptions: ParsableArguments {
@@ -39,7 +40,7 @@ struct DeployCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deploy",
         abstract: "Steer the gateway's deployments: set, status, canary, promote, rollback, shadow.",
-        subcommands: [Set.self, Status.self, Canary.self, Promote.self, Rollback.self, Shadow.self]
+        subcommands: [Set.self, Status.self, Canary.self, Promote.self, Rollback.self, Shadow.self, Kubernetes.self]
     )
 
     struct Set: AsyncParsableCommand {
@@ -167,4 +168,45 @@ func parseSeconds(_ text: String) throws(WharfError) -> Double {
     }
     if let value = Double(text), value > 0 { return value }
     throw WharfError(.invalidInput, "\"\(text)\" is not a duration (write 30s, 2m or 500ms)")
+}
+
+extension DeployCommand {
+    struct Kubernetes: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Render Kubernetes manifests for the platform (registry, gateway, one server Deployment per model).",
+            discussion: """
+                Writes plain YAML into --out: Namespace, ServiceAccount, ConfigMap, the registry \
+                (Deployment, Service, PersistentVolumeClaim), the gateway and each model server \
+                (Deployment, Service, HorizontalPodAutoscaler, PodDisruptionBudget), with probes on the \
+                health endpoints, resources and non-root, read-only security contexts. Secrets are \
+                referenced: create wharf-secrets with registry-token, gateway-admin-key and, with \
+                --postgres, database-url.
+                """
+        )
+        @Option(help: "Directory to write the manifests into.") var out: String
+        @Option(help: "Kubernetes namespace.") var namespace = "wharf"
+        @Option(help: "Container image (built from the repository's Dockerfile).") var image = "wharf:latest"
+        @Option(help: "A model to serve, NAME@ALIAS or NAME@VERSION. Repeatable.") var model: [String] = []
+        @Option(help: "Model-server replicas at least (the autoscaler's minimum).") var minReplicas = 2
+        @Option(help: "Model-server replicas at most.") var maxReplicas = 10
+        @Flag(help: "The registry keeps its records in PostgreSQL (URL from the secret).") var postgres = false
+
+        func run() throws {
+            try reportingErrors {
+                let models = try model.map { text throws(WharfError) -> KubernetesManifests.Model in
+                    KubernetesManifests.Model(reference: try parseReference(text), minReplicas: minReplicas, maxReplicas: maxReplicas)
+                }
+                let manifests = try KubernetesManifests(namespace: namespace, image: image, models: models, usePostgres: postgres).validated()
+                do {
+                    try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                } catch {
+                    throw WharfError(.io, "cannot create \(out)")
+                }
+                for (file, yaml) in manifests.render() {
+                    try writeFileAtomically(out + "/" + file, Array(yaml.utf8))
+                    writeStandardOutput(out + "/" + file + "\n")
+                }
+            }
+        }
+    }
 }

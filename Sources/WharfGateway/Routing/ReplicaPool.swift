@@ -101,7 +101,7 @@ public final class Replica: Sendable {
     var outstanding: Int { state.withLock { $0.outstanding } }
 }
 
-/// The replicas of one version: least outstanding requests, ties broken by two random choices.
+/// The replicas of one version: least outstanding requests, ties broken at random.
 public struct ReplicaPool: Sendable {
     public let replicas: [Replica]
 
@@ -114,8 +114,9 @@ public struct ReplicaPool: Sendable {
     func acquire(excluding excluded: Set<String>, random: inout some RandomNumberGenerator) -> Replica? {
         let now = ContinuousClock.now
         var candidates = replicas.filter { !excluded.contains($0.url) }
-        // Power of two choices: two at random, the less loaded first; then the rest by load.
-        if candidates.count > 2 {
+        // Shuffled, then sorted by load: the least loaded first, and replicas with equal load
+        // in shuffled order (Swift's sort keeps equal elements in order), so idle replicas share.
+        if candidates.count > 1 {
             candidates.shuffle(using: &random)
         }
         candidates.sort { $0.outstanding < $1.outstanding }

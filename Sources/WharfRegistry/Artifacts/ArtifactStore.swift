@@ -40,38 +40,67 @@ public struct ArtifactStore: Sendable {
         return size == reference.size
     }
 
+    /// Starts an upload: append the chunks as they arrive, then `finish()` (or drop it: a
+    /// dropped upload leaves nothing).
+    public func beginUpload() throws(WharfError) -> Upload {
+        try Upload(store: self)
+    }
+
     /// Writes the chunks to the store; returns the artifact's digest and size.
-    public func write(_ chunks: some AsyncSequence<[UInt8], any Error>) async throws -> ArtifactReference {
-        let temporary = "\(root)/incoming/\(UUID().uuidString)"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        guard descriptor >= 0 else { throw WharfError(.io, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
-        var closed = false
-        defer {
-            if !closed { close(descriptor) }
+    public func write(_ chunks: AsyncThrowingStream<[UInt8], any Error>) async throws -> ArtifactReference {
+        let upload = try beginUpload()
+        for try await chunk in chunks { try upload.append(chunk) }
+        return try upload.finish()
+    }
+
+    /// One artifact on its way in: a temporary file, hashed and counted as it grows.
+    public final class Upload {
+        private let store: ArtifactStore
+        private let temporary: String
+        private var descriptor: Int32
+        private var hasher = SHA256()
+        private var size = 0
+
+        init(store: ArtifactStore) throws(WharfError) {
+            self.store = store
+            temporary = "\(store.root)/incoming/\(UUID().uuidString)"
+            descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+            guard descriptor >= 0 else { throw WharfError(.io, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        }
+
+        deinit {
+            if descriptor >= 0 { close(descriptor) }
             unlink(temporary)
         }
-        var hasher = SHA256()
-        var size = 0
-        for try await chunk in chunks {
+
+        public func append(_ chunk: UnsafeRawBufferPointer) throws(WharfError) {
             size += chunk.count
-            guard size <= sizeLimit else {
-                throw WharfError(.payloadTooLarge, "the artifact is larger than the limit of \(sizeLimit) bytes")
+            guard size <= store.sizeLimit else {
+                throw WharfError(.payloadTooLarge, "the artifact is larger than the limit of \(store.sizeLimit) bytes")
             }
             hasher.update(chunk)
-            try chunk.withUnsafeBytes { bytes in try Self.writeAll(descriptor, bytes) }
+            try ArtifactStore.writeAll(descriptor, chunk)
         }
-        guard size > 0 else { throw WharfError(.invalidInput, "the artifact is empty") }
-        guard fsync(descriptor) == 0 else { throw WharfError(.io, "cannot flush the artifact: \(String(cString: strerror(errno)))") }
-        close(descriptor)
-        closed = true
-        let digest = hasher.finalize().hex
-        let destination = path(of: digest)
-        try? FileManager.default.createDirectory(atPath: (destination as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        // Same content, same name: an existing artifact is the same bytes, and rename replaces it atomically.
-        guard rename(temporary, destination) == 0 else {
-            throw WharfError(.io, "cannot store the artifact: \(String(cString: strerror(errno)))")
+
+        public func append(_ chunk: [UInt8]) throws {
+            try chunk.withUnsafeBytes { bytes in try append(bytes) }
         }
-        return ArtifactReference(sha256: digest, size: size)
+
+        /// Flushes the file to disk and renames it onto its digest (atomic).
+        public func finish() throws(WharfError) -> ArtifactReference {
+            guard size > 0 else { throw WharfError(.invalidInput, "the artifact is empty") }
+            guard fsync(descriptor) == 0 else { throw WharfError(.io, "cannot flush the artifact: \(String(cString: strerror(errno)))") }
+            close(descriptor)
+            descriptor = -1
+            let digest = hasher.finalize().hex
+            let destination = store.path(of: digest)
+            try? FileManager.default.createDirectory(atPath: (destination as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            // Same content, same name: an existing artifact is the same bytes, and rename replaces it atomically.
+            guard rename(temporary, destination) == 0 else {
+                throw WharfError(.io, "cannot store the artifact: \(String(cString: strerror(errno)))")
+            }
+            return ArtifactReference(sha256: digest, size: size)
+        }
     }
 
     /// The artifact's path, after checking, a chunk at a time, that its bytes still hash to
@@ -117,7 +146,7 @@ public struct ArtifactStore: Sendable {
         return bytes
     }
 
-    private static func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) throws(WharfError) {
+    fileprivate static func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) throws(WharfError) {
         var offset = 0
         while offset < bytes.count {
             let written = systemWrite(descriptor, bytes.baseAddress! + offset, bytes.count - offset)

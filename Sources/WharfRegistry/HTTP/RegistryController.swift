@@ -6,7 +6,9 @@ import WharfCore
 import WharfHTTP
 
 /// The registry's JSON API under `/v1/` (docs/registry-openapi.yaml, served at `/openapi.yaml`).
-struct RegistryController<Context: RequestContext>: Sendable {
+struct RegistryController: Sendable {
+    typealias Context = BasicRequestContext
+
     let store: any RegistryStore
     let artifacts: ArtifactStore
     let policy: PromotionPolicy
@@ -23,7 +25,10 @@ struct RegistryController<Context: RequestContext>: Sendable {
 
     func addRoutes(to router: Router<Context>) {
         let models = router.group("/v1/models")
-        models.get { _, _ in try RegistryJSON.response(["models": try await store.models()]) }
+        models.get { _, _ in
+            let models = try await store.models()
+            return try RegistryJSON.response(Lists.Models(models: models))
+        }
         models.get(":name") { _, context in
             let name = try Self.name(context)
             guard let model = try await store.model(name: name) else { throw RegistryStoreError.unknownModel(name) }
@@ -47,7 +52,8 @@ struct RegistryController<Context: RequestContext>: Sendable {
             return try RegistryJSON.response(version, status: .created)
         }
         models.get(":name/versions") { _, context in
-            try RegistryJSON.response(["versions": try await store.versions(name: try Self.name(context))])
+            let versions = try await store.versions(name: try Self.name(context))
+            return try RegistryJSON.response(Lists.Versions(versions: versions))
         }
         models.get(":name/versions/:version") { _, context in
             try RegistryJSON.response(try await resolveVersion(context))
@@ -70,7 +76,8 @@ struct RegistryController<Context: RequestContext>: Sendable {
             return try RegistryJSON.response(try await store.archive(name: version.name, version: version.version, actor: Self.actor(request), reason: reason))
         }
         models.get(":name/aliases") { _, context in
-            try RegistryJSON.response(["aliases": try await store.aliases(name: try Self.name(context))])
+            let aliases = try await store.aliases(name: try Self.name(context))
+            return try RegistryJSON.response(Lists.Aliases(aliases: aliases))
         }
         models.get(":name/aliases/:alias") { _, context in
             let (name, alias) = try Self.alias(context)
@@ -89,18 +96,35 @@ struct RegistryController<Context: RequestContext>: Sendable {
             let reason = try await RegistryJSON.decode(Reason.self, from: request).reason
             return try RegistryJSON.response(try await store.deleteAlias(name: name, alias: alias, actor: Self.actor(request), reason: reason))
         }
-        models.get(":name/audit") { _, context in
-            try RegistryJSON.response(["entries": try await store.audit(name: try Self.name(context))])
-        }
+        models.get(":name/audit") { _, context in try await auditLog(context) }
 
-        router.post("/v1/artifacts") { request, _ in
-            let chunks = request.body.map { buffer in Array(buffer.readableBytesView) }
-            let reference = try await artifacts.write(chunks)
-            return try RegistryJSON.response(reference, status: .created)
-        }
+        router.post("/v1/artifacts") { request, _ in try await upload(request) }
         router.get("/v1/artifacts/:sha256") { _, context in
             try artifactResponse(try context.parameters.require("sha256"))
         }
+    }
+
+    /// List answers, each an object with one array (room for paging fields later).
+    enum Lists {
+        struct Models: Encodable { var models: [RegisteredModel] }
+        struct Versions: Encodable { var versions: [ModelVersion] }
+        struct Aliases: Encodable { var aliases: [ModelAlias] }
+        struct Audit: Encodable { var entries: [AuditEntry] }
+    }
+
+    private func auditLog(_ context: Context) async throws -> Response {
+        let name = try Self.name(context)
+        let entries = try await store.audit(name: name)
+        return try RegistryJSON.response(Lists.Audit(entries: entries))
+    }
+
+    /// Streams the body into the artifact store a chunk at a time.
+    private func upload(_ request: Request) async throws -> Response {
+        let upload = try artifacts.beginUpload()
+        for try await buffer in request.body {
+            try buffer.withUnsafeReadableBytes { bytes in try upload.append(bytes) }
+        }
+        return try RegistryJSON.response(try upload.finish(), status: .created)
     }
 
     /// The artifact, verified first, then streamed a chunk at a time.

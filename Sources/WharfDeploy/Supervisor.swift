@@ -1,0 +1,197 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import Synchronization
+
+/// One service run as a child process: what to run, and where it says it is ready.
+public struct ServiceProcess: Sendable, Hashable {
+    public var name: String
+    public var arguments: [String]
+    /// Polled until it answers 200 before the service counts as ready.
+    public var readyURL: String?
+
+    public init(name: String, arguments: [String], readyURL: String?) {
+        self.name = name
+        self.arguments = arguments
+        self.readyURL = readyURL
+    }
+}
+
+/// Runs services as separate processes and keeps them running: a process that exits without
+/// being asked to is started again after a backoff (0.5 s, doubling to 30 s; back to 0.5 s once
+/// it has run for 30 s). Every line a child prints is prefixed with its name.
+public final class Supervisor: Sendable {
+    public enum LogFormat: Sendable { case text, json }
+
+    let executable: String
+    let logFormat: LogFormat
+    let logger: Logger
+    private let children = Mutex([String: Child]())
+    private let output = Mutex(())
+
+    final class Child: @unchecked Sendable {
+        // Guarded by the supervisor's `children` lock.
+        var process: Process?
+        var stopping = false
+        var restarts = 0
+        var backoff: Double = 0.5
+        var startedAt = Date()
+        let service: ServiceProcess
+
+        init(service: ServiceProcess) {
+            self.service = service
+        }
+    }
+
+    public init(executable: String, logFormat: LogFormat, logger: Logger) {
+        self.executable = executable
+        self.logFormat = logFormat
+        self.logger = logger
+    }
+
+    /// Starts `service` and keeps it running until `stop`.
+    public func start(_ service: ServiceProcess) throws {
+        let child = Child(service: service)
+        children.withLock { $0[service.name] = child }
+        try launch(child)
+    }
+
+    public func restarts(of name: String) -> Int {
+        children.withLock { $0[name]?.restarts ?? 0 }
+    }
+
+    public func processIdentifier(of name: String) -> Int32? {
+        children.withLock { $0[name]?.process?.processIdentifier }
+    }
+
+    private func launch(_ child: Child) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = child.service.arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let prefix = child.service.name
+        let buffer = Mutex([UInt8]())
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self else { return }
+            if data.isEmpty {
+                handle.readabilityHandler = nil
+                return
+            }
+            let lines: [String] = buffer.withLock { pending in
+                pending.append(contentsOf: data)
+                var lines: [String] = []
+                while let newline = pending.firstIndex(of: 0x0A) {
+                    lines.append(String(decoding: pending[..<newline], as: UTF8.self))
+                    pending.removeSubrange(...newline)
+                }
+                return lines
+            }
+            for line in lines { self.emit(prefix, line) }
+        }
+        process.terminationHandler = { [weak self] process in
+            self?.exited(child, status: process.terminationStatus)
+        }
+        try process.run()
+        children.withLock { _ in
+            child.process = process
+            child.startedAt = Date()
+        }
+        logger.info("started", metadata: ["service": "\(prefix)", "pid": "\(process.processIdentifier)"])
+    }
+
+    private func exited(_ child: Child, status: Int32) {
+        let delay: Double? = children.withLock { _ in
+            guard !child.stopping else { return nil }
+            if Date().timeIntervalSince(child.startedAt) > 30 { child.backoff = 0.5 }
+            let delay = child.backoff
+            child.backoff = min(child.backoff * 2, 30)
+            child.restarts += 1
+            return delay
+        }
+        guard let delay else { return }
+        logger.warning("exited; restarting", metadata: ["service": "\(child.service.name)", "status": "\(status)", "in_seconds": "\(delay)"])
+        Task {
+            try? await Task.sleep(for: .milliseconds(Int(delay * 1000)))
+            guard !self.children.withLock({ _ in child.stopping }) else { return }
+            do {
+                try self.launch(child)
+            } catch {
+                self.logger.error("restart failed", metadata: ["service": "\(child.service.name)", "error": "\(error)"])
+                self.exited(child, status: -1)
+            }
+        }
+    }
+
+    /// Stops the named services in order: SIGTERM, then SIGKILL after `grace`.
+    public func stop(_ names: [String], grace: Duration = .seconds(10)) async {
+        for name in names {
+            guard let child = children.withLock({ $0[name] }) else { continue }
+            let process: Process? = children.withLock { _ in
+                child.stopping = true
+                return child.process
+            }
+            guard let process, process.isRunning else { continue }
+            process.terminate()
+            let deadline = ContinuousClock.now + grace
+            while process.isRunning, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                logger.warning("did not stop in time; killed", metadata: ["service": "\(name)"])
+            }
+        }
+    }
+
+    public var names: [String] { children.withLock { Array($0.keys) } }
+
+    /// Waits until the service's ready URL answers 200.
+    public func waitReady(_ service: ServiceProcess, timeout: Duration = .seconds(60)) async throws {
+        guard let url = service.readyURL.flatMap(URL.init(string:)) else { return }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var request = URLRequest(url: url)
+            request.timeoutInterval = 1
+            if let (_, response) = try? await URLSession.shared.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200 {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw SupervisorError(message: "\(service.name) was not ready within \(timeout)")
+    }
+
+    private func emit(_ service: String, _ line: String) {
+        let text: String
+        switch logFormat {
+        case .text:
+            text = "[\(service)] \(line)\n"
+        case .json:
+            // A child already logging JSON gets its service added; anything else is wrapped.
+            if line.hasPrefix("{"), line.hasSuffix("}") {
+                text = "{\"service\":\(Self.quoted(service)),\(line.dropFirst())\n"
+            } else {
+                text = "{\"service\":\(Self.quoted(service)),\"message\":\(Self.quoted(line))}\n"
+            }
+        }
+        output.withLock { _ in FileHandle.standardOutput.write(Data(text.utf8)) }
+    }
+
+    static func quoted(_ text: String) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: [text], options: [])) ?? Data("[\"\"]".utf8)
+        return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+    }
+}
+
+public struct SupervisorError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif

@@ -1,0 +1,230 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+import WharfClient
+import WharfCore
+import WharfDeploy
+import WharfRuntime
+
+struct UpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Run the whole platform on this machine: registry, gateway and model servers, supervised.",
+        discussion: """
+            Each service is a separate process, restarted with backoff when it crashes. Every model \
+            with a production alias in the registry gets --replicas model servers behind the gateway. \
+            --demo first registers, validates and promotes the bundled breast-cancer model as `demo`, \
+            then rolls a second version out as a canary. Ctrl-C or SIGTERM stops the gateway, then the \
+            model servers, then the registry.
+            """
+    )
+
+    @Flag(help: "Show the whole loop on the bundled breast-cancer data.") var demo = false
+    @Option(help: "Directory of the registry's data, the gateway's and the keys.") var dataDir = ".wharf"
+    @Option(help: "postgres://… for the registry's records (default: SQLite in --data-dir).") var database: String?
+    @Option(help: "Model-server processes per model.") var replicas = 1
+    @Option(help: "The gateway's port.") var port = 8080
+    @Option(help: "The registry's port.") var registryPort = 8081
+    @Option(help: "The first model server's port; the others follow.") var serverPort = 9001
+    @Option(help: "Where the demo's files are (model.json, model-v2.json, validation.csv).") var examples = "examples/breast-cancer"
+    @Option(help: "Log format: text (lines prefixed with the service) or json.") var logFormat: LogFormat = .text
+
+    func run() async throws {
+        bootstrapLogging(format: logFormat, level: .info)
+        let logger = Logger(label: "wharf.up")
+        guard (1...8).contains(replicas) else { throw ValidationError("--replicas must be 1…8") }
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        let supervisor = Supervisor(executable: executable, logFormat: logFormat == .json ? .json : .text, logger: logger)
+        let platform = LocalPlatform(command: self, supervisor: supervisor, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: platform)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// The platform as one service: it starts everything, then waits for the signal to stop it,
+/// in order.
+struct LocalPlatform: Service {
+    let command: UpCommand
+    let supervisor: Supervisor
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await start()
+        } catch {
+            logger.error("wharf up could not start", metadata: ["error": "\(error)"])
+            await stop()
+            throw error
+        }
+        try? await gracefulShutdown()
+        await stop()
+    }
+
+    private func stop() async {
+        let names = supervisor.names
+        let gateway = names.filter { $0 == "gateway" }
+        let servers = names.filter { $0.hasPrefix("serve") }.sorted()
+        await supervisor.stop(gateway + servers + names.filter { $0 == "registry" })
+    }
+
+    private var registryURL: String { "http://127.0.0.1:\(command.registryPort)" }
+    private var gatewayURL: String { "http://127.0.0.1:\(command.port)" }
+
+    private func start() async throws {
+        let directory = command.dataDir
+        try FileManager.default.createDirectory(atPath: directory + "/up", withIntermediateDirectories: true)
+        let token = try Self.secret(directory + "/up/registry-token")
+        let adminKey = try Self.secret(directory + "/up/gateway-admin-key")
+
+        var registryArguments = ["registry", "--port", String(command.registryPort), "--data-dir", directory + "/registry",
+                                 "--token-sha256", SHA256.hash(Array(token.utf8)).hex, "--log-format", command.logFormat.rawValue]
+        if let database = command.database { registryArguments += ["--database", database] }
+        let registry = ServiceProcess(name: "registry", arguments: registryArguments, readyURL: registryURL + "/v1/health/ready")
+        try supervisor.start(registry)
+        try await supervisor.waitReady(registry)
+        let registryClient = RegistryClient(baseURL: registryURL, token: token, actor: "wharf-up")
+        if command.demo { try await DemoSeed(examples: command.examples, client: registryClient).registerFirstVersion() }
+
+        let gateway = ServiceProcess(
+            name: "gateway",
+            arguments: ["gateway", "--port", String(command.port), "--data-dir", directory, "--admin-key-sha256", SHA256.hash(Array(adminKey.utf8)).hex,
+                        "--open-inference", "--health-interval-ms", "250", "--log-format", command.logFormat.rawValue],
+            readyURL: gatewayURL + "/v2/health/ready")
+        try supervisor.start(gateway)
+        try await supervisor.waitReady(gateway)
+        let gatewayClient = GatewayClient(baseURL: gatewayURL, key: adminKey)
+
+        var port = command.serverPort
+        var deployed: [String] = []
+        for model in try await registryClient.models() where model.aliases["production"] != nil {
+            let urls = try await startServers(model: model.name, reference: "\(model.name)@production", label: "production", port: &port, token: token)
+            _ = try await gatewayClient.set(DeploymentSpec(model: model.name, targets: [.init(version: "production", weight: 100, replicas: urls)]))
+            deployed.append(model.name)
+        }
+        var canary: String?
+        if command.demo {
+            let version = try await DemoSeed(examples: command.examples, client: registryClient).registerSecondVersion()
+            let urls = try await startServers(model: "demo", reference: "demo@\(version)", label: "v\(version)", port: &port, token: token)
+            _ = try await gatewayClient.canary("demo", CanaryPlan(version: String(version), replicas: urls, steps: [10, 50, 100],
+                                                                  intervalSeconds: 20, maxErrorRate: 0.01, minRequests: 10))
+            canary = "demo@\(version)"
+        }
+        printSummary(deployed: deployed, canary: canary, token: token, adminKey: adminKey)
+    }
+
+    private func startServers(model: String, reference: String, label: String, port: inout Int, token: String) async throws -> [String] {
+        var urls: [String] = []
+        for replica in 1...command.replicas {
+            let service = ServiceProcess(
+                name: "serve \(model) \(label)#\(replica)",
+                arguments: ["serve", "--registry", registryURL, "--model", reference, "--port", String(port),
+                            "--cache-dir", command.dataDir + "/serve-cache", "--log-format", command.logFormat.rawValue],
+                readyURL: "http://127.0.0.1:\(port)/v2/health/ready")
+            try supervisor.start(service)
+            try await supervisor.waitReady(service)
+            urls.append("http://127.0.0.1:\(port)")
+            port += 1
+        }
+        return urls
+    }
+
+    private func printSummary(deployed: [String], canary: String?, token: String, adminKey: String) {
+        var text = """
+
+            wharf up: the platform is running
+              gateway   \(gatewayURL)   (OIP v2; deployments: \(deployed.isEmpty ? "none yet" : deployed.joined(separator: ", ")))
+              registry  \(registryURL)   (token in \(command.dataDir)/up/registry-token)
+              model servers from port \(command.serverPort), \(command.replicas) per model
+
+            """
+        if command.demo {
+            text += """
+
+                The demo: the breast-cancer model was validated (roc_auc >= 0.95 on examples/breast-cancer/validation.csv),
+                registered and promoted to production as demo@1, and is served behind the gateway.
+                \(canary ?? "A second version") is rolling out as a canary: 10% → 50% → 100%, 20 s a step.
+
+                  curl -s \(gatewayURL)/v2/models/demo/infer -H 'content-type: application/json' -d @examples/breast-cancer/request.json
+                  WHARF_API_KEY=$(cat \(command.dataDir)/up/gateway-admin-key) wharf deploy status demo --gateway \(gatewayURL)
+                  WHARF_REGISTRY_TOKEN=$(cat \(command.dataDir)/up/registry-token) wharf models show demo --registry \(registryURL) --audit
+
+                """
+        }
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    /// A random secret kept in `path` (0600), made on the first run.
+    static func secret(_ path: String) throws -> String {
+        if let existing = FileManager.default.contents(atPath: path), !existing.isEmpty {
+            return String(decoding: existing, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        var random = SystemRandomNumberGenerator()
+        let secret = (0..<4).map { _ in String(random.next() as UInt64, radix: 16) }.joined()
+        guard FileManager.default.createFile(atPath: path, contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw WharfError(.io, "cannot write \(path)")
+        }
+        return secret
+    }
+}
+
+/// The demo's registry content: the bundled model, validated with a gate on the bundled
+/// validation set, promoted; then a second version validated against production.
+struct DemoSeed {
+    let examples: String
+    let client: RegistryClient
+
+    func registerFirstVersion() async throws {
+        if let production = try? await client.alias("demo", "production") {
+            _ = production
+            return
+        }
+        let version = try await register(file: examples + "/model.json", parent: nil)
+        try await validate(version, against: nil)
+        _ = try await client.setAlias("demo", "production", version: version.version, reason: "demo: validated on the held-out set")
+    }
+
+    /// Registers (or finds) the second version; returns its number.
+    func registerSecondVersion() async throws -> Int {
+        let (_, versions) = try await client.model("demo")
+        let production = try await client.alias("demo", "production").version
+        if let newer = versions.last, newer.version > production { return newer.version }
+        let version = try await register(file: examples + "/model-v2.json", parent: production)
+        try await validate(version, against: production)
+        return version.version
+    }
+
+    private func register(file: String, parent: Int?) async throws -> ModelVersion {
+        let model = try loadModel(file)
+        let meta = model.metadata
+        let validation = try readFile(examples + "/validation.csv")
+        _ = try await client.setValidationData("demo", DatasetFingerprint.of(csv: validation))
+        let training = DatasetFingerprint.of(csv: try readFile(examples + "/train.csv"))
+        return try await client.register("demo", file: file) { artifact in
+            VersionDraft(format: meta.format.rawValue, task: meta.task.rawValue,
+                         signature: ModelSignature(features: meta.featureNames ?? [], featureTypes: Array(repeating: "numeric", count: meta.featureCount), outputs: meta.output.columns),
+                         artifact: artifact, params: ["source": "scripts/make_example.py"], tags: ["demo": "breast-cancer"],
+                         lineage: Lineage(trainingData: training, codeRevision: nil, parentVersion: parent))
+        }
+    }
+
+    private func validate(_ version: ModelVersion, against champion: Int?) async throws {
+        let csv = try readFile(examples + "/validation.csv")
+        let model = try ModelLoader.load(bytes: try await client.downloadArtifact(of: version))
+        let data = try ValidationData(csv: csv, metadata: model.metadata, labelColumn: "diagnosis")
+        let report = try ModelValidation.report(model: model, data: data.table)
+        var outcomes = [try Gate(parsing: "roc_auc>=0.95").evaluate(report)]
+        if let champion {
+            let previous = try await client.version("demo", champion)
+            let championModel = try ModelLoader.load(bytes: try await client.downloadArtifact(of: previous))
+            let championReport = try ModelValidation.report(model: championModel, data: try ValidationData(csv: csv, metadata: championModel.metadata, labelColumn: "diagnosis").table)
+            outcomes.append(Gate.noWorse("roc_auc", candidate: report, champion: championReport, championName: "production"))
+        }
+        let record = ValidationRecord(data: data.fingerprint, metrics: report.values, gates: outcomes, passed: outcomes.allSatisfy(\.passed),
+                                      against: champion.map { "demo@\($0)" })
+        _ = try await client.addValidation("demo", version.version, record)
+        guard record.passed else { throw WharfError(.invalidInput, "demo: \(version.name)@\(version.version) did not pass its gates") }
+    }
+}
