@@ -4,7 +4,10 @@
 #     declares for it). Fixtures are committed, so this needs no Python.
 #     The registry's store contract also runs against a throwaway PostgreSQL cluster started
 #     here (Debian's postgresql package, installed if missing); without one the tests fail.
-#  2. OIP conformance: a real `wharf serve` checked with the stock Triton HTTP client, installed
+#  2. Kubernetes manifests: `wharf deploy kubernetes` output (and the golden files) validated
+#     offline against the Kubernetes schemas with kubernetes-validate --strict (PyPI, into
+#     .venv-k8s-ci; kubectl cannot validate without a cluster).
+#  3. OIP conformance: a real `wharf serve` checked with the stock Triton HTTP client, installed
 #     from PyPI into .venv-conformance-ci (skipped, with a warning, if it cannot be installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +34,19 @@ export WHARF_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pgport/wharf_test
 export WHARF_REQUIRE_POSTGRES=1
 
 swift test --explicit-target-dependency-import-check error "$@"
+binary=$(swift build --show-bin-path)/wharf
+
+k8s=.venv-k8s-ci
+if [ ! -x "$k8s/bin/kubernetes-validate" ]; then
+  rm -rf "$k8s"
+  python3 -m venv "$k8s" && "$k8s/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0
+fi
+manifests=$(mktemp -d /tmp/wharf-k8s.XXXXXX)
+cleanup+=("rm -rf $manifests")
+"$binary" deploy kubernetes --out "$manifests/sqlite" --model demo@production --model churn@3 >/dev/null
+"$binary" deploy kubernetes --out "$manifests/postgres" --postgres --namespace ml-prod --model demo@production >/dev/null
+"$k8s/bin/kubernetes-validate" --strict --quiet "$manifests"/sqlite/*.yaml "$manifests"/postgres/*.yaml Tests/Fixtures/kubernetes/*.yaml
+echo "kubernetes manifests: valid"
 
 venv=.venv-conformance-ci
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import tritonclient.http, numpy' 2>/dev/null; then
@@ -41,7 +57,6 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import tritonclient.h
   fi
 fi
 port=$((18000 + $$ % 1000))
-binary=$(swift build --show-bin-path)/wharf
 "$binary" serve --model conformance=Tests/Fixtures/models/xgb3_binary_logistic.json --port "$port" 2>/dev/null &
 server=$!
 cleanup+=("kill $server 2>/dev/null")
