@@ -11,7 +11,7 @@ public struct GatewayClient: Sendable {
     let key: String?
     let http: HTTPClient
 
-    public init(baseURL: String, key: String?, http: HTTPClient = .shared) {
+    public init(baseURL: String, key: String?, http: HTTPClient = RegistryClient.failFast) {
         var url = baseURL
         while url.hasSuffix("/") { url.removeLast() }
         self.baseURL = url

@@ -16,7 +16,7 @@ public struct RegistryClient: Sendable {
     let http: HTTPClient
     let timeout: TimeAmount
 
-    public init(baseURL: String, token: String? = nil, actor: String? = nil, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(60)) {
+    public init(baseURL: String, token: String? = nil, actor: String? = nil, http: HTTPClient = RegistryClient.failFast, timeout: TimeAmount = .seconds(60)) {
         var url = baseURL
         while url.hasSuffix("/") { url.removeLast() }
         self.baseURL = url
@@ -25,6 +25,15 @@ public struct RegistryClient: Sendable {
         self.http = http
         self.timeout = timeout
     }
+
+    /// A client that reports a service that is down at once: connection errors are not retried
+    /// until the deadline (async-http-client's default), and connecting gives up after 2 s.
+    public static let failFast: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(2)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
     // MARK: - Models and versions
 

@@ -145,7 +145,7 @@ extension ServeCommandLineTests {
     /// The real process: it becomes ready, answers, and exits cleanly on SIGTERM.
     @Test("serve starts, answers, and exits 0 on SIGTERM")
     func serveLifecycle() async throws {
-        let port = 20_000 + Int(getpid() % 20_000)
+        let port = WharfCLI.ports(1)
         let model = WharfCLI.fixtures.appendingPathComponent("models/xgb3_binary_logistic.json").path
         let process = Process()
         process.executableURL = WharfCLI.executable

@@ -26,7 +26,7 @@ struct GatewayAccessTests {
     static let row = #"{"inputs":[{"name":"x","shape":[1,8],"datatype":"FP64","data":[0.1,1,2,3,4,5,6,7]}]}"#
 
     @Test func keysScopesRateLimitsAndShadow() async throws {
-        let base = 48_500 + Int(getpid() % 8_000)
+        let base = WharfCLI.ports(3)
         let metrics = WharfCLI.fixtures.appendingPathComponent("metrics")
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-access-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: data) }

@@ -98,7 +98,7 @@ struct GatewayIntegrationTests {
     }
 
     @Test func rolloutsReplicaDeathAndDeadModelsCostNoClientRequest() async throws {
-        let base = 36_000 + Int(getpid() % 12_000)
+        let base = WharfCLI.ports(11)
         let metrics = WharfCLI.fixtures.appendingPathComponent("metrics")
         let weak = metrics.appendingPathComponent("champion_weak.json").path
         let strong = metrics.appendingPathComponent("champion_strong.json").path

@@ -61,7 +61,7 @@ struct RegistryFollowTests {
     }
 
     @Test func productionMovesUnderLoadWithoutAFailedRequest() async throws {
-        let base = 30_000 + Int(getpid() % 15_000)
+        let base = WharfCLI.ports(2)
         let registryPort = base, servePort = base + 1
         let registry = "http://127.0.0.1:\(registryPort)"
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-follow-\(UUID().uuidString)").path

@@ -37,7 +37,7 @@ struct UpFaultIsolationTests {
     }
 
     @Test func oneModelDiesTheOtherDoesNotNotice() async throws {
-        let base = 41_000 + Int(getpid() % 7_000)
+        let base = WharfCLI.ports(13)
         let gatewayPort = base, registryPort = base + 1, serverPort = base + 10
         let registry = "http://127.0.0.1:\(registryPort)"
         let gateway = "http://127.0.0.1:\(gatewayPort)"

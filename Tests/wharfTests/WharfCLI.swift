@@ -1,4 +1,8 @@
 import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -100,5 +104,36 @@ extension WharfCLI {
         let data = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return Result(status: process.terminationStatus, stdout: String(decoding: data, as: UTF8.self), stderr: "")
+    }
+}
+
+extension WharfCLI {
+    private static let nextPort = Mutex(30_000 + Int(getpid() % 200) * 100)
+
+    /// The first of `count` consecutive loopback ports that no test of this process was given
+    /// before and that nothing listens on now. Tests run in parallel: ports made from the pid
+    /// alone once collided between two tests.
+    static func ports(_ count: Int) -> Int {
+        nextPort.withLock { next in
+            while true {
+                let base = next
+                next += count
+                if next > 60_000 { next = 20_000 }
+                if (base..<(base + count)).allSatisfy(isFree) { return base }
+            }
+        }
+    }
+
+    private static func isFree(_ port: Int) -> Bool {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
     }
 }
