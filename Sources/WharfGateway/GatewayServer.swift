@@ -66,6 +66,9 @@ public struct GatewayServer: Sendable {
         var client = HTTPClient.Configuration()
         client.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.connectionsPerReplica)
         client.timeout = .init(connect: .seconds(1), read: .seconds(600))
+        // A refused connection is the router's to handle (another replica, the breaker), at
+        // once: async-http-client would otherwise keep reconnecting until the deadline.
+        client.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: client)
         router = InferenceRouter(store: store, http: http, logger: logger)
         canaries = CanaryController(store: store, logger: logger)
