@@ -99,10 +99,12 @@ struct LocalPlatform: Service {
 
         var port = command.serverPort
         var deployed: [String] = []
+        var servers: [String] = []
         for model in try await registryClient.models() where model.aliases["production"] != nil {
             let urls = try await startServers(model: model.name, reference: "\(model.name)@production", label: "production", port: &port, token: token)
             _ = try await gatewayClient.set(DeploymentSpec(model: model.name, targets: [.init(version: "production", weight: 100, replicas: urls)]))
             deployed.append(model.name)
+            servers += urls.map { "\(model.name)@production \($0)" }
         }
         var canary: String?
         if command.demo {
@@ -111,8 +113,9 @@ struct LocalPlatform: Service {
             _ = try await gatewayClient.canary("demo", CanaryPlan(version: String(version), replicas: urls, steps: [10, 50, 100],
                                                                   intervalSeconds: 20, maxErrorRate: 0.01, minRequests: 10))
             canary = "demo@\(version)"
+            servers += urls.map { "demo@\(version) \($0)" }
         }
-        printSummary(deployed: deployed, canary: canary, token: token, adminKey: adminKey)
+        printSummary(deployed: deployed, servers: servers, canary: canary)
     }
 
     private func startServers(model: String, reference: String, label: String, port: inout Int, token: String) async throws -> [String] {
@@ -131,15 +134,15 @@ struct LocalPlatform: Service {
         return urls
     }
 
-    private func printSummary(deployed: [String], canary: String?, token: String, adminKey: String) {
+    private func printSummary(deployed: [String], servers: [String], canary: String?) {
         var text = """
 
             wharf up: the platform is running
-              gateway   \(gatewayURL)   (OIP v2; deployments: \(deployed.isEmpty ? "none yet" : deployed.joined(separator: ", ")))
+              gateway   \(gatewayURL)   (OIP v2; deployments: \(deployed.isEmpty ? "none yet" : deployed.joined(separator: ", ")); admin key in \(command.dataDir)/up/gateway-admin-key)
               registry  \(registryURL)   (token in \(command.dataDir)/up/registry-token)
-              model servers from port \(command.serverPort), \(command.replicas) per model
 
             """
+        for server in servers { text += "  server    \(server)\n" }
         if command.demo {
             text += """
 
