@@ -19,6 +19,8 @@ let package = Package(
         .library(name: "WharfRegistry", targets: ["WharfRegistry"]),
         .library(name: "WharfGateway", targets: ["WharfGateway"]),
         .library(name: "WharfDeploy", targets: ["WharfDeploy"]),
+        .library(name: "WharfBus", targets: ["WharfBus"]),
+        .library(name: "WharfFeatures", targets: ["WharfFeatures"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -97,6 +99,27 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "WharfBus",
+            dependencies: [
+                "WharfCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "WharfFeatures",
+            dependencies: [
+                "WharfCore",
+                "WharfHTTP",
+                "WharfBus",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "WharfDeploy",
             dependencies: [
                 "WharfCore",
@@ -132,6 +155,7 @@ let package = Package(
                 "WharfRegistry",
                 "WharfGateway",
                 "WharfDeploy",
+                "WharfFeatures",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -182,6 +206,7 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .testTarget(name: "WharfBusTests", dependencies: ["WharfCore", "WharfBus"], swiftSettings: strictSettings),
         .testTarget(
             name: "WharfDeployTests",
             dependencies: ["WharfCore", "WharfDeploy"],

@@ -9,9 +9,11 @@ import WharfCore
 public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let tokenDigest: [UInt8]
     let protectReads: Bool
+    /// What the messages call the service ("registry", "hub").
+    let service: String
 
     /// `tokenSHA256`: the token's SHA-256, 64 hexadecimal digits.
-    public init(tokenSHA256: String, protectReads: Bool) throws(WharfError) {
+    public init(tokenSHA256: String, protectReads: Bool, service: String = "registry") throws(WharfError) {
         try RegistryName.checkDigest(tokenSHA256.lowercased())
         let hex = Array(tokenSHA256.lowercased().utf8)
         tokenDigest = stride(from: 0, to: 64, by: 2).map { index in
@@ -19,6 +21,7 @@ public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
             return value(hex[index]) << 4 | value(hex[index + 1])
         }
         self.protectReads = protectReads
+        self.service = service
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -27,12 +30,12 @@ public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         let open = path.hasPrefix("/v1/health/") || path == "/openapi.yaml" || path == "/metrics"
         if open || (isRead && !protectReads) { return try await next(request, context) }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
-            throw WharfError(.unauthorized, "\(isRead ? "reading" : "changing") the registry needs an Authorization: Bearer <token> header")
+            throw WharfError(.unauthorized, "\(isRead ? "reading" : "changing") the \(service) needs an Authorization: Bearer <token> header")
         }
         let presented = SHA256.hash(Array(header.utf8.dropFirst("Bearer ".utf8.count))).bytes
         var difference: UInt8 = 0
         for (a, b) in zip(presented, tokenDigest) { difference |= a ^ b }
-        guard difference == 0 else { throw WharfError(.unauthorized, "the bearer token is not valid for this registry") }
+        guard difference == 0 else { throw WharfError(.unauthorized, "the bearer token is not valid for this \(service)") }
         return try await next(request, context)
     }
 }

@@ -1,0 +1,230 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import Synchronization
+import WharfBus
+import WharfCore
+import WharfHTTP
+
+/// The messaging hub (`wharf hub`): named streams with a declared schema, batches of events
+/// checked one by one and appended durably, replay, and durable consumers.
+///
+/// | method and path | what |
+/// | --- | --- |
+/// | `PUT /v1/streams/{s}` | declare (or change) a stream: entity key, time field, features, retention |
+/// | `GET /v1/streams`, `GET /v1/streams/{s}` | definitions, with the log's bounds |
+/// | `POST /v1/streams/{s}/events` | a JSON array or NDJSON batch; per-event results; the accepted ones are durable when it answers |
+/// | `GET /v1/streams/{s}/events?from=OFFSET&limit=N` (or `since=RFC3339`) | replay |
+/// | `POST /v1/streams/{s}/consumers/{c}/fetch?limit=N` | the next events after the consumer's acknowledgement |
+/// | `POST /v1/streams/{s}/consumers/{c}/ack` `{"offset": N}` | acknowledge through N |
+public final class HubServer: Sendable {
+    public let bus: any MessageBus
+    let definitions: Mutex<[String: StreamDefinition]>
+    let definitionsFile: String?
+    let tokenSHA256: String
+    public static let maxBatchEvents = 10_000
+
+    /// The embedded hub: the log and the stream definitions under `dataDirectory/hub/`.
+    public static func embedded(dataDirectory: String, tokenSHA256: String) async throws -> HubServer {
+        try FileManager.default.createDirectory(atPath: dataDirectory + "/hub", withIntermediateDirectories: true)
+        let bus = try SQLiteLog(path: dataDirectory + "/hub/log.sqlite")
+        return try HubServer(bus: bus, definitionsFile: dataDirectory + "/hub/streams.json", tokenSHA256: tokenSHA256)
+    }
+
+    public init(bus: any MessageBus, definitionsFile: String?, tokenSHA256: String) throws {
+        self.bus = bus
+        self.definitionsFile = definitionsFile
+        self.tokenSHA256 = tokenSHA256
+        var stored: [String: StreamDefinition] = [:]
+        if let definitionsFile, let data = FileManager.default.contents(atPath: definitionsFile) {
+            stored = try JSONDecoder().decode([String: StreamDefinition].self, from: data)
+        }
+        definitions = Mutex(stored)
+    }
+
+    public func buildApplication(host: String, port: Int, logger: Logger,
+                                 onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: RequestIDMiddleware())
+        router.add(middleware: ErrorMiddleware())
+        router.add(middleware: try BearerTokenMiddleware(tokenSHA256: tokenSHA256, protectReads: false, service: "hub"))
+        router.get("/v1/health/live") { _, _ in Response.emptyOK }
+        router.get("/v1/health/ready") { _, _ in Response.emptyOK }
+        HubController(hub: self).addRoutes(to: router)
+        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "wharf-hub"),
+                           onServerRunning: onServerRunning, logger: logger)
+    }
+
+    func define(_ definition: StreamDefinition) async throws {
+        let definition = try definition.validated()
+        try await bus.createStream(StreamConfiguration(name: definition.name, maxAgeSeconds: definition.maxAgeSeconds, maxMessages: definition.maxMessages))
+        let snapshot = definitions.withLock { all in
+            all[definition.name] = definition
+            return all
+        }
+        guard let definitionsFile else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let temporary = definitionsFile + ".tmp-\(UUID().uuidString)"
+        try encoder.encode(snapshot).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, definitionsFile) == 0 else { throw WharfError(.io, "cannot save the stream definitions") }
+    }
+
+    func definition(_ name: String) throws(WharfError) -> StreamDefinition {
+        guard let definition = definitions.withLock({ $0[name] }) else { throw WharfError(.notFound, "no stream named \(name)") }
+        return definition
+    }
+
+    var allDefinitions: [StreamDefinition] { definitions.withLock { $0.values.sorted { $0.name < $1.name } } }
+}
+
+struct HubController: Sendable {
+    let hub: HubServer
+
+    struct Acknowledgement: Codable { var offset: Int64 }
+
+    struct StreamStatus: Encodable {
+        var definition: StreamDefinition
+        var bounds: StreamBounds
+    }
+
+    struct BatchResult: Encodable {
+        struct Item: Encodable {
+            var index: Int
+            var offset: Int64?
+            var error: String?
+        }
+
+        var accepted: Int
+        var rejected: Int
+        var results: [Item]
+    }
+
+    struct EventList: Encodable {
+        struct Item: Encodable {
+            var offset: Int64
+            var entity: String
+            var time: Date
+            var event: String
+        }
+
+        var events: [Item]
+        var next: Int64
+    }
+
+    func addRoutes(to router: Router<BasicRequestContext>) {
+        router.put("/v1/streams/:stream") { request, context in try await define(request, context) }
+        router.get("/v1/streams") { _, _ in try Self.json(["streams": hub.allDefinitions]) }
+        router.get("/v1/streams/:stream") { _, context in try await status(context) }
+        router.post("/v1/streams/:stream/events") { request, context in try await ingest(request, context) }
+        router.get("/v1/streams/:stream/events") { request, context in try await replay(request, context) }
+        router.post("/v1/streams/:stream/consumers/:consumer/fetch") { request, context in try await fetch(request, context) }
+        router.post("/v1/streams/:stream/consumers/:consumer/ack") { request, context in try await acknowledge(request, context) }
+    }
+
+    private func define(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try context.parameters.require("stream")
+        let body = try await request.body.collect(upTo: 1 << 20)
+        var definition: StreamDefinition
+        do {
+            definition = try JSONDecoder().decode(StreamDefinition.self, from: Data(body.readableBytesView))
+        } catch let error as DecodingError {
+            throw WharfError(.invalidInput, "the stream definition is not valid: \(JSONErrors.describe(error))")
+        }
+        guard definition.name == name else { throw WharfError(.invalidInput, "the definition is for stream \(definition.name), the path for \(name)") }
+        definition = try definition.validated()
+        try await hub.define(definition)
+        return try Self.json(StreamStatus(definition: definition, bounds: try await hub.bus.bounds(stream: name)))
+    }
+
+    private func status(_ context: BasicRequestContext) async throws -> Response {
+        let definition = try hub.definition(try context.parameters.require("stream"))
+        return try Self.json(StreamStatus(definition: definition, bounds: try await hub.bus.bounds(stream: definition.name)))
+    }
+
+    private func ingest(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let definition = try hub.definition(try context.parameters.require("stream"))
+        let body = try await request.body.collect(upTo: 64 << 20)
+        let parsed = try body.withUnsafeReadableBytes { bytes throws(WharfError) in
+            try EventBatchParser.parse(bytes, maxEvents: HubServer.maxBatchEvents)
+        }
+        let now = Date()
+        var accepted: [OutgoingMessage] = []
+        var items: [BatchResult.Item] = []
+        var acceptedIndices: [Int] = []
+        for (index, fields) in parsed.enumerated() {
+            switch fields.flatMap({ definition.check($0, receivedAt: now) }) {
+            case .success(let event):
+                accepted.append(OutgoingMessage(key: event.entity, time: event.time, payload: event.payload))
+                acceptedIndices.append(index)
+                items.append(.init(index: index, offset: nil, error: nil))
+            case .failure(let error):
+                items.append(.init(index: index, offset: nil, error: error.message))
+            }
+        }
+        // One append for the whole batch: all of its accepted events are durable, or none.
+        let offsets = accepted.isEmpty ? [] : try await hub.bus.publish(stream: definition.name, accepted)
+        for (index, offset) in zip(acceptedIndices, offsets) { items[index].offset = offset }
+        let result = BatchResult(accepted: accepted.count, rejected: parsed.count - accepted.count, results: items)
+        return try Self.json(result, status: accepted.isEmpty ? .badRequest : .ok)
+    }
+
+    private func replay(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let definition = try hub.definition(try context.parameters.require("stream"))
+        let query = request.uri.queryParameters
+        let limit = try Self.limit(query["limit"].map(String.init))
+        var from: Int64 = 1
+        if let since = query["since"].map(String.init) {
+            guard let time = StreamDefinition.parseTime(since) else { throw WharfError(.invalidInput, "since \"\(since.prefix(40))\" is not an RFC 3339 time") }
+            from = try await hub.bus.firstOffset(stream: definition.name, atOrAfter: time) ?? Int64.max
+        } else if let text = query["from"].map(String.init) {
+            guard let offset = Int64(text), offset >= 1 else { throw WharfError(.invalidInput, "from must be an offset from 1") }
+            from = offset
+        }
+        let messages = from == Int64.max ? [] : try await hub.bus.read(stream: definition.name, from: from, limit: limit)
+        return try Self.json(Self.list(messages, after: from - 1))
+    }
+
+    private func fetch(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let definition = try hub.definition(try context.parameters.require("stream"))
+        let consumer = try context.parameters.require("consumer")
+        let limit = try Self.limit(request.uri.queryParameters["limit"].map(String.init))
+        let messages = try await hub.bus.fetch(stream: definition.name, consumer: consumer, limit: limit)
+        let acknowledged = try await hub.bus.acknowledged(stream: definition.name, consumer: consumer)
+        return try Self.json(Self.list(messages, after: acknowledged))
+    }
+
+    private func acknowledge(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let definition = try hub.definition(try context.parameters.require("stream"))
+        let consumer = try context.parameters.require("consumer")
+        let body = try await request.body.collect(upTo: 4096)
+        guard let ack = try? JSONDecoder().decode(Acknowledgement.self, from: Data(body.readableBytesView)), ack.offset >= 0 else {
+            throw WharfError(.invalidInput, "the body must be {\"offset\": N}")
+        }
+        try await hub.bus.acknowledge(stream: definition.name, consumer: consumer, through: ack.offset)
+        return try Self.json(["acknowledged": try await hub.bus.acknowledged(stream: definition.name, consumer: consumer)])
+    }
+
+    private static func list(_ messages: [BusMessage], after: Int64) -> EventList {
+        EventList(events: messages.map { .init(offset: $0.offset, entity: $0.key, time: $0.time, event: String(decoding: $0.payload, as: UTF8.self)) },
+                  next: (messages.last?.offset ?? after) + 1)
+    }
+
+    private static func limit(_ text: String?) throws(WharfError) -> Int {
+        guard let text else { return 1000 }
+        guard let limit = Int(text), (1...10_000).contains(limit) else { throw WharfError(.invalidInput, "limit must be 1…10000") }
+        return limit
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return Response.json(Array(try encoder.encode(value)), status: status)
+    }
+}
