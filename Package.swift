@@ -156,6 +156,7 @@ let package = Package(
                 "WharfGateway",
                 "WharfDeploy",
                 "WharfFeatures",
+                "WharfBus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import WharfBus
+import WharfCore
+
+/// Ingest throughput of the embedded log, in process (batches as the hub appends them).
+struct BenchBusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-bus",
+        abstract: "Measure how fast the embedded log (SQLite, WAL) appends and reads events."
+    )
+
+    @Option(help: "Events to append.") var events = 200_000
+    @Option(help: "Events per append (one transaction).") var batch = 1000
+    @Option(help: "Bytes of JSON per event (about).") var eventBytes = 120
+    @Flag(help: "Print a JSON object.") var json = false
+
+    struct Result: Encodable {
+        var events: Int
+        var batch: Int
+        var appendEventsPerSecond: Double
+        var readEventsPerSecond: Double
+    }
+
+    func run() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-bench-bus-\(UUID().uuidString).sqlite").path
+        defer {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        }
+        let log = try SQLiteLog(path: path)
+        try await log.createStream(StreamConfiguration(name: "bench"))
+        let padding = String(repeating: "x", count: max(0, eventBytes - 60))
+        let batches = (0..<max(1, events / batch)).map { b in
+            (0..<batch).map { i in
+                OutgoingMessage(key: "user-\(i % 1000)", time: Date(timeIntervalSince1970: 1_800_000_000 + Double(b * batch + i)),
+                                payload: Array(#"{"seq":\#(b * batch + i),"page":"\#(padding)"}"#.utf8))
+            }
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        for messages in batches { _ = try await log.publish(stream: "bench", messages) }
+        let appended = clock.now - start
+        let total = batches.count * batch
+        let readStart = clock.now
+        var from: Int64 = 1
+        var read = 0
+        while true {
+            let page = try await log.read(stream: "bench", from: from, limit: 10_000)
+            if page.isEmpty { break }
+            read += page.count
+            from = page.last!.offset + 1
+        }
+        let readTime = clock.now - readStart
+        func seconds(_ duration: Duration) -> Double { Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18 }
+        let result = Result(events: total, batch: batch, appendEventsPerSecond: Double(total) / seconds(appended), readEventsPerSecond: Double(read) / seconds(readTime))
+        if json {
+            writeStandardOutput(try encodeJSON(result))
+        } else {
+            writeStandardOutput("appended \(total) events in batches of \(batch): \(Int(result.appendEventsPerSecond)) events/s\nread back: \(Int(result.readEventsPerSecond)) events/s\n")
+        }
+    }
+}
