@@ -188,7 +188,7 @@ public struct RegistryClient: Sendable {
     }
 
     /// The server's `{"error": …}` as a ``WharfError`` whose code matches the status.
-    static func failure(_ status: HTTPResponseStatus, _ body: ByteBuffer) -> WharfError {
+    public static func failure(_ status: HTTPResponseStatus, _ body: ByteBuffer) -> WharfError {
         struct ErrorBody: Decodable { var error: String }
         let message = (try? JSONDecoder().decode(ErrorBody.self, from: Data(body.readableBytesView)))?.error
             ?? "HTTP \(status.code) \(status.reasonPhrase)"

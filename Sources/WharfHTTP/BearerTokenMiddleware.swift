@@ -11,9 +11,14 @@ public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let protectReads: Bool
     /// What the messages call the service ("registry", "hub").
     let service: String
+    /// Requests that only read (GET and HEAD, and any the service adds: a POST lookup, say).
+    let isRead: @Sendable (Request) -> Bool
 
     /// `tokenSHA256`: the token's SHA-256, 64 hexadecimal digits.
-    public init(tokenSHA256: String, protectReads: Bool, service: String = "registry") throws(WharfError) {
+    public init(
+        tokenSHA256: String, protectReads: Bool, service: String = "registry",
+        isRead: @escaping @Sendable (Request) -> Bool = { $0.method == .get || $0.method == .head }
+    ) throws(WharfError) {
         try RegistryName.checkDigest(tokenSHA256.lowercased())
         let hex = Array(tokenSHA256.lowercased().utf8)
         tokenDigest = stride(from: 0, to: 64, by: 2).map { index in
@@ -22,11 +27,12 @@ public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         self.protectReads = protectReads
         self.service = service
+        self.isRead = isRead
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        let isRead = request.method == .get || request.method == .head
+        let isRead = isRead(request)
         let open = path.hasPrefix("/v1/health/") || path == "/openapi.yaml" || path == "/metrics"
         if open || (isRead && !protectReads) { return try await next(request, context) }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {

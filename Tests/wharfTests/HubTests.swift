@@ -129,3 +129,71 @@ struct HubTests {
         #expect((resumed["events"] as? [[String: Any]])?.first?["offset"] as? Int == 251)
     }
 }
+
+extension HubTests {
+    /// Point in time: each label gets the value observed at or before its own time, never a
+    /// later one, even when events arrive out of order; past the TTL a value is missing.
+    @Test func featuresAreServedOnlineAndJoinedAsOfEachLabel() async throws {
+        let port = WharfCLI.ports(1)
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-hub-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let hub = try GatewayIntegrationTests.Server(["hub", "--port", String(port), "--data-dir", data, "--token", Self.token])
+        defer { hub.stop() }
+        let url = "http://127.0.0.1:\(port)"
+        #expect(try await WharfCLI.waitForStatus(url + "/v1/health/ready", status: 200))
+        #expect(try await Self.request("PUT", url + "/v1/streams/clicks", body: Self.definition).status == 200)
+        let view = #"{"name":"activity","stream":"clicks","features":["seq","page"],"ttl_seconds":3600,"required":["seq"]}"#
+        #expect(try await Self.request("PUT", url + "/v1/views/activity", body: view).status == 200)
+        #expect(try await Self.request("PUT", url + "/v1/views/bad", body: #"{"name":"bad","stream":"clicks","features":["nope"]}"#).status == 400)
+
+        // u1: seq 1 at 10:00, seq 3 at 12:00, and seq 2 at 11:00 arriving last (late).
+        let events = """
+            {"user":"u1","ts":"2026-11-29T10:00:00Z","seq":1,"page":"home"}
+            {"user":"u1","ts":"2026-11-29T12:00:00Z","seq":3}
+            {"user":"u2","ts":"2026-11-29T09:00:00Z","seq":7,"page":"cart"}
+            {"user":"u1","ts":"2026-11-29T11:00:00Z","seq":2}
+            """
+        #expect(try await Self.request("POST", url + "/v1/streams/clicks/events", body: events).json["accepted"] as? Int == 4)
+        let now = Date()
+        let online = try await Self.request("POST", url + "/v1/features/activity/lookup", body: #"{"rows":[{"entity":"u1","time":"2026-11-29T12:30:00Z"}]}"#).json
+        let first = (online["rows"] as? [[String: Any]])?.first
+        #expect((first?["features"] as? [String: Any])?["seq"] as? Double == 3)
+        // page was seen at 10:00: past the one-hour TTL at 12:30.
+        #expect((first?["features"] as? [String: Any])?["page"] == nil)
+        #expect((first?["expired"] as? [String]) == ["page"])
+        _ = now
+
+        let labels = """
+            user,ts,clicked
+            u1,2026-11-29T09:59:59Z,0
+            u1,2026-11-29T10:00:00Z,1
+            u1,2026-11-29T11:30:00Z,0
+            u1,2026-11-29T12:00:00Z,1
+            u1,2026-11-29T13:30:00Z,1
+            u2,2026-11-29T09:30:00Z,0
+            u2,2026-11-29T10:00:01Z,1
+            u3,2026-11-29T10:00:00Z,0
+            """
+        let labelsFile = try WharfCLI.temporaryFile("labels-\(UUID().uuidString).csv", contents: labels)
+        let out = labelsFile + ".train.csv"
+        let built = try WharfCLI.run(["dataset", "build", "--hub", url, "--view", "activity", "--labels", labelsFile,
+                                      "--entity-column", "user", "--time-column", "ts", "--out", out])
+        #expect(built.status == 0, "\(built.stderr)")
+        let rows = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(rows == [
+            "user,ts,clicked,seq,page",
+            "u1,2026-11-29T09:59:59Z,0,,",           // before any event
+            "u1,2026-11-29T10:00:00Z,1,1,home",      // at the event's own time
+            "u1,2026-11-29T11:30:00Z,0,2,",          // the late event, in its place; page (10:00) past the 1 h TTL
+            "u1,2026-11-29T12:00:00Z,1,3,",          // the 12:00 event counts at 12:00
+            "u1,2026-11-29T13:30:00Z,1,,",           // seq from 12:00 is past the TTL too
+            "u2,2026-11-29T09:30:00Z,0,7,cart",
+            "u2,2026-11-29T10:00:01Z,1,,",           // past the TTL
+            "u3,2026-11-29T10:00:00Z,0,,",           // unknown entity
+        ])
+        // Online, a required feature that is missing is a 400 naming it.
+        let missing = try await Self.request("GET", url + "/v1/features/activity/u3")
+        #expect(missing.status == 400)
+        #expect((missing.json["error"] as? String)?.contains("seq") == true)
+    }
+}

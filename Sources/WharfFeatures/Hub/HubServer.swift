@@ -26,6 +26,8 @@ public final class HubServer: Sendable {
     public let bus: any MessageBus
     let definitions: Mutex<[String: StreamDefinition]>
     let definitionsFile: String?
+    let views: Mutex<[String: FeatureView]>
+    let store = FeatureStore()
     let tokenSHA256: String
     public static let maxBatchEvents = 10_000
 
@@ -45,6 +47,41 @@ public final class HubServer: Sendable {
             stored = try JSONDecoder().decode([String: StreamDefinition].self, from: data)
         }
         definitions = Mutex(stored)
+        var storedViews: [String: FeatureView] = [:]
+        if let file = definitionsFile.map({ ($0 as NSString).deletingLastPathComponent + "/views.json" }),
+           let data = FileManager.default.contents(atPath: file) {
+            storedViews = try JSONDecoder().decode([String: FeatureView].self, from: data)
+        }
+        views = Mutex(storedViews)
+    }
+
+    func defineView(_ view: FeatureView) throws {
+        let view = try view.validated(against: try definition(view.stream))
+        let snapshot = views.withLock { all in
+            all[view.name] = view
+            return all
+        }
+        guard let definitionsFile else { return }
+        try Self.save(snapshot, to: (definitionsFile as NSString).deletingLastPathComponent + "/views.json")
+    }
+
+    func view(_ name: String) throws(WharfError) -> FeatureView {
+        guard let view = views.withLock({ $0[name] }) else { throw WharfError(.notFound, "no feature view named \(name)") }
+        return view
+    }
+
+    /// `view`'s features for each entity as of `time`, after reading what the stream gained.
+    func lookup(_ view: FeatureView, entities: [(String, Date)]) async throws -> [FeatureStore.Lookup] {
+        try await store.catchUp(stream: try definition(view.stream), bus: bus)
+        return entities.map { store.lookup(view, entity: $0.0, asOf: $0.1) }
+    }
+
+    static func save(_ value: some Encodable, to file: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let temporary = file + ".tmp-\(UUID().uuidString)"
+        try encoder.encode(value).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, file) == 0 else { throw WharfError(.io, "cannot save \(file)") }
     }
 
     public func buildApplication(host: String, port: Int, logger: Logger,
@@ -52,7 +89,11 @@ public final class HubServer: Sendable {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: RequestIDMiddleware())
         router.add(middleware: ErrorMiddleware())
-        router.add(middleware: try BearerTokenMiddleware(tokenSHA256: tokenSHA256, protectReads: false, service: "hub"))
+        // Lookups and consumer fetches are POSTs that change nothing: reads, open like GETs.
+        router.add(middleware: try BearerTokenMiddleware(tokenSHA256: tokenSHA256, protectReads: false, service: "hub") { request in
+            let path = request.uri.path
+            return request.method == .get || request.method == .head || (request.method == .post && (path.hasSuffix("/lookup") || path.hasSuffix("/fetch")))
+        })
         router.get("/v1/health/live") { _, _ in Response.emptyOK }
         router.get("/v1/health/ready") { _, _ in Response.emptyOK }
         HubController(hub: self).addRoutes(to: router)
@@ -68,11 +109,7 @@ public final class HubServer: Sendable {
             return all
         }
         guard let definitionsFile else { return }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let temporary = definitionsFile + ".tmp-\(UUID().uuidString)"
-        try encoder.encode(snapshot).write(to: URL(fileURLWithPath: temporary))
-        guard rename(temporary, definitionsFile) == 0 else { throw WharfError(.io, "cannot save the stream definitions") }
+        try Self.save(snapshot, to: definitionsFile)
     }
 
     func definition(_ name: String) throws(WharfError) -> StreamDefinition {
@@ -125,6 +162,72 @@ struct HubController: Sendable {
         router.get("/v1/streams/:stream/events") { request, context in try await replay(request, context) }
         router.post("/v1/streams/:stream/consumers/:consumer/fetch") { request, context in try await fetch(request, context) }
         router.post("/v1/streams/:stream/consumers/:consumer/ack") { request, context in try await acknowledge(request, context) }
+        router.put("/v1/views/:view") { request, context in try await defineView(request, context) }
+        router.get("/v1/views") { _, _ in try Self.json(["views": hub.views.withLock { $0.values.sorted { $0.name < $1.name } }]) }
+        router.get("/v1/features/:view/:entity") { request, context in try await features(request, context) }
+        router.post("/v1/features/:view/lookup") { request, context in try await lookup(request, context) }
+    }
+
+    struct LookupRequest: Decodable {
+        struct Row: Decodable {
+            var entity: String
+            /// RFC 3339 or seconds since 1970; absent: now.
+            var time: FeatureValue?
+        }
+
+        var rows: [Row]
+    }
+
+    private func defineView(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let name = try context.parameters.require("view")
+        let body = try await request.body.collect(upTo: 1 << 20)
+        let view: FeatureView
+        do {
+            view = try JSONDecoder().decode(FeatureView.self, from: Data(body.readableBytesView))
+        } catch let error as DecodingError {
+            throw WharfError(.invalidInput, "the view is not valid: \(JSONErrors.describe(error))")
+        }
+        guard view.name == name else { throw WharfError(.invalidInput, "the view is named \(view.name), the path \(name)") }
+        try hub.defineView(view)
+        return try Self.json(view)
+    }
+
+    /// The online read: the latest fresh values now; 400 when a required feature is absent.
+    private func features(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let view = try hub.view(try context.parameters.require("view"))
+        let entity = try context.parameters.require("entity")
+        let result = try await hub.lookup(view, entities: [(entity, Date())])[0]
+        let absent = view.required.filter { result.features[$0] == nil }
+        guard absent.isEmpty else {
+            throw WharfError(.invalidInput, "entity \(entity.prefix(64)) has no fresh value for the required \(absent.joined(separator: ", "))")
+        }
+        return try Self.json(result)
+    }
+
+    /// Many entities at once, each as of its own time (now when none is given): the online
+    /// batch lookup and the point-in-time join of `wharf dataset build`.
+    private func lookup(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let view = try hub.view(try context.parameters.require("view"))
+        let body = try await request.body.collect(upTo: 64 << 20)
+        let rows: [LookupRequest.Row]
+        do {
+            rows = try JSONDecoder().decode(LookupRequest.self, from: Data(body.readableBytesView)).rows
+        } catch let error as DecodingError {
+            throw WharfError(.invalidInput, "the lookup is not valid: \(JSONErrors.describe(error))")
+        }
+        guard rows.count <= 100_000 else { throw WharfError(.invalidInput, "at most 100000 rows a lookup") }
+        let now = Date()
+        let keys = try rows.enumerated().map { index, row throws(WharfError) -> (String, Date) in
+            switch row.time {
+            case nil: return (row.entity, now)
+            case .number(let seconds)?: return (row.entity, Date(timeIntervalSince1970: seconds))
+            case .string(let text)?:
+                guard let time = StreamDefinition.parseTime(text) else { throw WharfError(.invalidInput, "rows[\(index)].time \"\(text.prefix(40))\" is not an RFC 3339 time") }
+                return (row.entity, time)
+            case .bool?: throw WharfError(.invalidInput, "rows[\(index)].time must be RFC 3339 text or seconds")
+            }
+        }
+        return try Self.json(["rows": try await hub.lookup(view, entities: keys)])
     }
 
     private func define(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

@@ -95,3 +95,32 @@ extension String {
         return String(self[first...last])
     }
 }
+
+/// A CSV file as records of text fields (RFC 4180), for callers that need the cells themselves.
+public enum CSVRecords {
+    /// Every record, the header first; an unterminated quote or a ragged row names its line.
+    public static func read(_ bytes: [UInt8]) throws(WharfError) -> [[String]] {
+        var reader = CSVReader(bytes: bytes)
+        var records: [[String]] = []
+        while let record = reader.next() {
+            if record.unterminatedQuote { throw WharfError(.invalidInput, "line \(record.line): a quoted field is never closed") }
+            if let width = records.first?.count, record.fields.count != width {
+                throw WharfError(.invalidInput, "line \(record.line): \(record.fields.count) columns, but the header has \(width)")
+            }
+            records.append(record.fields)
+        }
+        guard !records.isEmpty else { throw WharfError(.invalidInput, "the CSV file is empty: a header row is required") }
+        return records
+    }
+
+    /// A field as CSV text, quoted when it must be.
+    public static func escape(_ field: String) -> String {
+        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
+        var quoted = "\""
+        for character in field {
+            if character == "\"" { quoted.append("\"") }
+            quoted.append(character)
+        }
+        return quoted + "\""
+    }
+}
