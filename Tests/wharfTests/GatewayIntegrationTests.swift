@@ -98,6 +98,10 @@ struct GatewayIntegrationTests {
     }
 
     @Test func rolloutsReplicaDeathAndDeadModelsCostNoClientRequest() async throws {
+        try await ProcessTestGate.shared.run { try await self.rolloutsReplicaDeathAndDeadModelsCostNoClientRequestBody() }
+    }
+
+    private func rolloutsReplicaDeathAndDeadModelsCostNoClientRequestBody() async throws {
         let base = WharfCLI.ports(11)
         let metrics = WharfCLI.fixtures.appendingPathComponent("metrics")
         let weak = metrics.appendingPathComponent("champion_weak.json").path
@@ -170,7 +174,7 @@ struct GatewayIntegrationTests {
         let dead = flood.outcomes.withLock { $0 }
         #expect(!dead.isEmpty && dead.allSatisfy { $0.status == 503 })
         let deadMedian = dead.map(\.seconds).sorted()[dead.count / 2]
-        #expect(deadMedian < 0.1, "a dead model's 503 took \(deadMedian) s")
+        #expect(deadMedian < max(0.1, 2 * during[20]), "a dead model's 503 took \(deadMedian) s")
         #expect(during[20] < before[20] * 3 + 0.005, "side p50 went from \(before[20]) s to \(during[20]) s")
 
         // 3. A canary whose new version fails is rolled back by itself; clients never see it fail.

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -72,6 +73,10 @@ struct HubTests {
     }
 
     @Test func killNineDuringIngestLosesNothingAcknowledged() async throws {
+        try await ProcessTestGate.shared.run { try await self.killNineDuringIngestLosesNothingAcknowledgedBody() }
+    }
+
+    private func killNineDuringIngestLosesNothingAcknowledgedBody() async throws {
         let port = WharfCLI.ports(1)
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-hub-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: data) }
@@ -81,6 +86,7 @@ struct HubTests {
         #expect(try await Self.request("PUT", url + "/v1/streams/clicks", body: Self.definition).status == 200)
 
         // Batches of 200 events with consecutive sequence numbers, until the hub dies.
+        let progress = Atomic(0)
         let acknowledged = Task { () -> [Int] in
             var sent: [Int] = []
             var next = 0
@@ -89,10 +95,12 @@ struct HubTests {
                 guard let answer = try? await Self.request("POST", url + "/v1/streams/clicks/events", body: body), answer.status == 200 else { break }
                 sent += Array(next..<(next + 200))
                 next += 200
+                progress.store(next, ordering: .relaxed)
             }
             return sent
         }
-        try await Task.sleep(for: .milliseconds(700))
+        // Killed mid-ingest, once some batches are in.
+        while progress.load(ordering: .relaxed) < 1000 { try await Task.sleep(for: .milliseconds(10)) }
         hub.kill()
         let sent = await acknowledged.value
         #expect(sent.count >= 1000, "only \(sent.count) events were acknowledged before the kill")

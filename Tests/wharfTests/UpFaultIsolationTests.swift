@@ -37,6 +37,10 @@ struct UpFaultIsolationTests {
     }
 
     @Test func oneModelDiesTheOtherDoesNotNotice() async throws {
+        try await ProcessTestGate.shared.run { try await self.oneModelDiesTheOtherDoesNotNoticeBody() }
+    }
+
+    private func oneModelDiesTheOtherDoesNotNoticeBody() async throws {
         let base = WharfCLI.ports(13)
         let gatewayPort = base, registryPort = base + 1, serverPort = base + 10
         let registry = "http://127.0.0.1:\(registryPort)"
@@ -103,8 +107,10 @@ struct UpFaultIsolationTests {
         #expect(recoveredAt != nil, "the supervisor did not bring beta back")
         let betaFailures = beta.outcomes.withLock { $0.filter { !$0.outcome.ok } }
         #expect(betaFailures.allSatisfy { $0.outcome.status == 503 }, "beta failed with \(Set(betaFailures.map(\.outcome.status)))")
-        if !betaFailures.isEmpty {
-            #expect(median(betaFailures.map(\.outcome.seconds)) < 0.1, "the 503s for the dead model were slow")
+        // "At once": no slower than the healthy model's answers (the machine may be busy).
+        if !betaFailures.isEmpty, !during.isEmpty {
+            let fastest = max(0.1, 2 * median(during))
+            #expect(median(betaFailures.map(\.outcome.seconds)) < fastest, "the 503s for the dead model were slow")
         }
 
         // Ctrl-C / SIGTERM: everything stops, children included.

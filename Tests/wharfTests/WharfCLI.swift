@@ -137,3 +137,22 @@ extension WharfCLI {
         }
     }
 }
+
+/// Tests that run several `wharf` processes under load take turns: on two cores, two of them at
+/// once starve each other and their timing checks measure the machine, not Wharf.
+actor ProcessTestGate {
+    static let shared = ProcessTestGate()
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
+        if busy {
+            await withCheckedContinuation { waiting.append($0) }
+        }
+        busy = true
+        defer {
+            if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
+        }
+        return try await body()
+    }
+}
