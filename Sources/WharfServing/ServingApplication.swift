@@ -39,7 +39,8 @@ public struct ModelServer: Sendable {
             service: InferenceService(store: store),
             manager: manager,
             readiness: readiness,
-            maxBodyBytes: configuration.maxBodyBytes
+            maxBodyBytes: configuration.maxBodyBytes,
+            predictionLog: configuration.predictionLog
         ).addRoutes(to: router)
         if let metrics {
             MetricsEndpoint<BasicRequestContext>(registry: metrics).addRoutes(to: router)
@@ -47,7 +48,8 @@ public struct ModelServer: Sendable {
         return Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "wharf"),
-            services: [ModelLoaderService(manager: manager, readiness: readiness, pollInterval: configuration.pollInterval)],
+            services: [ModelLoaderService(manager: manager, readiness: readiness, pollInterval: configuration.pollInterval)]
+                + (configuration.predictionLog.map { [PredictionLogShipper(log: $0, logger: logger)] } ?? []),
             onServerRunning: onServerRunning,
             logger: logger
         )

@@ -18,6 +18,8 @@ public struct ServingConfiguration: Sendable {
     public var batching: BatchingSettings
     public var maxBodyBytes: Int
     public var pollInterval: Duration?
+    /// Where sampled prediction records go (`--hub`), or nil.
+    public var predictionLog: PredictionLog?
 
     public init(
         host: String = "127.0.0.1",

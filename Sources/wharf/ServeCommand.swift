@@ -32,6 +32,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Where models downloaded from the registry are kept.")
     var cacheDir = ".wharf/serve-cache"
 
+    @Option(help: "Send sampled prediction records to this hub's `predictions` stream (token: WHARF_HUB_TOKEN).")
+    var hub: String?
+
+    @Option(help: "Share of predictions recorded, 0…1.")
+    var predictionSample = 1.0
+
     @Option(help: "Serve every model in this repository directory.")
     var modelRepository: String?
 
@@ -135,10 +141,15 @@ struct ServeCommand: AsyncParsableCommand {
         case .files: 0
         }
         let poll = pollSeconds ?? defaultPoll
-        return ServingConfiguration(
+        var configuration = ServingConfiguration(
             host: host, port: port, catalog: catalog, batching: batching, maxBodyBytes: maxBodyBytes,
             pollInterval: poll > 0 ? .milliseconds(Int(poll * 1000)) : nil
         )
+        if let hub {
+            guard (0...1).contains(predictionSample) else { throw WharfError(.invalidInput, "--prediction-sample must be between 0 and 1") }
+            configuration.predictionLog = PredictionLog(hub: hub, token: ProcessInfo.processInfo.environment["WHARF_HUB_TOKEN"], sampleRate: predictionSample)
+        }
+        return configuration
     }
 }
 

@@ -17,11 +17,14 @@ struct GatewayIntegrationTests {
         let process: Process
         let arguments: [String]
 
-        init(_ arguments: [String]) throws {
+        init(_ arguments: [String], environment: [String: String] = [:]) throws {
             self.arguments = arguments
             process = Process()
             process.executableURL = WharfCLI.executable
             process.arguments = arguments
+            if !environment.isEmpty {
+                process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            }
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()

@@ -205,3 +205,43 @@ extension HubTests {
         #expect((missing.json["error"] as? String)?.contains("seq") == true)
     }
 }
+
+extension HubTests {
+    /// A model server with --hub sends its predictions to the hub's `predictions` stream.
+    @Test func predictionsAreLoggedToTheHub() async throws {
+        try await ProcessTestGate.shared.run {
+            let hubPort = WharfCLI.ports(1), servePort = WharfCLI.ports(1)
+            let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-hub-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: data) }
+            let hub = try GatewayIntegrationTests.Server(["hub", "--port", String(hubPort), "--data-dir", data, "--token", Self.token])
+            defer { hub.stop() }
+            let model = WharfCLI.fixtures.appendingPathComponent("metrics/champion_weak.json").path
+            let serve = try GatewayIntegrationTests.Server(["serve", "--model", "champ=\(model)", "--port", String(servePort),
+                                                            "--hub", "http://127.0.0.1:\(hubPort)"], environment: ["WHARF_HUB_TOKEN": Self.token])
+            defer { serve.stop() }
+            #expect(try await WharfCLI.waitForStatus("http://127.0.0.1:\(hubPort)/v1/health/ready", status: 200))
+            #expect(try await WharfCLI.waitForStatus("http://127.0.0.1:\(servePort)/v2/health/ready", status: 200))
+            for index in 0..<20 {
+                var request = URLRequest(url: URL(string: "http://127.0.0.1:\(servePort)/v2/models/champ/infer")!)
+                request.httpMethod = "POST"
+                request.setValue("req-\(index)", forHTTPHeaderField: "x-request-id")
+                request.httpBody = Data(#"{"inputs":[{"name":"x","shape":[1,8],"datatype":"FP64","data":[0.1,1,2,3,4,5,6,\#(index)]}]}"#.utf8)
+                let (_, response) = try await URLSession.shared.data(for: request)
+                #expect((response as? HTTPURLResponse)?.statusCode == 200)
+            }
+            var events: [[String: Any]] = []
+            let deadline = Date().addingTimeInterval(10)
+            while events.count < 20, Date() < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+                events = (try? await Self.request("GET", "http://127.0.0.1:\(hubPort)/v1/streams/predictions/events?from=1").json["events"] as? [[String: Any]]) ?? []
+            }
+            #expect(events.count == 20)
+            #expect(Set(events.compactMap { $0["entity"] as? String }) == Set((0..<20).map { "req-\($0)" }))
+            let record = try JSONSerialization.jsonObject(with: Data(((events.first?["event"] as? String) ?? "{}").utf8)) as? [String: Any]
+            #expect(record?["model"] as? String == "champ")
+            #expect(record?["version"] as? String == "1")
+            #expect((record?["outputs"] as? String)?.contains("probability") == true)
+            #expect((record?["latency_ms"] as? Double).map { $0 > 0 } == true)
+        }
+    }
+}

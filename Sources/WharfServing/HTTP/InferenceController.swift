@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 import WharfCore
 import WharfHTTP
@@ -18,6 +19,7 @@ struct InferenceController<Context: RequestContext>: Sendable {
     let manager: ModelManager
     let readiness: Readiness
     let maxBodyBytes: Int
+    var predictionLog: PredictionLog? = nil
 
     static var serverVersion: String { "0.1.0" }
 
@@ -75,6 +77,7 @@ struct InferenceController<Context: RequestContext>: Sendable {
     }
 
     private func infer(_ request: Request, _ context: Context, version: String?) async throws -> Response {
+        let started = ContinuousClock.now
         let name = try context.parameters.require("model")
         let headerLength = try request.headers[.inferenceHeaderContentLength].map { text throws(WharfError) -> Int in
             guard let value = Int(text) else {
@@ -92,6 +95,10 @@ struct InferenceController<Context: RequestContext>: Sendable {
             try InferenceRequestDecoder.decode(bytes, headerLength: headerLength)
         }
         let response = try await service.infer(inference, model: name, version: version)
+        if let predictionLog {
+            let requestID = context.logger[metadataKey: "request_id"].map { "\($0)" }
+            predictionLog.record(requestID: requestID, model: name, response: response, request: inference, latency: .now - started)
+        }
         let encoded = InferenceResponseEncoder.encode(response)
         var headers: HTTPFields = [:]
         if let version = response.modelVersion { headers[.modelVersion] = version }
