@@ -40,7 +40,8 @@ public struct ModelServer: Sendable {
             manager: manager,
             readiness: readiness,
             maxBodyBytes: configuration.maxBodyBytes,
-            predictionLog: configuration.predictionLog
+            predictionLog: configuration.predictionLog,
+            featureFiller: configuration.featureFiller
         ).addRoutes(to: router)
         if let metrics {
             MetricsEndpoint<BasicRequestContext>(registry: metrics).addRoutes(to: router)

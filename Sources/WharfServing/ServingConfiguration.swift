@@ -20,6 +20,8 @@ public struct ServingConfiguration: Sendable {
     public var pollInterval: Duration?
     /// Where sampled prediction records go (`--hub`), or nil.
     public var predictionLog: PredictionLog?
+    /// Fills missing inputs from the hub's feature store (`--feature-view`), or nil.
+    public var featureFiller: FeatureFiller?
 
     public init(
         host: String = "127.0.0.1",

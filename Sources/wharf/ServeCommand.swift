@@ -38,6 +38,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Share of predictions recorded, 0…1.")
     var predictionSample = 1.0
 
+    @Option(help: "With --hub: fill a request's missing inputs from this feature view for parameters.entity_id(s).")
+    var featureView: String?
+
     @Option(help: "Serve every model in this repository directory.")
     var modelRepository: String?
 
@@ -148,6 +151,12 @@ struct ServeCommand: AsyncParsableCommand {
         if let hub {
             guard (0...1).contains(predictionSample) else { throw WharfError(.invalidInput, "--prediction-sample must be between 0 and 1") }
             configuration.predictionLog = PredictionLog(hub: hub, token: ProcessInfo.processInfo.environment["WHARF_HUB_TOKEN"], sampleRate: predictionSample)
+            if let featureView {
+                try RegistryName.check(featureView, kind: "view")
+                configuration.featureFiller = FeatureFiller(hub: hub, view: featureView)
+            }
+        } else if featureView != nil {
+            throw WharfError(.invalidInput, "--feature-view needs --hub")
         }
         return configuration
     }

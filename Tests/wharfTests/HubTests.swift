@@ -245,3 +245,47 @@ extension HubTests {
         }
     }
 }
+
+extension HubTests {
+    /// parameters.entity_id: the features a request did not send come from the online store.
+    @Test func missingInputsAreFilledFromTheFeatureStore() async throws {
+        try await ProcessTestGate.shared.run {
+            let hubPort = WharfCLI.ports(1), servePort = WharfCLI.ports(1)
+            let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-hub-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: data) }
+            let hub = try GatewayIntegrationTests.Server(["hub", "--port", String(hubPort), "--data-dir", data, "--token", Self.token])
+            defer { hub.stop() }
+            let hubURL = "http://127.0.0.1:\(hubPort)"
+            #expect(try await WharfCLI.waitForStatus(hubURL + "/v1/health/ready", status: 200))
+            let features = (0..<8).map { #""f\#($0)":"number""# }.joined(separator: ",")
+            #expect(try await Self.request("PUT", hubURL + "/v1/streams/profile", body: #"{"name":"profile","entity_key":"user","features":{\#(features)}}"#).status == 200)
+            #expect(try await Self.request("PUT", hubURL + "/v1/views/profile", body: #"{"name":"profile","stream":"profile","features":["f4","f5","f6","f7"],"required":["f7"]}"#).status == 200)
+            #expect(try await Self.request("POST", hubURL + "/v1/streams/profile/events", body: #"{"user":"u1","f4":4,"f5":5,"f6":6,"f7":7}"#).status == 200)
+
+            let model = WharfCLI.fixtures.appendingPathComponent("metrics/champion_strong.json").path
+            let serve = try GatewayIntegrationTests.Server(["serve", "--model", "champ=\(model)", "--port", String(servePort), "--hub", hubURL,
+                                                            "--feature-view", "profile", "--prediction-sample", "0"])
+            defer { serve.stop() }
+            let url = "http://127.0.0.1:\(servePort)/v2/models/champ/infer"
+            #expect(try await WharfCLI.waitForStatus("http://127.0.0.1:\(servePort)/v2/health/ready", status: 200))
+            func probability(_ body: String) async throws -> (Int, Double?) {
+                let (status, json) = try await Self.request("POST", url, body: body, token: nil)
+                let outputs = json["outputs"] as? [[String: Any]]
+                return (status, (outputs?.first?["data"] as? [Double])?.first)
+            }
+            let full = try await probability(#"{"inputs":[{"name":"x","shape":[1,8],"datatype":"FP64","data":[0.5,1,2,3,4,5,6,7]}]}"#)
+            #expect(full.0 == 200)
+            // Per-feature tensors for f0…f3 only; f4…f7 come from the store.
+            let perFeature = (0..<4).map { #"{"name":"f\#($0)","shape":[1],"datatype":"FP64","data":[\#($0 == 0 ? "0.5" : String($0))]}"# }.joined(separator: ",")
+            let filled = try await probability(#"{"inputs":[\#(perFeature)],"parameters":{"entity_id":"u1"}}"#)
+            #expect(filled.0 == 200 && filled.1 == full.1)
+            // An [N, F] tensor with NaN cells (null in JSON) for the missing ones.
+            let cells = try await probability(#"{"inputs":[{"name":"x","shape":[1,8],"datatype":"FP64","data":[0.5,1,2,3,null,null,null,null]}],"parameters":{"entity_id":"u1"}}"#)
+            #expect(cells.0 == 200 && cells.1 == full.1)
+            // An entity without the required f7: 400 naming it.
+            let (status, json) = try await Self.request("POST", url, body: #"{"inputs":[\#(perFeature)],"parameters":{"entity_id":"nobody"}}"#, token: nil)
+            #expect(status == 400)
+            #expect((json["error"] as? String)?.contains("f7") == true)
+        }
+    }
+}

@@ -20,6 +20,7 @@ struct InferenceController<Context: RequestContext>: Sendable {
     let readiness: Readiness
     let maxBodyBytes: Int
     var predictionLog: PredictionLog? = nil
+    var featureFiller: FeatureFiller? = nil
 
     static var serverVersion: String { "0.1.0" }
 
@@ -91,8 +92,12 @@ struct InferenceController<Context: RequestContext>: Sendable {
         } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             throw WharfError(.payloadTooLarge, "the request body is larger than \(maxBodyBytes) bytes")
         }
-        let inference = try body.withUnsafeReadableBytes { bytes throws(WharfError) in
+        var inference = try body.withUnsafeReadableBytes { bytes throws(WharfError) in
             try InferenceRequestDecoder.decode(bytes, headerLength: headerLength)
+        }
+        if let featureFiller, inference.parameters["entity_id"] != nil || inference.parameters["entity_ids"] != nil {
+            let metadata = try manager.store.resolve(name, version: version).metadata
+            inference = try await featureFiller.fill(inference, names: metadata.featureNames ?? (0..<metadata.featureCount).map { "f\($0)" })
         }
         let response = try await service.infer(inference, model: name, version: version)
         if let predictionLog {
