@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import WharfBus
 import WharfCore
+import WharfFeatures
 
 /// Ingest throughput of the embedded log, in process (batches as the hub appends them).
 struct BenchBusCommand: AsyncParsableCommand {
@@ -20,6 +21,8 @@ struct BenchBusCommand: AsyncParsableCommand {
         var batch: Int
         var appendEventsPerSecond: Double
         var readEventsPerSecond: Double
+        var lookupP50Microseconds: Double
+        var lookupP99Microseconds: Double
     }
 
     func run() async throws {
@@ -52,11 +55,32 @@ struct BenchBusCommand: AsyncParsableCommand {
         }
         let readTime = clock.now - readStart
         func seconds(_ duration: Duration) -> Double { Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18 }
-        let result = Result(events: total, batch: batch, appendEventsPerSecond: Double(total) / seconds(appended), readEventsPerSecond: Double(read) / seconds(readTime))
+
+        // Online lookups in process: the feature store materialized from the same log, then one
+        // entity at a time, each lookup first checking the log for anything new (as the hub does).
+        let definition = StreamDefinition(name: "bench", entityKey: "user", timeField: "time", features: ["seq": .number, "page": .string])
+        let view = FeatureView(name: "bench", stream: "bench", features: ["seq", "page"])
+        let store = FeatureStore()
+        try await store.catchUp(stream: definition, bus: log)
+        var latencies: [Double] = []
+        for index in 0..<20_000 {
+            let start = clock.now
+            try await store.catchUp(stream: definition, bus: log)
+            _ = store.lookup(view, entity: "user-\(index % 1000)", asOf: Date())
+            latencies.append(seconds(clock.now - start) * 1e6)
+        }
+        latencies.sort()
+        let result = Result(events: total, batch: batch, appendEventsPerSecond: Double(total) / seconds(appended), readEventsPerSecond: Double(read) / seconds(readTime),
+                            lookupP50Microseconds: latencies[latencies.count / 2], lookupP99Microseconds: latencies[latencies.count * 99 / 100])
         if json {
             writeStandardOutput(try encodeJSON(result))
         } else {
-            writeStandardOutput("appended \(total) events in batches of \(batch): \(Int(result.appendEventsPerSecond)) events/s\nread back: \(Int(result.readEventsPerSecond)) events/s\n")
+            writeStandardOutput("""
+                appended \(total) events in batches of \(batch): \(Int(result.appendEventsPerSecond)) events/s
+                read back: \(Int(result.readEventsPerSecond)) events/s
+                online lookup in process (log checked first): p50 \(String(format: "%.1f", result.lookupP50Microseconds)) µs, p99 \(String(format: "%.1f", result.lookupP99Microseconds)) µs
+
+                """)
         }
     }
 }

@@ -72,7 +72,7 @@ public final class FeatureStore: Sendable {
 
     /// Reads what the stream has beyond the last read; returns how many events were applied.
     @discardableResult
-    func catchUp(stream: StreamDefinition, bus: any MessageBus) async throws -> Int {
+    public func catchUp(stream: StreamDefinition, bus: any MessageBus) async throws -> Int {
         var applied = 0
         while true {
             let from = state.withLock { $0.positions[stream.name] ?? 1 }
