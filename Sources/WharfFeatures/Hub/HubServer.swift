@@ -6,6 +6,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Synchronization
 import WharfBus
 import WharfCore
@@ -30,6 +31,8 @@ public final class HubServer: Sendable {
     let store = FeatureStore()
     let tokenSHA256: String
     public static let maxBatchEvents = 10_000
+    /// How often each stream's retention (age, count) is enforced.
+    public var retentionInterval: Duration { .seconds(60) }
 
     /// The embedded hub: the log and the stream definitions under `dataDirectory/hub/`.
     public static func embedded(dataDirectory: String, tokenSHA256: String) async throws -> HubServer {
@@ -98,6 +101,7 @@ public final class HubServer: Sendable {
         router.get("/v1/health/ready") { _, _ in Response.emptyOK }
         HubController(hub: self).addRoutes(to: router)
         return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "wharf-hub"),
+                           services: [RetentionService(hub: self, interval: retentionInterval, logger: logger)],
                            onServerRunning: onServerRunning, logger: logger)
     }
 
@@ -329,5 +333,28 @@ struct HubController: Sendable {
         encoder.outputFormatting = [.sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
         return Response.json(Array(try encoder.encode(value)), status: status)
+    }
+}
+
+/// Enforces every stream's retention (`max_age_seconds`, `max_messages`) once a minute.
+struct RetentionService: Service {
+    let hub: HubServer
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                for definition in hub.allDefinitions where definition.maxAgeSeconds != nil || definition.maxMessages != nil {
+                    do {
+                        let removed = try await hub.bus.enforceRetention(stream: definition.name, now: Date())
+                        if removed > 0 { logger.info("retention", metadata: ["stream": "\(definition.name)", "removed": "\(removed)"]) }
+                    } catch {
+                        logger.warning("retention failed", metadata: ["stream": "\(definition.name)", "error": "\(error)"])
+                    }
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
     }
 }
