@@ -24,16 +24,33 @@ struct HubTests {
         return ((response as! HTTPURLResponse).statusCode, (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:])
     }
 
+    /// A hub process on a free port with a fresh data directory; `stop()` removes both.
+    struct RunningHub {
+        let server: GatewayIntegrationTests.Server
+        let url: String
+        let data: String
+
+        func stop() {
+            server.stop()
+            try? FileManager.default.removeItem(atPath: data)
+        }
+    }
+
+    static func startHub() async throws -> RunningHub {
+        let port = WharfCLI.ports(1)
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-hub-\(UUID().uuidString)").path
+        let server = try GatewayIntegrationTests.Server(["hub", "--port", String(port), "--data-dir", data, "--token", token])
+        let url = "http://127.0.0.1:\(port)"
+        #expect(try await WharfCLI.waitForStatus(url + "/v1/health/ready", status: 200))
+        return RunningHub(server: server, url: url, data: data)
+    }
+
     static let definition = #"{"name":"clicks","entity_key":"user","time_field":"ts","features":{"seq":"number","page":"string","mobile":"bool"}}"#
 
     @Test func eventsAreCheckedOneByOne() async throws {
-        let port = WharfCLI.ports(1)
-        let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-hub-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: data) }
-        let hub = try GatewayIntegrationTests.Server(["hub", "--port", String(port), "--data-dir", data, "--token", Self.token])
+        let hub = try await Self.startHub()
         defer { hub.stop() }
-        let url = "http://127.0.0.1:\(port)"
-        #expect(try await WharfCLI.waitForStatus(url + "/v1/health/ready", status: 200))
+        let url = hub.url
         #expect(try await Self.request("PUT", url + "/v1/streams/clicks", body: Self.definition, token: nil).status == 401)
         #expect(try await Self.request("PUT", url + "/v1/streams/clicks", body: Self.definition).status == 200)
         #expect(try await Self.request("PUT", url + "/v1/streams/other", body: Self.definition).status == 400)
@@ -142,13 +159,9 @@ extension HubTests {
     /// Point in time: each label gets the value observed at or before its own time, never a
     /// later one, even when events arrive out of order; past the TTL a value is missing.
     @Test func featuresAreServedOnlineAndJoinedAsOfEachLabel() async throws {
-        let port = WharfCLI.ports(1)
-        let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-hub-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: data) }
-        let hub = try GatewayIntegrationTests.Server(["hub", "--port", String(port), "--data-dir", data, "--token", Self.token])
+        let hub = try await Self.startHub()
         defer { hub.stop() }
-        let url = "http://127.0.0.1:\(port)"
-        #expect(try await WharfCLI.waitForStatus(url + "/v1/health/ready", status: 200))
+        let url = hub.url
         #expect(try await Self.request("PUT", url + "/v1/streams/clicks", body: Self.definition).status == 200)
         let view = #"{"name":"activity","stream":"clicks","features":["seq","page"],"ttl_seconds":3600,"required":["seq"]}"#
         #expect(try await Self.request("PUT", url + "/v1/views/activity", body: view).status == 200)
@@ -210,16 +223,13 @@ extension HubTests {
     /// A model server with --hub sends its predictions to the hub's `predictions` stream.
     @Test func predictionsAreLoggedToTheHub() async throws {
         try await ProcessTestGate.shared.run {
-            let hubPort = WharfCLI.ports(1), servePort = WharfCLI.ports(1)
-            let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-hub-\(UUID().uuidString)").path
-            defer { try? FileManager.default.removeItem(atPath: data) }
-            let hub = try GatewayIntegrationTests.Server(["hub", "--port", String(hubPort), "--data-dir", data, "--token", Self.token])
+            let servePort = WharfCLI.ports(1)
+            let hub = try await Self.startHub()
             defer { hub.stop() }
             let model = WharfCLI.fixtures.appendingPathComponent("metrics/champion_weak.json").path
             let serve = try GatewayIntegrationTests.Server(["serve", "--model", "champ=\(model)", "--port", String(servePort),
-                                                            "--hub", "http://127.0.0.1:\(hubPort)"], environment: ["WHARF_HUB_TOKEN": Self.token])
+                                                            "--hub", hub.url], environment: ["WHARF_HUB_TOKEN": Self.token])
             defer { serve.stop() }
-            #expect(try await WharfCLI.waitForStatus("http://127.0.0.1:\(hubPort)/v1/health/ready", status: 200))
             #expect(try await WharfCLI.waitForStatus("http://127.0.0.1:\(servePort)/v2/health/ready", status: 200))
             for index in 0..<20 {
                 var request = URLRequest(url: URL(string: "http://127.0.0.1:\(servePort)/v2/models/champ/infer")!)
@@ -233,7 +243,7 @@ extension HubTests {
             let deadline = Date().addingTimeInterval(10)
             while events.count < 20, Date() < deadline {
                 try await Task.sleep(for: .milliseconds(200))
-                events = (try? await Self.request("GET", "http://127.0.0.1:\(hubPort)/v1/streams/predictions/events?from=1").json["events"] as? [[String: Any]]) ?? []
+                events = (try? await Self.request("GET", hub.url + "/v1/streams/predictions/events?from=1").json["events"] as? [[String: Any]]) ?? []
             }
             #expect(events.count == 20)
             #expect(Set(events.compactMap { $0["entity"] as? String }) == Set((0..<20).map { "req-\($0)" }))
@@ -250,13 +260,10 @@ extension HubTests {
     /// parameters.entity_id: the features a request did not send come from the online store.
     @Test func missingInputsAreFilledFromTheFeatureStore() async throws {
         try await ProcessTestGate.shared.run {
-            let hubPort = WharfCLI.ports(1), servePort = WharfCLI.ports(1)
-            let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-hub-\(UUID().uuidString)").path
-            defer { try? FileManager.default.removeItem(atPath: data) }
-            let hub = try GatewayIntegrationTests.Server(["hub", "--port", String(hubPort), "--data-dir", data, "--token", Self.token])
+            let servePort = WharfCLI.ports(1)
+            let hub = try await Self.startHub()
             defer { hub.stop() }
-            let hubURL = "http://127.0.0.1:\(hubPort)"
-            #expect(try await WharfCLI.waitForStatus(hubURL + "/v1/health/ready", status: 200))
+            let hubURL = hub.url
             let features = (0..<8).map { #""f\#($0)":"number""# }.joined(separator: ",")
             #expect(try await Self.request("PUT", hubURL + "/v1/streams/profile", body: #"{"name":"profile","entity_key":"user","features":{\#(features)}}"#).status == 200)
             #expect(try await Self.request("PUT", hubURL + "/v1/views/profile", body: #"{"name":"profile","stream":"profile","features":["f4","f5","f6","f7"],"required":["f7"]}"#).status == 200)

@@ -160,14 +160,14 @@ struct HubController: Sendable {
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.put("/v1/streams/:stream") { request, context in try await define(request, context) }
-        router.get("/v1/streams") { _, _ in try Self.json(["streams": hub.allDefinitions]) }
+        router.get("/v1/streams") { _, _ in try JSONBody.response(["streams": hub.allDefinitions]) }
         router.get("/v1/streams/:stream") { _, context in try await status(context) }
         router.post("/v1/streams/:stream/events") { request, context in try await ingest(request, context) }
         router.get("/v1/streams/:stream/events") { request, context in try await replay(request, context) }
         router.post("/v1/streams/:stream/consumers/:consumer/fetch") { request, context in try await fetch(request, context) }
         router.post("/v1/streams/:stream/consumers/:consumer/ack") { request, context in try await acknowledge(request, context) }
         router.put("/v1/views/:view") { request, context in try await defineView(request, context) }
-        router.get("/v1/views") { _, _ in try Self.json(["views": hub.views.withLock { $0.values.sorted { $0.name < $1.name } }]) }
+        router.get("/v1/views") { _, _ in try JSONBody.response(["views": hub.views.withLock { $0.values.sorted { $0.name < $1.name } }]) }
         router.get("/v1/features/:view/:entity") { request, context in try await features(request, context) }
         router.post("/v1/features/:view/lookup") { request, context in try await lookup(request, context) }
     }
@@ -184,16 +184,10 @@ struct HubController: Sendable {
 
     private func defineView(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let name = try context.parameters.require("view")
-        let body = try await request.body.collect(upTo: 1 << 20)
-        let view: FeatureView
-        do {
-            view = try JSONDecoder().decode(FeatureView.self, from: Data(body.readableBytesView))
-        } catch let error as DecodingError {
-            throw WharfError(.invalidInput, "the view is not valid: \(JSONErrors.describe(error))")
-        }
+        let view = try await JSONBody.decode(FeatureView.self, from: request)
         guard view.name == name else { throw WharfError(.invalidInput, "the view is named \(view.name), the path \(name)") }
         try hub.defineView(view)
-        return try Self.json(view)
+        return try JSONBody.response(view)
     }
 
     /// The online read: the latest fresh values now; 400 when a required feature is absent.
@@ -205,20 +199,14 @@ struct HubController: Sendable {
         guard absent.isEmpty else {
             throw WharfError(.invalidInput, "entity \(entity.prefix(64)) has no fresh value for the required \(absent.joined(separator: ", "))")
         }
-        return try Self.json(result)
+        return try JSONBody.response(result)
     }
 
     /// Many entities at once, each as of its own time (now when none is given): the online
     /// batch lookup and the point-in-time join of `wharf dataset build`.
     private func lookup(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let view = try hub.view(try context.parameters.require("view"))
-        let body = try await request.body.collect(upTo: 64 << 20)
-        let rows: [LookupRequest.Row]
-        do {
-            rows = try JSONDecoder().decode(LookupRequest.self, from: Data(body.readableBytesView)).rows
-        } catch let error as DecodingError {
-            throw WharfError(.invalidInput, "the lookup is not valid: \(JSONErrors.describe(error))")
-        }
+        let rows = try await JSONBody.decode(LookupRequest.self, from: request, limit: 64 << 20).rows
         guard rows.count <= 100_000 else { throw WharfError(.invalidInput, "at most 100000 rows a lookup") }
         let now = Date()
         let keys = try rows.enumerated().map { index, row throws(WharfError) -> (String, Date) in
@@ -231,27 +219,21 @@ struct HubController: Sendable {
             case .bool?: throw WharfError(.invalidInput, "rows[\(index)].time must be RFC 3339 text or seconds")
             }
         }
-        return try Self.json(["rows": try await hub.lookup(view, entities: keys)])
+        return try JSONBody.response(["rows": try await hub.lookup(view, entities: keys)])
     }
 
     private func define(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let name = try context.parameters.require("stream")
-        let body = try await request.body.collect(upTo: 1 << 20)
-        var definition: StreamDefinition
-        do {
-            definition = try JSONDecoder().decode(StreamDefinition.self, from: Data(body.readableBytesView))
-        } catch let error as DecodingError {
-            throw WharfError(.invalidInput, "the stream definition is not valid: \(JSONErrors.describe(error))")
-        }
+        var definition = try await JSONBody.decode(StreamDefinition.self, from: request)
         guard definition.name == name else { throw WharfError(.invalidInput, "the definition is for stream \(definition.name), the path for \(name)") }
         definition = try definition.validated()
         try await hub.define(definition)
-        return try Self.json(StreamStatus(definition: definition, bounds: try await hub.bus.bounds(stream: name)))
+        return try JSONBody.response(StreamStatus(definition: definition, bounds: try await hub.bus.bounds(stream: name)))
     }
 
     private func status(_ context: BasicRequestContext) async throws -> Response {
         let definition = try hub.definition(try context.parameters.require("stream"))
-        return try Self.json(StreamStatus(definition: definition, bounds: try await hub.bus.bounds(stream: definition.name)))
+        return try JSONBody.response(StreamStatus(definition: definition, bounds: try await hub.bus.bounds(stream: definition.name)))
     }
 
     private func ingest(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -278,7 +260,7 @@ struct HubController: Sendable {
         let offsets = accepted.isEmpty ? [] : try await hub.bus.publish(stream: definition.name, accepted)
         for (index, offset) in zip(acceptedIndices, offsets) { items[index].offset = offset }
         let result = BatchResult(accepted: accepted.count, rejected: parsed.count - accepted.count, results: items)
-        return try Self.json(result, status: accepted.isEmpty ? .badRequest : .ok)
+        return try JSONBody.response(result, status: accepted.isEmpty ? .badRequest : .ok)
     }
 
     private func replay(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -294,7 +276,7 @@ struct HubController: Sendable {
             from = offset
         }
         let messages = from == Int64.max ? [] : try await hub.bus.read(stream: definition.name, from: from, limit: limit)
-        return try Self.json(Self.list(messages, after: from - 1))
+        return try JSONBody.response(Self.list(messages, after: from - 1))
     }
 
     private func fetch(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -303,18 +285,16 @@ struct HubController: Sendable {
         let limit = try Self.limit(request.uri.queryParameters["limit"].map(String.init))
         let messages = try await hub.bus.fetch(stream: definition.name, consumer: consumer, limit: limit)
         let acknowledged = try await hub.bus.acknowledged(stream: definition.name, consumer: consumer)
-        return try Self.json(Self.list(messages, after: acknowledged))
+        return try JSONBody.response(Self.list(messages, after: acknowledged))
     }
 
     private func acknowledge(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let definition = try hub.definition(try context.parameters.require("stream"))
         let consumer = try context.parameters.require("consumer")
-        let body = try await request.body.collect(upTo: 4096)
-        guard let ack = try? JSONDecoder().decode(Acknowledgement.self, from: Data(body.readableBytesView)), ack.offset >= 0 else {
-            throw WharfError(.invalidInput, "the body must be {\"offset\": N}")
-        }
+        let ack = try await JSONBody.decode(Acknowledgement.self, from: request, limit: 4096)
+        guard ack.offset >= 0 else { throw WharfError(.invalidInput, "offset must be 0 or more") }
         try await hub.bus.acknowledge(stream: definition.name, consumer: consumer, through: ack.offset)
-        return try Self.json(["acknowledged": try await hub.bus.acknowledged(stream: definition.name, consumer: consumer)])
+        return try JSONBody.response(["acknowledged": try await hub.bus.acknowledged(stream: definition.name, consumer: consumer)])
     }
 
     private static func list(_ messages: [BusMessage], after: Int64) -> EventList {
@@ -326,13 +306,6 @@ struct HubController: Sendable {
         guard let text else { return 1000 }
         guard let limit = Int(text), (1...10_000).contains(limit) else { throw WharfError(.invalidInput, "limit must be 1…10000") }
         return limit
-    }
-
-    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.dateEncodingStrategy = .iso8601
-        return Response.json(Array(try encoder.encode(value)), status: status)
     }
 }
 

@@ -117,23 +117,23 @@ struct DeploymentController<Context: RequestContext>: Sendable {
         let deployments = routes.group("/v1/deployments")
         deployments.get { request, _ in
             try access.authorize(request, scope: "deploy")
-            return try Self.json(["deployments": store.models.compactMap { status($0) }])
+            return try JSONBody.response(["deployments": store.models.compactMap { status($0) }])
         }
         deployments.get(":model") { request, context in
             try access.authorize(request, scope: "deploy")
             let model = try Self.model(context)
             guard let status = status(model) else { throw WharfError(.notFound, "no deployment for model \(model)") }
-            return try Self.json(status)
+            return try JSONBody.response(status)
         }
         deployments.put(":model") { request, context in
             let key = try access.authorize(request, scope: "deploy")
             let model = try Self.model(context)
-            var spec = try await Self.decode(DeploymentSpec.self, request)
+            var spec = try await JSONBody.decode(DeploymentSpec.self, from: request)
             guard spec.model == model else { throw WharfError(.invalidInput, "the spec is for model \(spec.model), the path for \(model)") }
             spec = try spec.validated()
             if canaries.status(model)?.state == "running" { throw WharfError(.conflict, "a canary of \(model) is running: roll it back or wait") }
             try store.set(spec, actor: key?.id ?? "anonymous", action: "set", detail: "weights " + spec.targets.map { "\($0.version)=\($0.weight)" }.joined(separator: ","))
-            return try Self.json(status(model))
+            return try JSONBody.response(status(model))
         }
         deployments.delete(":model") { request, context in
             try access.authorize(request, scope: "deploy")
@@ -145,13 +145,13 @@ struct DeploymentController<Context: RequestContext>: Sendable {
         deployments.post(":model/canary") { request, context in
             let key = try access.authorize(request, scope: "deploy")
             let model = try Self.model(context)
-            let plan = try await Self.decode(CanaryPlan.self, request)
-            return try Self.json(try canaries.start(model: model, plan: plan, actor: key?.id ?? "anonymous"), status: .accepted)
+            let plan = try await JSONBody.decode(CanaryPlan.self, from: request)
+            return try JSONBody.response(try canaries.start(model: model, plan: plan, actor: key?.id ?? "anonymous"), status: .accepted)
         }
         deployments.post(":model/promote") { request, context in
             let key = try access.authorize(request, scope: "deploy")
             let model = try Self.model(context)
-            let promotion = try await Self.decode(Promotion.self, request)
+            let promotion = try await JSONBody.decode(Promotion.self, from: request)
             let actor = key?.id ?? "anonymous"
             // Taken before a running canary of this version is stopped: it holds the canary's target.
             var spec = try current(model).spec
@@ -163,25 +163,25 @@ struct DeploymentController<Context: RequestContext>: Sendable {
             }
             spec.targets = [DeploymentSpec.Target(version: target.version, weight: 100, replicas: target.replicas)]
             try store.set(spec, actor: actor, action: "promote", detail: "\(promotion.version) takes all traffic")
-            return try Self.json(status(model))
+            return try JSONBody.response(status(model))
         }
         deployments.post(":model/rollback") { request, context in
             let key = try access.authorize(request, scope: "deploy")
             let model = try Self.model(context)
             let actor = key?.id ?? "anonymous"
             if try canaries.abort(model: model, actor: actor, reason: "rolled back by hand") {
-                return try Self.json(status(model))
+                return try JSONBody.response(status(model))
             }
             guard let previous = try current(model).previous else {
                 throw WharfError(.conflict, "deployment \(model) has no earlier spec to roll back to")
             }
             try store.set(previous, actor: actor, action: "rollback", detail: "back to the spec before the last change")
-            return try Self.json(status(model))
+            return try JSONBody.response(status(model))
         }
         deployments.put(":model/shadow") { request, context in
             let key = try access.authorize(request, scope: "deploy")
             let model = try Self.model(context)
-            let change = try await Self.decode(ShadowChange.self, request)
+            let change = try await JSONBody.decode(ShadowChange.self, from: request)
             var spec = try current(model).spec
             if let version = change.version, let share = change.share, share > 0 {
                 spec.shadow = DeploymentSpec.Shadow(version: version, share: share, replicas: change.replicas ?? [])
@@ -190,19 +190,19 @@ struct DeploymentController<Context: RequestContext>: Sendable {
             }
             try store.set(spec, actor: key?.id ?? "anonymous", action: "shadow",
                           detail: spec.shadow.map { "\($0.version) gets a copy of \($0.share * 100)%" } ?? "shadow off")
-            return try Self.json(status(model))
+            return try JSONBody.response(status(model))
         }
 
         let keys = routes.group("/v1/keys")
         keys.get { request, _ in
             try access.authorize(request, scope: "admin")
-            return try Self.json(["keys": access.all.map { ["id": $0.id, "scopes": $0.scopes.joined(separator: " ")] }])
+            return try JSONBody.response(["keys": access.all.map { ["id": $0.id, "scopes": $0.scopes.joined(separator: " ")] }])
         }
         keys.post { request, _ in
             try access.authorize(request, scope: "admin")
-            let new = try await Self.decode(KeyRequest.self, request)
+            let new = try await JSONBody.decode(KeyRequest.self, from: request)
             let secret = try access.create(id: new.id, scopes: new.scopes, ratePerSecond: new.ratePerSecond, burst: new.burst)
-            return try Self.json(["id": new.id, "key": secret], status: .created)
+            return try JSONBody.response(["id": new.id, "key": secret], status: .created)
         }
         keys.delete(":id") { request, context in
             try access.authorize(request, scope: "admin")
@@ -236,24 +236,5 @@ struct DeploymentController<Context: RequestContext>: Sendable {
         let model = try context.parameters.require("model")
         try RegistryName.check(model, kind: "model")
         return model
-    }
-
-    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.dateEncodingStrategy = .iso8601
-        return Response.json(Array(try encoder.encode(value)), status: status)
-    }
-
-    static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
-        let buffer = try await request.body.collect(upTo: 1 << 20)
-        let decoder = JSONDecoder()
-        do {
-            return try decoder.decode(type, from: Data(buffer.readableBytesView))
-        } catch let error as DecodingError {
-            throw WharfError(.invalidInput, "the request body is not a valid \(type): \(JSONErrors.describe(error))")
-        } catch {
-            throw WharfError(.invalidInput, "the request body is not valid JSON")
-        }
     }
 }

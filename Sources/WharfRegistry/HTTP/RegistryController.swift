@@ -27,36 +27,36 @@ struct RegistryController: Sendable {
         let models = router.group("/v1/models")
         models.get { _, _ in
             let models = try await store.models()
-            return try RegistryJSON.response(Lists.Models(models: models))
+            return try JSONBody.response(Lists.Models(models: models))
         }
         models.get(":name") { _, context in
             let name = try Self.name(context)
             guard let model = try await store.model(name: name) else { throw RegistryStoreError.unknownModel(name) }
-            return try RegistryJSON.response(ModelDetail(model: model, versions: try await store.versions(name: name)))
+            return try JSONBody.response(ModelDetail(model: model, versions: try await store.versions(name: name)))
         }
         models.put(":name/validation-data") { request, context in
             let name = try Self.name(context)
-            let data = try await RegistryJSON.decode(DatasetFingerprint.self, from: request)
+            let data = try await JSONBody.decode(DatasetFingerprint.self, from: request)
             try RegistryName.checkDigest(data.sha256)
             guard data.rows > 0, data.columns > 0 else { throw WharfError(.invalidInput, "validation data must have rows and columns") }
-            return try RegistryJSON.response(try await store.setValidationData(name: name, data: data, actor: Self.actor(request)))
+            return try JSONBody.response(try await store.setValidationData(name: name, data: data, actor: Self.actor(request)))
         }
         models.post(":name/versions") { request, context in
             let name = try Self.name(context)
-            let draft = try await RegistryJSON.decode(VersionDraft.self, from: request)
+            let draft = try await JSONBody.decode(VersionDraft.self, from: request)
             try Self.check(draft)
             guard artifacts.contains(draft.artifact) else {
                 throw WharfError(.invalidInput, "artifact sha256 \(draft.artifact.sha256) (\(draft.artifact.size) bytes) is not in the registry: upload it to /v1/artifacts first")
             }
             let version = try await store.createVersion(name: name, draft: draft, actor: Self.actor(request))
-            return try RegistryJSON.response(version, status: .created)
+            return try JSONBody.response(version, status: .created)
         }
         models.get(":name/versions") { _, context in
             let versions = try await store.versions(name: try Self.name(context))
-            return try RegistryJSON.response(Lists.Versions(versions: versions))
+            return try JSONBody.response(Lists.Versions(versions: versions))
         }
         models.get(":name/versions/:version") { _, context in
-            try RegistryJSON.response(try await resolveVersion(context))
+            try JSONBody.response(try await resolveVersion(context))
         }
         models.get(":name/versions/:version/artifact") { _, context in
             let version = try await resolveVersion(context)
@@ -64,37 +64,37 @@ struct RegistryController: Sendable {
         }
         models.post(":name/versions/:version/validations") { request, context in
             let version = try await resolveVersion(context)
-            var record = try await RegistryJSON.decode(ValidationRecord.self, from: request)
+            var record = try await JSONBody.decode(ValidationRecord.self, from: request)
             try RegistryName.checkDigest(record.data.sha256)
             record.by = Self.actor(request)
             record.at = Date()
-            return try RegistryJSON.response(try await store.addValidation(name: version.name, version: version.version, record: record), status: .created)
+            return try JSONBody.response(try await store.addValidation(name: version.name, version: version.version, record: record), status: .created)
         }
         models.post(":name/versions/:version/archive") { request, context in
             let version = try await resolveVersion(context)
-            let reason = try await RegistryJSON.decode(Reason.self, from: request).reason
-            return try RegistryJSON.response(try await store.archive(name: version.name, version: version.version, actor: Self.actor(request), reason: reason))
+            let reason = try await JSONBody.decode(Reason.self, from: request).reason
+            return try JSONBody.response(try await store.archive(name: version.name, version: version.version, actor: Self.actor(request), reason: reason))
         }
         models.get(":name/aliases") { _, context in
             let aliases = try await store.aliases(name: try Self.name(context))
-            return try RegistryJSON.response(Lists.Aliases(aliases: aliases))
+            return try JSONBody.response(Lists.Aliases(aliases: aliases))
         }
         models.get(":name/aliases/:alias") { _, context in
             let (name, alias) = try Self.alias(context)
             guard let found = try await store.alias(name: name, alias: alias) else { throw RegistryStoreError.unknownAlias(name, alias) }
-            return try RegistryJSON.response(found)
+            return try JSONBody.response(found)
         }
         models.put(":name/aliases/:alias") { request, context in
             let (name, alias) = try Self.alias(context)
-            let move = try await RegistryJSON.decode(AliasMove.self, from: request)
+            let move = try await JSONBody.decode(AliasMove.self, from: request)
             let forced = try await policy.check(store: store, name: name, alias: alias, version: move.version, force: move.force ?? false, reason: move.reason)
             let entry = try await store.setAlias(name: name, alias: alias, version: move.version, actor: Self.actor(request), reason: move.reason, forced: forced)
-            return try RegistryJSON.response(entry)
+            return try JSONBody.response(entry)
         }
         models.delete(":name/aliases/:alias") { request, context in
             let (name, alias) = try Self.alias(context)
-            let reason = try await RegistryJSON.decode(Reason.self, from: request).reason
-            return try RegistryJSON.response(try await store.deleteAlias(name: name, alias: alias, actor: Self.actor(request), reason: reason))
+            let reason = try await JSONBody.decode(Reason.self, from: request).reason
+            return try JSONBody.response(try await store.deleteAlias(name: name, alias: alias, actor: Self.actor(request), reason: reason))
         }
         models.get(":name/audit") { _, context in try await auditLog(context) }
 
@@ -115,7 +115,7 @@ struct RegistryController: Sendable {
     private func auditLog(_ context: Context) async throws -> Response {
         let name = try Self.name(context)
         let entries = try await store.audit(name: name)
-        return try RegistryJSON.response(Lists.Audit(entries: entries))
+        return try JSONBody.response(Lists.Audit(entries: entries))
     }
 
     /// Streams the body into the artifact store a chunk at a time.
@@ -124,7 +124,7 @@ struct RegistryController: Sendable {
         for try await buffer in request.body {
             try buffer.withUnsafeReadableBytes { bytes in try upload.append(bytes) }
         }
-        return try RegistryJSON.response(try upload.finish(), status: .created)
+        return try JSONBody.response(try upload.finish(), status: .created)
     }
 
     /// The artifact, verified first, then streamed a chunk at a time.

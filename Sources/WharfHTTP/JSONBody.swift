@@ -3,23 +3,23 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import WharfCore
-import WharfHTTP
 
-/// JSON in and out of the registry API: snake_case keys (declared on the types), ISO 8601
-/// dates, sorted keys; a body that does not decode is a 400 naming the field.
-enum RegistryJSON {
-    static func encode(_ value: some Encodable) throws -> [UInt8] {
+/// JSON in and out of the control-plane APIs (registry, gateway, hub): snake_case keys
+/// (declared on the types), ISO 8601 dates, sorted keys; a body that does not decode is a 400
+/// naming the field.
+public enum JSONBody {
+    public static func encode(_ value: some Encodable) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601
         return Array(try encoder.encode(value))
     }
 
-    static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+    public static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         Response.json(try encode(value), status: status)
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = 1 << 20) async throws -> T {
+    public static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = 1 << 20) async throws -> T {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: limit)
@@ -29,7 +29,7 @@ enum RegistryJSON {
         return try decode(type, from: Data(buffer.readableBytesView))
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws(WharfError) -> T {
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws(WharfError) -> T {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         do {
