@@ -4,6 +4,8 @@
 #     declares for it). Fixtures are committed, so this needs no Python.
 #     The registry's store contract also runs against a throwaway PostgreSQL cluster started
 #     here (Debian's postgresql package, installed if missing); without one the tests fail.
+#     The message bus contract and the hub's JetStream test run against a throwaway
+#     `nats-server -js` started here (Debian's nats-server package, installed if missing).
 #  2. Kubernetes manifests: `wharf deploy kubernetes` output (and the golden files) validated
 #     offline against the Kubernetes schemas with kubernetes-validate --strict (PyPI, into
 #     .venv-k8s-ci; kubectl cannot validate without a cluster).
@@ -32,6 +34,21 @@ cleanup+=("${runas[*]} $pgbin/pg_ctl -D $pgdata -m fast stop >/dev/null; rm -rf 
 "$pgbin/psql" -q -h 127.0.0.1 -p "$pgport" -U postgres -c 'create database wharf_test' >/dev/null
 export WHARF_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pgport/wharf_test"
 export WHARF_REQUIRE_POSTGRES=1
+
+# NATS with JetStream: its own ports and store directory; the ports file says when it is up.
+if ! command -v nats-server >/dev/null; then
+  { apt-get -o DPkg::Lock::Timeout=300 install -y -q nats-server >/dev/null 2>&1; } \
+    || { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null && apt-get -o DPkg::Lock::Timeout=300 install -y -q nats-server >/dev/null; }
+fi
+natsport=$((14000 + $$ % 400))
+natsdir=$(mktemp -d /tmp/wharf-nats.XXXXXX)
+nats-server -a 127.0.0.1 -p "$natsport" -js -sd "$natsdir" -l "$natsdir/nats.log" --ports_file_dir "$natsdir" &
+natspid=$!
+cleanup+=("kill $natspid 2>/dev/null; wait $natspid 2>/dev/null; rm -rf $natsdir")
+for _ in $(seq 1 200); do ls "$natsdir"/*.ports >/dev/null 2>&1 && break; sleep 0.05; done
+ls "$natsdir"/*.ports >/dev/null || { echo "nats-server did not start:" >&2; cat "$natsdir/nats.log" >&2; exit 1; }
+export WHARF_TEST_NATS_URL="nats://127.0.0.1:$natsport"
+export WHARF_REQUIRE_NATS=1
 
 swift test --explicit-target-dependency-import-check error "$@"
 binary=$(swift build --show-bin-path)/wharf

@@ -4,13 +4,15 @@ import WharfBus
 import WharfCore
 import WharfFeatures
 
-/// Ingest throughput of the embedded log, in process (batches as the hub appends them).
+/// Ingest throughput of the embedded log or of NATS JetStream, in process (batches as the hub
+/// appends them).
 struct BenchBusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-bus",
-        abstract: "Measure how fast the embedded log (SQLite, WAL) appends and reads events."
+        abstract: "Measure how fast the embedded log (SQLite, WAL), or NATS JetStream, appends and reads events."
     )
 
+    @Option(help: "Measure NATS JetStream at this URL (nats://host:4222) instead of the embedded log.") var bus: String?
     @Option(help: "Events to append.") var events = 200_000
     @Option(help: "Events per append (one transaction).") var batch = 1000
     @Option(help: "Bytes of JSON per event (about).") var eventBytes = 120
@@ -30,7 +32,13 @@ struct BenchBusCommand: AsyncParsableCommand {
         defer {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         }
-        let log = try SQLiteLog(path: path)
+        let log: any MessageBus
+        if let bus {
+            // A prefix of its own, so that runs never meet an earlier run's stream.
+            log = try await NATSBus.connect(url: bus, prefix: "bench\(UInt32.random(in: 0...UInt32.max))")
+        } else {
+            log = try SQLiteLog(path: path)
+        }
         try await log.createStream(StreamConfiguration(name: "bench"))
         let padding = String(repeating: "x", count: max(0, eventBytes - 60))
         let batches = (0..<max(1, events / batch)).map { b in
@@ -72,10 +80,16 @@ struct BenchBusCommand: AsyncParsableCommand {
         latencies.sort()
         let result = Result(events: total, batch: batch, appendEventsPerSecond: Double(total) / seconds(appended), readEventsPerSecond: Double(read) / seconds(readTime),
                             lookupP50Microseconds: latencies[latencies.count / 2], lookupP99Microseconds: latencies[latencies.count * 99 / 100])
+        if let nats = log as? NATSBus {
+            // Leave nothing behind on the server.
+            _ = try? await nats.deleteStream("bench")
+            await nats.close()
+        }
         if json {
             writeStandardOutput(try encodeJSON(result))
         } else {
             writeStandardOutput("""
+                \(bus == nil ? "embedded log (SQLite, WAL)" : "NATS JetStream at \(bus!)")
                 appended \(total) events in batches of \(batch): \(Int(result.appendEventsPerSecond)) events/s
                 read back: \(Int(result.readEventsPerSecond)) events/s
                 online lookup in process (log checked first): p50 \(String(format: "%.1f", result.lookupP50Microseconds)) µs, p99 \(String(format: "%.1f", result.lookupP99Microseconds)) µs

@@ -296,3 +296,63 @@ extension HubTests {
         }
     }
 }
+
+extension HubTests {
+    /// The hub with its log in NATS JetStream (`--bus`) and its stream and view declared in YAML
+    /// (`--definitions`): ingest, online lookups, replay and consumers work as on the embedded
+    /// log, and all of it survives a kill -9 of the hub.
+    @Test func aHubOnJetStreamDeclaredInYAML() async throws {
+        // WharfBusTests.natsIsThereWhenRequired fails when the server is required and absent.
+        guard let nats = ProcessInfo.processInfo.environment["WHARF_TEST_NATS_URL"] else { return }
+        try await ProcessTestGate.shared.run { try await self.aHubOnJetStreamDeclaredInYAMLBody(nats: nats) }
+    }
+
+    private func aHubOnJetStreamDeclaredInYAMLBody(nats: String) async throws {
+        // Tests share the NATS server: a stream name of this test's own.
+        let stream = "clicks-\(UUID().uuidString.prefix(8).lowercased())"
+        let declarations = try WharfCLI.temporaryFile("hub-\(stream).yaml", contents: """
+            streams:
+              - name: \(stream)
+                entity_key: user
+                time_field: ts
+                features: {seq: number, page: string}
+            views:
+              - name: activity-\(stream)
+                stream: \(stream)
+                features: [seq, page]
+                required: [seq]   # a lookup without it is refused
+            """)
+        let port = WharfCLI.ports(1)
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-hub-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let arguments = ["hub", "--port", String(port), "--data-dir", data, "--token", Self.token, "--bus", nats, "--definitions", declarations]
+        let url = "http://127.0.0.1:\(port)"
+        var hub = try GatewayIntegrationTests.Server(arguments)
+        #expect(try await WharfCLI.waitForStatus(url + "/v1/health/ready", status: 200))
+        #expect(try await Self.request("GET", url + "/v1/streams/\(stream)").status == 200)
+
+        let events = (0..<300).map { #"{"user":"u\#($0 % 13)","ts":\#(1_700_000_000 + $0),"seq":\#($0),"page":"p\#($0)"}"# }.joined(separator: "\n")
+        let ingested = try await Self.request("POST", url + "/v1/streams/\(stream)/events", body: events)
+        #expect(ingested.status == 200 && ingested.json["accepted"] as? Int == 300)
+        let online = try await Self.request("GET", url + "/v1/features/activity-\(stream)/u1")
+        #expect((online.json["features"] as? [String: Any])?["seq"] as? Double == 287)
+        #expect(try await Self.request("GET", url + "/v1/features/activity-\(stream)/nobody").status == 400)
+
+        let fetched = try await Self.request("POST", url + "/v1/streams/\(stream)/consumers/trainer/fetch?limit=100").json
+        #expect((fetched["events"] as? [[String: Any]])?.map { $0["offset"] as? Int } == (1...100).map { $0 })
+        #expect(try await Self.request("POST", url + "/v1/streams/\(stream)/consumers/trainer/ack", body: #"{"offset":100}"#).status == 200)
+
+        hub.kill()
+        hub = try GatewayIntegrationTests.Server(arguments)
+        defer { hub.stop() }
+        #expect(try await WharfCLI.waitForStatus(url + "/v1/health/ready", status: 200))
+        let resumed = try await Self.request("POST", url + "/v1/streams/\(stream)/consumers/trainer/fetch?limit=5").json
+        #expect((resumed["events"] as? [[String: Any]])?.first?["offset"] as? Int == 101)
+        let replay = try await Self.request("GET", url + "/v1/streams/\(stream)/events?from=1&limit=10000").json
+        let seqs = try (replay["events"] as? [[String: Any]] ?? []).map { event -> Int in
+            let object = try JSONSerialization.jsonObject(with: Data((event["event"] as? String ?? "").utf8)) as? [String: Any]
+            return (object?["seq"] as? Double).map { Int($0) } ?? -1
+        }
+        #expect(seqs == Array(0..<300))
+    }
+}

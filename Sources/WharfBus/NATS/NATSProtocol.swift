@@ -76,16 +76,16 @@ public struct NATSParser: Sendable {
             if let waiting = pending {
                 // The payload, then CRLF.
                 guard buffer.count - start >= waiting.totalBytes + 2 else { break }
-                let body = Array(buffer[start..<(start + waiting.totalBytes)])
+                let bodyStart = start
                 guard buffer[start + waiting.totalBytes] == 0x0D, buffer[start + waiting.totalBytes + 1] == 0x0A else {
                     throw ProtocolError(message: "a message payload is not followed by CRLF")
                 }
                 start += waiting.totalBytes + 2
                 var message = waiting.message
                 if waiting.headerBytes > 0 {
-                    try Self.parseHeaders(Array(body[..<waiting.headerBytes]), into: &message)
+                    try Self.parseHeaders(buffer[bodyStart..<(bodyStart + waiting.headerBytes)], into: &message)
                 }
-                message.payload = Array(body[waiting.headerBytes...])
+                message.payload = Array(buffer[(bodyStart + waiting.headerBytes)..<(bodyStart + waiting.totalBytes)])
                 operations.append(.message(message))
                 pending = nil
                 continue
@@ -94,9 +94,9 @@ public struct NATSParser: Sendable {
                 guard buffer.count - start <= Self.maxControlLine else { throw ProtocolError(message: "a control line is longer than \(Self.maxControlLine) bytes") }
                 break
             }
-            let line = Array(buffer[start..<lineEnd])
+            let lineStart = start
             start = lineEnd + 2
-            if let operation = try parseControl(line) { operations.append(operation) }
+            if let operation = try parseControl(buffer[lineStart..<lineEnd]) { operations.append(operation) }
         }
         // Drop what was consumed now and then, not on every call.
         if start > 65_536 || start == buffer.count {
@@ -107,63 +107,128 @@ public struct NATSParser: Sendable {
     }
 
     private func lineEnd() -> Int? {
-        var index = start
-        while index + 1 < buffer.count {
-            if buffer[index] == 0x0D, buffer[index + 1] == 0x0A { return index }
-            index += 1
+        guard buffer.count - start >= 2 else { return nil }
+        return buffer.withUnsafeBufferPointer { bytes -> Int? in
+            var index = start
+            let last = bytes.count - 1
+            while index < last {
+                // Find the LF and check the CR before it: one comparison per byte.
+                if bytes[index + 1] == 0x0A {
+                    if bytes[index] == 0x0D { return index }
+                    index += 2
+                } else {
+                    index += 1
+                }
+            }
+            return nil
         }
-        return nil
     }
 
-    private mutating func parseControl(_ line: [UInt8]) throws(ProtocolError) -> NATSServerOperation? {
+    /// The line's space-separated fields, as byte ranges.
+    private static func fields(_ line: ArraySlice<UInt8>) -> [Range<Int>] {
+        var fields: [Range<Int>] = []
+        var index = line.startIndex
+        while index < line.endIndex {
+            while index < line.endIndex, line[index] == 0x20 || line[index] == 0x09 { index += 1 }
+            let fieldStart = index
+            while index < line.endIndex, line[index] != 0x20, line[index] != 0x09 { index += 1 }
+            if index > fieldStart { fields.append(fieldStart..<index) }
+        }
+        return fields
+    }
+
+    private static func integer(_ bytes: ArraySlice<UInt8>) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+        var value = 0
+        for byte in bytes {
+            guard byte >= 0x30, byte <= 0x39 else { return nil }
+            value = value * 10 + Int(byte - 0x30)
+        }
+        return value
+    }
+
+    private static func verbIs(_ bytes: ArraySlice<UInt8>, _ verb: StaticString) -> Bool {
+        guard bytes.count == verb.utf8CodeUnitCount else { return false }
+        var pointer = verb.utf8Start
+        for byte in bytes {
+            // ASCII letters compare case-insensitively (the protocol allows either case).
+            let expected = pointer.pointee
+            guard byte == expected || (byte | 0x20 == expected | 0x20 && expected >= 0x41 && expected <= 0x5A) else { return false }
+            pointer += 1
+        }
+        return true
+    }
+
+    private mutating func parseControl(_ line: ArraySlice<UInt8>) throws(ProtocolError) -> NATSServerOperation? {
         guard line.count <= Self.maxControlLine else { throw ProtocolError(message: "a control line is longer than \(Self.maxControlLine) bytes") }
-        let text = String(decoding: line, as: UTF8.self)
-        let parts = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
-        guard let verb = parts.first?.uppercased() else { throw ProtocolError(message: "an empty control line") }
-        switch verb {
-        case "PING": return .ping
-        case "PONG": return .pong
-        case "+OK": return .ok
-        case "-ERR":
-            let rest = text.dropFirst(4).trimmingCharacters(in: CharacterSet(charactersIn: " '"))
-            return .error(String(rest))
-        case "INFO":
-            guard let brace = line.firstIndex(of: UInt8(ascii: "{")) else { throw ProtocolError(message: "INFO without a JSON object") }
-            return .info(Array(line[brace...]))
-        case "MSG":
+        let fields = Self.fields(line)
+        guard let verbRange = fields.first else { throw ProtocolError(message: "an empty control line") }
+        let verb = line[verbRange]
+        func text(_ range: Range<Int>) -> String { String(decoding: line[range], as: UTF8.self) }
+        func malformed(_ what: String) -> ProtocolError {
+            ProtocolError(message: "a malformed \(what) line: \(String(decoding: line.prefix(120), as: UTF8.self))")
+        }
+        if Self.verbIs(verb, "MSG") {
             // MSG <subject> <sid> [reply-to] <#bytes>
-            guard parts.count == 4 || parts.count == 5, let size = Int(parts.last!), size >= 0 else {
-                throw ProtocolError(message: "a malformed MSG line: \(text.prefix(120))")
-            }
+            guard fields.count == 4 || fields.count == 5, let size = Self.integer(line[fields[fields.count - 1]]) else { throw malformed("MSG") }
             guard size <= maxPayload else { throw ProtocolError(message: "a payload of \(size) bytes is over the limit of \(maxPayload)") }
-            let message = NATSMessage(subject: parts[1], subscription: parts[2], replyTo: parts.count == 5 ? parts[3] : nil, headers: [], status: nil, payload: [])
+            let message = NATSMessage(subject: text(fields[1]), subscription: text(fields[2]), replyTo: fields.count == 5 ? text(fields[3]) : nil,
+                                      headers: [], status: nil, payload: [])
             pending = (message, 0, size)
             return nil
-        case "HMSG":
+        }
+        if Self.verbIs(verb, "HMSG") {
             // HMSG <subject> <sid> [reply-to] <#header bytes> <#total bytes>
-            guard parts.count == 5 || parts.count == 6, let total = Int(parts[parts.count - 1]), let header = Int(parts[parts.count - 2]),
-                  header >= 0, total >= header
-            else { throw ProtocolError(message: "a malformed HMSG line: \(text.prefix(120))") }
+            guard fields.count == 5 || fields.count == 6, let total = Self.integer(line[fields[fields.count - 1]]),
+                  let header = Self.integer(line[fields[fields.count - 2]]), total >= header
+            else { throw malformed("HMSG") }
             guard total <= maxPayload else { throw ProtocolError(message: "a payload of \(total) bytes is over the limit of \(maxPayload)") }
-            let message = NATSMessage(subject: parts[1], subscription: parts[2], replyTo: parts.count == 6 ? parts[3] : nil, headers: [], status: nil, payload: [])
+            let message = NATSMessage(subject: text(fields[1]), subscription: text(fields[2]), replyTo: fields.count == 6 ? text(fields[3]) : nil,
+                                      headers: [], status: nil, payload: [])
             pending = (message, header, total)
             return nil
-        default:
-            throw ProtocolError(message: "an unknown operation \"\(verb.prefix(20))\"")
         }
+        if Self.verbIs(verb, "PING") { return .ping }
+        if Self.verbIs(verb, "PONG") { return .pong }
+        if Self.verbIs(verb, "+OK") { return .ok }
+        if Self.verbIs(verb, "-ERR") {
+            let rest = String(decoding: line.dropFirst(4), as: UTF8.self).trimmingCharacters(in: CharacterSet(charactersIn: " '"))
+            return .error(rest)
+        }
+        if Self.verbIs(verb, "INFO") {
+            guard let brace = line.firstIndex(of: UInt8(ascii: "{")) else { throw ProtocolError(message: "INFO without a JSON object") }
+            return .info(Array(line[brace...]))
+        }
+        throw ProtocolError(message: "an unknown operation \"\(String(decoding: verb.prefix(20), as: UTF8.self))\"")
     }
 
     /// `NATS/1.0[ status[ description]]\r\n(Name: value\r\n)*\r\n`.
-    private static func parseHeaders(_ block: [UInt8], into message: inout NATSMessage) throws(ProtocolError) {
-        let text = String(decoding: block, as: UTF8.self)
-        var lines = text.components(separatedBy: "\r\n")
-        guard let status = lines.first, status.hasPrefix("NATS/1.0") else { throw ProtocolError(message: "headers without a NATS/1.0 line") }
-        let statusParts = status.split(separator: " ")
-        if statusParts.count >= 2, let code = Int(statusParts[1]) { message.status = code }
-        lines.removeFirst()
-        for line in lines where !line.isEmpty {
-            guard let colon = line.firstIndex(of: ":") else { throw ProtocolError(message: "a header line without ':'") }
-            message.headers.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+    private static func parseHeaders(_ block: ArraySlice<UInt8>, into message: inout NATSMessage) throws(ProtocolError) {
+        let version = Array("NATS/1.0".utf8)
+        guard block.count >= version.count, block.prefix(version.count).elementsEqual(version) else {
+            throw ProtocolError(message: "headers without a NATS/1.0 line")
+        }
+        var lineStart = block.startIndex
+        var first = true
+        while lineStart < block.endIndex {
+            var lineEnd = lineStart
+            while lineEnd < block.endIndex, block[lineEnd] != 0x0D, block[lineEnd] != 0x0A { lineEnd += 1 }
+            let line = block[lineStart..<lineEnd]
+            lineStart = lineEnd
+            while lineStart < block.endIndex, block[lineStart] == 0x0D || block[lineStart] == 0x0A { lineStart += 1 }
+            if first {
+                first = false
+                let fields = Self.fields(line)
+                if fields.count >= 2, let code = Self.integer(line[fields[1]]) { message.status = code }
+                continue
+            }
+            if line.isEmpty { continue }
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { throw ProtocolError(message: "a header line without ':'") }
+            var valueStart = colon + 1
+            var valueEnd = line.endIndex
+            while valueStart < valueEnd, line[valueStart] == 0x20 || line[valueStart] == 0x09 { valueStart += 1 }
+            while valueEnd > valueStart, line[valueEnd - 1] == 0x20 || line[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+            message.headers.append((String(decoding: line[line.startIndex..<colon], as: UTF8.self), String(decoding: line[valueStart..<valueEnd], as: UTF8.self)))
         }
     }
 }
@@ -188,22 +253,52 @@ public enum NATSClientOperation {
     }
 
     public static func publish(subject: String, replyTo: String? = nil, headers: [(String, String)] = [], payload: [UInt8]) throws(WharfError) -> [UInt8] {
+        var bytes: [UInt8] = []
+        try publish(subject: subject, replyTo: replyTo, headers: headers, payload: payload, into: &bytes)
+        return bytes
+    }
+
+    /// Appends the PUB (or HPUB, with headers) to `bytes`: a batch is one buffer.
+    public static func publish(subject: String, replyTo: String?, headers: [(String, String)], payload: [UInt8], into bytes: inout [UInt8]) throws(WharfError) {
         try checkSubject(subject)
         if let replyTo { try checkSubject(replyTo) }
-        let reply = replyTo.map { " \($0)" } ?? ""
-        if headers.isEmpty {
-            return Array("PUB \(subject)\(reply) \(payload.count)\r\n".utf8) + payload + [0x0D, 0x0A]
-        }
-        var block = "NATS/1.0\r\n"
-        for (name, value) in headers {
-            guard !name.contains(":"), !name.contains("\r"), !value.contains("\r"), !value.contains("\n") else {
-                throw WharfError(.invalidInput, "NATS header \(name.prefix(40)) is not a valid header")
+        bytes.reserveCapacity(bytes.count + subject.utf8.count + (replyTo?.utf8.count ?? 0) + payload.count + 32 + headers.count * 32)
+        var block: [UInt8] = []
+        if !headers.isEmpty {
+            block = Array("NATS/1.0\r\n".utf8)
+            for (name, value) in headers {
+                guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }),
+                      !value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A })
+                else { throw WharfError(.invalidInput, "NATS header \(name.prefix(40)) is not a valid header") }
+                block.append(contentsOf: name.utf8)
+                block.append(contentsOf: ": ".utf8)
+                block.append(contentsOf: value.utf8)
+                block.append(contentsOf: [0x0D, 0x0A])
             }
-            block += "\(name): \(value)\r\n"
+            block.append(contentsOf: [0x0D, 0x0A])
         }
-        block += "\r\n"
-        let headerBytes = Array(block.utf8)
-        return Array("HPUB \(subject)\(reply) \(headerBytes.count) \(headerBytes.count + payload.count)\r\n".utf8) + headerBytes + payload + [0x0D, 0x0A]
+        // PUB <subject> [reply] <#bytes> or HPUB <subject> [reply] <#header bytes> <#total bytes>
+        bytes.append(contentsOf: (headers.isEmpty ? "PUB " : "HPUB ").utf8)
+        bytes.append(contentsOf: subject.utf8)
+        if let replyTo {
+            bytes.append(0x20)
+            bytes.append(contentsOf: replyTo.utf8)
+        }
+        bytes.append(0x20)
+        if !headers.isEmpty {
+            appendDecimal(block.count, to: &bytes)
+            bytes.append(0x20)
+        }
+        appendDecimal(block.count + payload.count, to: &bytes)
+        bytes.append(contentsOf: [0x0D, 0x0A])
+        bytes.append(contentsOf: block)
+        bytes.append(contentsOf: payload)
+        bytes.append(contentsOf: [0x0D, 0x0A])
+    }
+
+    private static func appendDecimal(_ value: Int, to bytes: inout [UInt8]) {
+        if value >= 10 { appendDecimal(value / 10, to: &bytes) }
+        bytes.append(UInt8(0x30 + value % 10))
     }
 
     public static func subscribe(subject: String, subscription: String) throws(WharfError) -> [UInt8] {
@@ -220,8 +315,17 @@ public enum NATSClientOperation {
 
     /// Subjects are dot-separated tokens of printable characters without spaces.
     static func checkSubject(_ subject: String) throws(WharfError) {
-        guard !subject.isEmpty, subject.utf8.count <= 256, subject.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }),
-              !subject.hasPrefix("."), !subject.hasSuffix("."), !subject.contains("..")
-        else { throw WharfError(.invalidInput, "\"\(subject.prefix(60))\" is not a NATS subject") }
+        var valid = !subject.isEmpty && subject.utf8.count <= 256
+        var previous: UInt8 = UInt8(ascii: ".")
+        if valid {
+            for byte in subject.utf8 {
+                if byte <= 0x20 || byte >= 0x7F || (byte == UInt8(ascii: ".") && previous == UInt8(ascii: ".")) {
+                    valid = false
+                    break
+                }
+                previous = byte
+            }
+        }
+        guard valid, previous != UInt8(ascii: ".") else { throw WharfError(.invalidInput, "\"\(subject.prefix(60))\" is not a NATS subject") }
     }
 }

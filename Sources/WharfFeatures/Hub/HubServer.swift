@@ -36,9 +36,55 @@ public final class HubServer: Sendable {
 
     /// The embedded hub: the log and the stream definitions under `dataDirectory/hub/`.
     public static func embedded(dataDirectory: String, tokenSHA256: String) async throws -> HubServer {
+        try await open(dataDirectory: dataDirectory, busURL: nil, tokenSHA256: tokenSHA256)
+    }
+
+    /// The hub with its log in the embedded SQLite file (`busURL` nil) or in NATS JetStream
+    /// (`nats://host:port`); stream and view definitions stay under `dataDirectory/hub/`.
+    public static func open(dataDirectory: String, busURL: String?, tokenSHA256: String) async throws -> HubServer {
         try FileManager.default.createDirectory(atPath: dataDirectory + "/hub", withIntermediateDirectories: true)
-        let bus = try SQLiteLog(path: dataDirectory + "/hub/log.sqlite")
+        let bus: any MessageBus
+        if let busURL {
+            bus = try await NATSBus.connect(url: busURL)
+        } else {
+            bus = try SQLiteLog(path: dataDirectory + "/hub/log.sqlite")
+        }
         return try HubServer(bus: bus, definitionsFile: dataDirectory + "/hub/streams.json", tokenSHA256: tokenSHA256)
+    }
+
+    /// Streams and views declared in a file (`wharf hub --definitions FILE`).
+    public struct Definitions: Sendable, Decodable {
+        public var streams: [StreamDefinition]
+        public var views: [FeatureView]
+
+        enum CodingKeys: String, CodingKey { case streams, views }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            streams = try container.decodeIfPresent([StreamDefinition].self, forKey: .streams) ?? []
+            views = try container.decodeIfPresent([FeatureView].self, forKey: .views) ?? []
+        }
+
+        /// Reads YAML (or JSON, which the YAML reader takes too when written in block style;
+        /// a `.json` file is read as JSON).
+        public static func load(file: String) throws -> Definitions {
+            guard let data = FileManager.default.contents(atPath: file) else { throw WharfError(.notFound, "cannot read \(file)") }
+            if file.hasSuffix(".json") {
+                do {
+                    return try JSONDecoder().decode(Definitions.self, from: data)
+                } catch let error as DecodingError {
+                    throw WharfError(.invalidInput, "\(file): \(JSONErrors.describe(error))")
+                }
+            }
+            return try YAMLReader.parse(String(decoding: data, as: UTF8.self), file: file).decode(Definitions.self, from: file)
+        }
+    }
+
+    /// Declares the streams, then the views (each checked as the API checks it); what exists is
+    /// updated, so applying the same file at every start is harmless.
+    public func apply(_ declared: Definitions) async throws {
+        for stream in declared.streams { try await define(stream) }
+        for view in declared.views { try defineView(view) }
     }
 
     public init(bus: any MessageBus, definitionsFile: String?, tokenSHA256: String) throws {
