@@ -115,6 +115,7 @@ let package = Package(
                 "WharfCore",
                 "WharfHTTP",
                 "WharfBus",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -216,6 +217,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "WharfBusTests", dependencies: ["WharfCore", "WharfBus"], swiftSettings: strictSettings),
+        .testTarget(name: "WharfFeaturesTests", dependencies: ["WharfCore", "WharfBus", "WharfFeatures"], swiftSettings: strictSettings),
         .testTarget(
             name: "WharfDeployTests",
             dependencies: ["WharfCore", "WharfDeploy"],

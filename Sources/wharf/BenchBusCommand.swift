@@ -68,13 +68,17 @@ struct BenchBusCommand: AsyncParsableCommand {
         // entity at a time, each lookup first checking the log for anything new (as the hub does).
         let definition = StreamDefinition(name: "bench", entityKey: "user", timeField: "time", features: ["seq": .number, "page": .string])
         let view = FeatureView(name: "bench", stream: "bench", features: ["seq", "page"])
-        let store = FeatureStore()
+        let featuresPath = path + ".features"
+        defer {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: featuresPath + suffix) }
+        }
+        let store = FeatureStore(storage: try SQLiteFeatureStorage(path: featuresPath))
         try await store.catchUp(stream: definition, bus: log)
         var latencies: [Double] = []
         for index in 0..<20_000 {
             let start = clock.now
             try await store.catchUp(stream: definition, bus: log)
-            _ = store.lookup(view, entity: "user-\(index % 1000)", asOf: Date())
+            _ = try await store.lookup(view, entity: "user-\(index % 1000)", asOf: Date())
             latencies.append(seconds(clock.now - start) * 1e6)
         }
         latencies.sort()

@@ -28,7 +28,7 @@ public final class HubServer: Sendable {
     let definitions: Mutex<[String: StreamDefinition]>
     let definitionsFile: String?
     let views: Mutex<[String: FeatureView]>
-    let store = FeatureStore()
+    let store: FeatureStore
     let tokenSHA256: String
     public static let maxBatchEvents = 10_000
     /// How often each stream's retention (age, count) is enforced.
@@ -49,7 +49,8 @@ public final class HubServer: Sendable {
         } else {
             bus = try SQLiteLog(path: dataDirectory + "/hub/log.sqlite")
         }
-        return try HubServer(bus: bus, definitionsFile: dataDirectory + "/hub/streams.json", tokenSHA256: tokenSHA256)
+        let store = FeatureStore(storage: try SQLiteFeatureStorage(path: dataDirectory + "/hub/features.sqlite"))
+        return try HubServer(bus: bus, store: store, definitionsFile: dataDirectory + "/hub/streams.json", tokenSHA256: tokenSHA256)
     }
 
     /// Streams and views declared in a file (`wharf hub --definitions FILE`).
@@ -87,8 +88,9 @@ public final class HubServer: Sendable {
         for view in declared.views { try defineView(view) }
     }
 
-    public init(bus: any MessageBus, definitionsFile: String?, tokenSHA256: String) throws {
+    public init(bus: any MessageBus, store: FeatureStore = FeatureStore(), definitionsFile: String?, tokenSHA256: String) throws {
         self.bus = bus
+        self.store = store
         self.definitionsFile = definitionsFile
         self.tokenSHA256 = tokenSHA256
         var stored: [String: StreamDefinition] = [:]
@@ -122,7 +124,10 @@ public final class HubServer: Sendable {
     /// `view`'s features for each entity as of `time`, after reading what the stream gained.
     func lookup(_ view: FeatureView, entities: [(String, Date)]) async throws -> [FeatureStore.Lookup] {
         try await store.catchUp(stream: try definition(view.stream), bus: bus)
-        return entities.map { store.lookup(view, entity: $0.0, asOf: $0.1) }
+        var lookups: [FeatureStore.Lookup] = []
+        lookups.reserveCapacity(entities.count)
+        for (entity, time) in entities { lookups.append(try await store.lookup(view, entity: entity, asOf: time)) }
+        return lookups
     }
 
     static func save(_ value: some Encodable, to file: String) throws {
@@ -147,7 +152,8 @@ public final class HubServer: Sendable {
         router.get("/v1/health/ready") { _, _ in Response.emptyOK }
         HubController(hub: self).addRoutes(to: router)
         return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "wharf-hub"),
-                           services: [RetentionService(hub: self, interval: retentionInterval, logger: logger)],
+                           services: [RetentionService(hub: self, interval: retentionInterval, logger: logger),
+                                      MaterializerService(hub: self, interval: .milliseconds(250), logger: logger)],
                            onServerRunning: onServerRunning, logger: logger)
     }
 
@@ -356,6 +362,31 @@ struct HubController: Sendable {
 }
 
 /// Enforces every stream's retention (`max_age_seconds`, `max_messages`) once a minute.
+/// Keeps the feature store following the streams that views read, so the online store is
+/// materialized continuously and not only when a lookup comes (lookups still catch up first,
+/// so an accepted event is visible to the next one).
+struct MaterializerService: Service {
+    let hub: HubServer
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let streams = Set(hub.views.withLock { $0.values.map(\.stream) })
+                for name in streams.sorted() {
+                    do {
+                        try await hub.store.catchUp(stream: try hub.definition(name), bus: hub.bus)
+                    } catch {
+                        logger.warning("materializing failed", metadata: ["stream": "\(name)", "error": "\(error)"])
+                    }
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}
+
 struct RetentionService: Service {
     let hub: HubServer
     let interval: Duration
@@ -366,8 +397,13 @@ struct RetentionService: Service {
             while !Task.isCancelled {
                 for definition in hub.allDefinitions where definition.maxAgeSeconds != nil || definition.maxMessages != nil {
                     do {
-                        let removed = try await hub.bus.enforceRetention(stream: definition.name, now: Date())
+                        let now = Date()
+                        let removed = try await hub.bus.enforceRetention(stream: definition.name, now: now)
                         if removed > 0 { logger.info("retention", metadata: ["stream": "\(definition.name)", "removed": "\(removed)"]) }
+                        // What was materialized from the stream is kept as long as the stream keeps its events.
+                        if let maxAge = definition.maxAgeSeconds {
+                            try await hub.store.forget(stream: definition.name, before: now.addingTimeInterval(-maxAge))
+                        }
                     } catch {
                         logger.warning("retention failed", metadata: ["stream": "\(definition.name)", "error": "\(error)"])
                     }

@@ -48,67 +48,96 @@ public struct FeatureView: Sendable, Hashable, Codable {
     }
 }
 
-/// Feature values of entities, materialized from the streams: the latest per entity for online
-/// lookups, and every value with its event time for point-in-time (as-of) reads.
+/// Feature values of entities, materialized from the streams into a `FeatureStorage` (every
+/// observation, for point-in-time reads) with the newest value of each feature of each entity
+/// cached in memory (online reads).
 ///
 /// Values are ordered by event time, not arrival: an event that arrives late lands in its
-/// place, and "latest" means the newest event time.
+/// place, and "latest" means the newest event time (at equal times, the last to arrive).
 public final class FeatureStore: Sendable {
-    struct Entry: Sendable {
-        var time: Date
-        var values: [String: StreamDefinition.Scalar]
+    public let storage: any FeatureStorage
+    /// stream → entity → feature → newest observation; a stream is loaded from the storage on
+    /// first use, then kept up to date by `catchUp`.
+    private let latest = Mutex<[String: [String: [String: Observation]]]>([:])
+    /// stream → the next offset to read, as last applied here (the storage holds the truth; a
+    /// stale position only makes `apply` refuse, and it is read again).
+    private let positions = Mutex<[String: Int64]>([:])
+
+    public init(storage: any FeatureStorage = InMemoryFeatureStorage()) {
+        self.storage = storage
     }
 
-    struct State {
-        /// stream → entity → entries sorted by time.
-        var history: [String: [String: [Entry]]] = [:]
-        /// stream → the next offset to read.
-        var positions: [String: Int64] = [:]
+    private func loadLatest(_ stream: String) async throws {
+        guard latest.withLock({ $0[stream] == nil }) else { return }
+        let stored = try await storage.latest(stream: stream)
+        latest.withLock { all in
+            if all[stream] == nil { all[stream] = stored }
+        }
     }
 
-    private let state = Mutex(State())
-
-    public init() {}
-
-    /// Reads what the stream has beyond the last read; returns how many events were applied.
+    /// Reads what the stream has beyond the last read and stores it; returns how many events
+    /// were applied.
     @discardableResult
     public func catchUp(stream: StreamDefinition, bus: any MessageBus) async throws -> Int {
+        try await loadLatest(stream.name)
         var applied = 0
         while true {
-            let from = state.withLock { $0.positions[stream.name] ?? 1 }
+            let known = positions.withLock { $0[stream.name] }
+            let from: Int64
+            if let known {
+                from = known
+            } else {
+                from = try await storage.position(stream: stream.name)
+                positions.withLock { $0[stream.name] = max($0[stream.name] ?? 1, from) }
+            }
             let messages = try await bus.read(stream: stream.name, from: from, limit: 10_000)
             guard let last = messages.last else { return applied }
-            let entries = messages.compactMap { message -> (String, Entry)? in
-                guard let object = try? JSONSerialization.jsonObject(with: Data(message.payload)) as? [String: Any] else { return nil }
-                var values: [String: StreamDefinition.Scalar] = [:]
-                for (field, type) in stream.features {
-                    switch (type, object[field]) {
-                    case (.number, let number as Double): values[field] = .number(number)
-                    case (.number, let number as Int): values[field] = .number(Double(number))
-                    case (.string, let text as String): values[field] = .string(text)
-                    case (.bool, let flag as Bool): values[field] = .bool(flag)
-                    default: continue
-                    }
-                }
-                return (message.key, Entry(time: message.time, values: values))
+            let events = messages.map { message in
+                MaterializedEvent(offset: message.offset, entity: message.key, time: message.time, values: Self.values(of: message, in: stream))
             }
             // Two readers may have read the same messages: only the first to get here applies them.
-            let fresh = state.withLock { state -> Bool in
-                guard (state.positions[stream.name] ?? 1) == from else { return false }
-                var byEntity = state.history[stream.name] ?? [:]
-                for (entity, entry) in entries {
-                    var list = byEntity[entity] ?? []
-                    // Usually appended at the end; a late event is put in its place.
-                    let index = list.lastIndex { $0.time <= entry.time }.map { $0 + 1 } ?? 0
-                    list.insert(entry, at: index)
-                    byEntity[entity] = list
-                }
-                state.history[stream.name] = byEntity
-                state.positions[stream.name] = last.offset + 1
-                return true
+            guard try await storage.apply(stream: stream.name, events: events, from: from, next: last.offset + 1) else {
+                positions.withLock { $0[stream.name] = nil }
+                continue
             }
-            if fresh { applied += messages.count }
+            positions.withLock { $0[stream.name] = max($0[stream.name] ?? 1, last.offset + 1) }
+            latest.withLock { all in
+                var byEntity = all[stream.name] ?? [:]
+                for event in events {
+                    for (feature, value) in event.values {
+                        let observation = Observation(value: value, time: event.time, offset: event.offset)
+                        if let current = byEntity[event.entity]?[feature], !observation.isNewer(than: current) { continue }
+                        byEntity[event.entity, default: [:]][feature] = observation
+                    }
+                }
+                all[stream.name] = byEntity
+            }
+            applied += messages.count
         }
+    }
+
+    /// The stream's features in an event as the log keeps it (checked JSON with sorted keys).
+    static func values(of message: BusMessage, in stream: StreamDefinition) -> [String: StreamDefinition.Scalar] {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(message.payload)) as? [String: Any] else { return [:] }
+        var values: [String: StreamDefinition.Scalar] = [:]
+        for (field, type) in stream.features {
+            switch (type, object[field]) {
+            // The hub checked each value's type against the stream at ingest.
+            case (.number, let number as Double): values[field] = .number(number)
+            case (.number, let number as Int): values[field] = .number(Double(number))
+            case (.string, let text as String): values[field] = .string(text)
+            case (.bool, let flag as Bool): values[field] = .bool(flag)
+            default: continue
+            }
+        }
+        return values
+    }
+
+    /// Forgets observations older than `cutoff` (each feature's newest stays): the stream's
+    /// retention, applied to what was materialized from it.
+    @discardableResult
+    public func forget(stream: String, before cutoff: Date) async throws -> Int {
+        try await storage.forget(stream: stream, before: cutoff)
     }
 
     public struct Lookup: Sendable, Hashable, Codable {
@@ -127,22 +156,32 @@ public final class FeatureStore: Sendable {
     }
 
     /// The value of each of `view`'s features for `entity` as of `time` (the latest event at or
-    /// before it, never one after it), within the TTL counted back from `time`.
-    public func lookup(_ view: FeatureView, entity: String, asOf time: Date) -> Lookup {
-        let entries = state.withLock { $0.history[view.stream]?[entity] } ?? []
+    /// before it, never one after it), within the TTL counted back from `time`. Online reads
+    /// (the newest value is not after `time`) come from memory; older times from the storage.
+    public func lookup(_ view: FeatureView, entity: String, asOf time: Date) async throws -> Lookup {
+        try await loadLatest(view.stream)
+        let newest = latest.withLock { $0[view.stream]?[entity] } ?? [:]
+        var found: [String: Observation] = [:]
+        var older: [String] = []
+        for feature in view.features {
+            guard let observation = newest[feature] else { continue }  // never seen
+            if observation.time <= time { found[feature] = observation } else { older.append(feature) }
+        }
+        if !older.isEmpty {
+            found.merge(try await storage.values(stream: view.stream, entity: entity, features: older, asOf: time)) { current, _ in current }
+        }
         var result = Lookup(entity: entity, features: [:], observedAt: [:], expired: [], missing: [])
         for feature in view.features {
-            // The newest entry at or before `time` that holds this feature.
-            guard let entry = entries.last(where: { $0.time <= time && $0.values[feature] != nil }) else {
+            guard let observation = found[feature] else {
                 result.missing.append(feature)
                 continue
             }
-            if let ttl = view.ttlSeconds, time.timeIntervalSince(entry.time) > ttl {
+            if let ttl = view.ttlSeconds, time.timeIntervalSince(observation.time) > ttl {
                 result.expired.append(feature)
                 continue
             }
-            result.features[feature] = FeatureValue(entry.values[feature]!)
-            result.observedAt[feature] = entry.time
+            result.features[feature] = FeatureValue(observation.value)
+            result.observedAt[feature] = observation.time
         }
         return result
     }
