@@ -130,4 +130,27 @@ struct FeatureStorageContractTests {
         let after = try await restarted.lookup(view, entity: "u1", asOf: t0.addingTimeInterval(7400))
         #expect(after.features == ["seq": .number(3), "page": .string("cart")])
     }
+
+    /// Events the hub just appended are applied without reading the log, but only when the
+    /// store is exactly at their first offset; anything else is left to the next catch-up.
+    @Test func appendedEventsAreAppliedOnlyInOrder() async throws {
+        let bus = InProcessBus()
+        try await bus.createStream(StreamConfiguration(name: "s"))
+        let stream = StreamDefinition(name: "s", entityKey: "user", timeField: "ts", features: ["x": .number])
+        let view = FeatureView(name: "v", stream: "s", features: ["x"])
+        let store = FeatureStore()
+        #expect(try await store.catchUp(stream: stream, bus: bus) == 0)
+        let later = t0.addingTimeInterval(10)
+        _ = try await bus.publish(stream: "s", [OutgoingMessage(key: "u", time: t0, payload: Array(#"{"user":"u","x":1}"#.utf8))])
+        try await store.applyAppended(stream: "s", [MaterializedEvent(offset: 1, entity: "u", time: t0, values: ["x": .number(1)])])
+        #expect(try await store.lookup(view, entity: "u", asOf: later).features == ["x": .number(1)])
+        // Offset 3 while the store is at 2: ignored, then read by the catch-up with offset 2.
+        _ = try await bus.publish(stream: "s", [OutgoingMessage(key: "u", time: t0.addingTimeInterval(1), payload: Array(#"{"user":"u","x":2}"#.utf8)),
+                                                OutgoingMessage(key: "u", time: t0.addingTimeInterval(2), payload: Array(#"{"user":"u","x":3}"#.utf8))])
+        try await store.applyAppended(stream: "s", [MaterializedEvent(offset: 3, entity: "u", time: t0.addingTimeInterval(2), values: ["x": .number(3)])])
+        #expect(try await store.lookup(view, entity: "u", asOf: later).features == ["x": .number(1)])
+        #expect(try await store.catchUp(stream: stream, bus: bus) == 2)
+        #expect(try await store.lookup(view, entity: "u", asOf: later).features == ["x": .number(3)])
+        #expect(try await store.lookup(view, entity: "u", asOf: t0.addingTimeInterval(1)).features == ["x": .number(2)])
+    }
 }

@@ -116,6 +116,11 @@ public final class HubServer: Sendable {
         try Self.save(snapshot, to: (definitionsFile as NSString).deletingLastPathComponent + "/views.json")
     }
 
+    /// Whether a view reads `stream` (then the feature store follows it).
+    func isMaterialized(_ stream: String) -> Bool {
+        views.withLock { $0.values.contains { $0.stream == stream } }
+    }
+
     func view(_ name: String) throws(WharfError) -> FeatureView {
         guard let view = views.withLock({ $0[name] }) else { throw WharfError(.notFound, "no feature view named \(name)") }
         return view
@@ -196,6 +201,27 @@ struct HubController: Sendable {
         var accepted: Int
         var rejected: Int
         var results: [Item]
+
+        /// The same JSON as the Encodable form (sorted keys), written directly: a batch of
+        /// 10,000 events answers 10,000 items, and a JSONEncoder took a tenth of ingest's CPU.
+        var json: [UInt8] {
+            var writer = JSONWriter(capacity: 64 + results.count * 28)
+            writer.raw("{\"accepted\":\(accepted),\"rejected\":\(rejected),\"results\":[")
+            for (position, item) in results.enumerated() {
+                if position > 0 { writer.raw(",") }
+                if let error = item.error {
+                    writer.raw("{\"error\":")
+                    writer.string(error)
+                    writer.raw(",\"index\":\(item.index)}")
+                } else if let offset = item.offset {
+                    writer.raw("{\"index\":\(item.index),\"offset\":\(offset)}")
+                } else {
+                    writer.raw("{\"index\":\(item.index)}")
+                }
+            }
+            writer.raw("]}")
+            return writer.bytes
+        }
     }
 
     struct EventList: Encodable {
@@ -296,12 +322,14 @@ struct HubController: Sendable {
         }
         let now = Date()
         var accepted: [OutgoingMessage] = []
+        var values: [[String: StreamDefinition.Scalar]] = []
         var items: [BatchResult.Item] = []
         var acceptedIndices: [Int] = []
         for (index, fields) in parsed.enumerated() {
             switch fields.flatMap({ definition.check($0, receivedAt: now) }) {
             case .success(let event):
                 accepted.append(OutgoingMessage(key: event.entity, time: event.time, payload: event.payload))
+                values.append(event.values)
                 acceptedIndices.append(index)
                 items.append(.init(index: index, offset: nil, error: nil))
             case .failure(let error):
@@ -311,8 +339,15 @@ struct HubController: Sendable {
         // One append for the whole batch: all of its accepted events are durable, or none.
         let offsets = accepted.isEmpty ? [] : try await hub.bus.publish(stream: definition.name, accepted)
         for (index, offset) in zip(acceptedIndices, offsets) { items[index].offset = offset }
+        if !offsets.isEmpty, hub.isMaterialized(definition.name) {
+            // The feature store takes the checked events as they are, without reading them back.
+            let events = zip(offsets, zip(accepted, values)).map { offset, event in
+                MaterializedEvent(offset: offset, entity: event.0.key, time: event.0.time, values: event.1)
+            }
+            try await hub.store.applyAppended(stream: definition.name, events)
+        }
         let result = BatchResult(accepted: accepted.count, rejected: parsed.count - accepted.count, results: items)
-        return try JSONBody.response(result, status: accepted.isEmpty ? .badRequest : .ok)
+        return Response.json(result.json, status: accepted.isEmpty ? .badRequest : .ok)
     }
 
     private func replay(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

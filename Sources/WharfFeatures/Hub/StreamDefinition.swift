@@ -70,6 +70,8 @@ public struct StreamDefinition: Sendable, Hashable, Codable {
         public var entity: String
         public var time: Date
         public var payload: [UInt8]
+        /// The feature values (nulls left out), for the feature store.
+        public var values: [String: Scalar]
     }
 
     /// Checks one event; the error names the field and what was wrong.
@@ -124,7 +126,7 @@ public struct StreamDefinition: Sendable, Hashable, Codable {
             }
         }
         writer.raw("}")
-        return .success(Event(entity: entity, time: time, payload: writer.bytes))
+        return .success(Event(entity: entity, time: time, payload: writer.bytes, values: Dictionary(values) { first, _ in first }))
     }
 
     static func parseTime(_ text: String) -> Date? {

@@ -62,6 +62,8 @@ public final class FeatureStore: Sendable {
     /// stream → the next offset to read, as last applied here (the storage holds the truth; a
     /// stale position only makes `apply` refuse, and it is read again).
     private let positions = Mutex<[String: Int64]>([:])
+    /// stream → first offset → appended events that came before the batch ahead of them.
+    private let parked = Mutex<[String: [Int64: [MaterializedEvent]]]>([:])
 
     public init(storage: any FeatureStorage = InMemoryFeatureStorage()) {
         self.storage = storage
@@ -96,24 +98,68 @@ public final class FeatureStore: Sendable {
                 MaterializedEvent(offset: message.offset, entity: message.key, time: message.time, values: Self.values(of: message, in: stream))
             }
             // Two readers may have read the same messages: only the first to get here applies them.
-            guard try await storage.apply(stream: stream.name, events: events, from: from, next: last.offset + 1) else {
+            guard try await apply(stream.name, events, from: from, next: last.offset + 1) else {
                 positions.withLock { $0[stream.name] = nil }
                 continue
             }
-            positions.withLock { $0[stream.name] = max($0[stream.name] ?? 1, last.offset + 1) }
-            latest.withLock { all in
-                var byEntity = all[stream.name] ?? [:]
-                for event in events {
-                    for (feature, value) in event.values {
-                        let observation = Observation(value: value, time: event.time, offset: event.offset)
-                        if let current = byEntity[event.entity]?[feature], !observation.isNewer(than: current) { continue }
-                        byEntity[event.entity, default: [:]][feature] = observation
-                    }
-                }
-                all[stream.name] = byEntity
-            }
             applied += messages.count
         }
+    }
+
+    /// Events the hub has just appended (consecutive offsets), applied as they are when the
+    /// store is exactly there, which spares reading and parsing them back; otherwise the next
+    /// catch-up reads them from the log.
+    ///
+    /// Batches appended concurrently can arrive here out of order: one that comes before its
+    /// predecessor waits (a few batches at most) and is applied right after it.
+    public func applyAppended(stream: String, _ events: [MaterializedEvent]) async throws {
+        guard let first = events.first?.offset, let last = events.last?.offset, last - first + 1 == Int64(events.count) else { return }
+        var next: [MaterializedEvent]? = events
+        while let batch = next, let start = batch.first?.offset {
+            let ready: Bool = positions.withLock { positions in
+                guard let position = positions[stream] else { return false }
+                return position == start
+            }
+            if !ready {
+                let retry: Bool = parked.withLock { parked in
+                    guard let position = positions.withLock({ $0[stream] }) else { return false }
+                    // Its predecessor was applied meanwhile: apply it now rather than park it.
+                    if position == start { return true }
+                    guard start > position else { return false }  // already read by a catch-up
+                    var waiting = parked[stream] ?? [:]
+                    waiting[start] = batch
+                    // Bounded: the oldest waiting batches are left to the catch-up.
+                    while waiting.count > 16, let oldest = waiting.keys.min() { waiting[oldest] = nil }
+                    parked[stream] = waiting
+                    return false
+                }
+                if retry { continue }
+                return
+            }
+            guard try await apply(stream, batch, from: start, next: start + Int64(batch.count)) else { return }
+            let position = start + Int64(batch.count)
+            next = parked.withLock { parked in
+                parked[stream] = parked[stream]?.filter { $0.key >= position }
+                return parked[stream]?.removeValue(forKey: position)
+            }
+        }
+    }
+
+    private func apply(_ stream: String, _ events: [MaterializedEvent], from: Int64, next: Int64) async throws -> Bool {
+        guard try await storage.apply(stream: stream, events: events, from: from, next: next) else { return false }
+        positions.withLock { $0[stream] = max($0[stream] ?? 1, next) }
+        latest.withLock { all in
+            var byEntity = all[stream] ?? [:]
+            for event in events {
+                for (feature, value) in event.values {
+                    let observation = Observation(value: value, time: event.time, offset: event.offset)
+                    if let current = byEntity[event.entity]?[feature], !observation.isNewer(than: current) { continue }
+                    byEntity[event.entity, default: [:]][feature] = observation
+                }
+            }
+            all[stream] = byEntity
+        }
+        return true
     }
 
     /// The stream's features in an event as the log keeps it (checked JSON with sorted keys).
