@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "WharfDeploy", targets: ["WharfDeploy"]),
         .library(name: "WharfBus", targets: ["WharfBus"]),
         .library(name: "WharfFeatures", targets: ["WharfFeatures"]),
+        .library(name: "WharfPipelines", targets: ["WharfPipelines"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -109,6 +110,7 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .target(name: "WharfPipelines", dependencies: ["WharfCore", "WharfRuntime"], swiftSettings: strictSettings),
         .target(
             name: "WharfFeatures",
             dependencies: [
@@ -163,6 +165,7 @@ let package = Package(
                 "WharfGateway",
                 "WharfDeploy",
                 "WharfFeatures",
+                "WharfPipelines",
                 "WharfBus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -218,6 +221,7 @@ let package = Package(
         ),
         .testTarget(name: "WharfBusTests", dependencies: ["WharfCore", "WharfBus"], swiftSettings: strictSettings),
         .testTarget(name: "WharfFeaturesTests", dependencies: ["WharfCore", "WharfBus", "WharfFeatures"], swiftSettings: strictSettings),
+        .testTarget(name: "WharfPipelinesTests", dependencies: ["WharfCore", "WharfRuntime", "WharfPipelines"], swiftSettings: strictSettings),
         .testTarget(
             name: "WharfDeployTests",
             dependencies: ["WharfCore", "WharfDeploy"],

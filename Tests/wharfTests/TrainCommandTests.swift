@@ -1,0 +1,26 @@
+import Foundation
+import Testing
+
+/// `wharf train` on the bundled example: a model the runtime serves and `wharf validate` passes.
+@Suite("wharf train")
+struct TrainCommandTests {
+    @Test func aLinearModelTrainsAndValidates() throws {
+        let example = WharfCLI.packageRoot.appendingPathComponent("examples/breast-cancer").path
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-train-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let trained = try WharfCLI.run(["train", "--data", example + "/train.csv", "--label", "diagnosis", "--task", "binary",
+                                        "--algorithm", "linear", "--param", "l2=0.001", "--valid", example + "/validation.csv", "--out", out, "--json"])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        let summary = try JSONSerialization.jsonObject(with: Data(trained.stdout.utf8)) as? [String: Any]
+        #expect(summary?["converged"] as? Bool == true && summary?["rows"] as? Int == 455)
+        #expect(((summary?["validation"] as? [String: Any])?["roc_auc"] as? Double ?? 0) > 0.97)
+
+        let validated = try WharfCLI.run(["validate", "--model", out, "--data", example + "/validation.csv", "--label", "diagnosis", "--gate", "roc_auc>=0.95"])
+        #expect(validated.status == 0, "\(validated.stdout)\(validated.stderr)")
+
+        let gbdt = try WharfCLI.run(["train", "--data", example + "/train.csv", "--label", "diagnosis", "--task", "binary", "--algorithm", "gbdt", "--out", out])
+        #expect(gbdt.status == 2 && gbdt.stderr.contains("gbdt"))
+        let badParam = try WharfCLI.run(["train", "--data", example + "/train.csv", "--label", "diagnosis", "--task", "binary", "--param", "depth=3", "--out", out])
+        #expect(badParam.status == 2 && badParam.stderr.contains("depth"))
+    }
+}
