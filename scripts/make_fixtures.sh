@@ -34,4 +34,7 @@ PY2="${WHARF_FIXTURE_PY2:-}"
 "$PY" "$HERE/make_fixtures.py" --skip-xgb2
 "$PY2" "$HERE/make_fixtures.py" --xgb2-only
 "$PY" "$HERE/make_metric_fixtures.py"
+# The native trainer's models, checked by xgboost (needs the wharf binary).
+(cd "$ROOT" && swift build --product wharf >&2)
+"$PY" "$HERE/make_training_fixtures.py" --wharf "$ROOT/.build/debug/wharf"
 echo "fixtures: $(du -sh "$ROOT/Tests/Fixtures" | cut -f1) in Tests/Fixtures"

@@ -58,8 +58,9 @@ public struct FeatureTable: Sendable {
     }
 
     static func parseCell(_ cell: String) -> Double? {
-        if cell.isEmpty || cell.lowercased() == "nan" { return .nan }
-        return Double(cell)
+        var cell = cell
+        // The fast reader gives the standard library's answers (tested), without its cost.
+        return cell.withUTF8 { CSVNumber.parse($0, 0, $0.count) }
     }
 
     /// For each model feature, the CSV column that holds it.
