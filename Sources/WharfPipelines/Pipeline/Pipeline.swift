@@ -1,0 +1,204 @@
+import Foundation
+import WharfCore
+
+/// A declarative pipeline: named steps whose inputs name files or other steps' outputs
+/// (`steps.NAME.OUTPUT`), forming a DAG.
+///
+/// ```yaml
+/// name: churn
+/// steps:
+///   - name: data
+///     dataset: {csv: data/train.csv}
+///   - name: train
+///     train: {data: steps.data.csv, label: churned, task: binary, algorithm: gbdt, params: {max_depth: 4}}
+///     retries: 1
+///     timeout_seconds: 600
+///   - name: check
+///     validate: {model: steps.train.model, data: data/valid.csv, label: churned, gates: ["roc_auc>=0.9"]}
+///   - name: report
+///     command: [sh, -c, "wc -l {steps.data.csv} > {outputs.summary}"]
+///     outputs: [summary]
+/// ```
+public struct PipelineDefinition: Sendable, Decodable {
+    public var name: String
+    public var steps: [Step]
+
+    public struct Step: Sendable, Decodable, Hashable {
+        public var name: String
+        public var action: Action
+        public var retries: Int
+        public var timeoutSeconds: Double?
+
+        public enum Action: Sendable, Hashable {
+            /// A CSV file taken into the run (content-addressed): output `csv`.
+            case dataset(csv: String)
+            /// `wharf train`: output `model`.
+            case train(Train)
+            /// `wharf validate` with gates: output `report`; a failed gate fails the run.
+            case validate(Validate)
+            /// Any program; `{steps.X.Y}`, `{outputs.Y}` in its arguments are replaced by paths.
+            case command(arguments: [String], outputs: [String])
+        }
+
+        public struct Train: Sendable, Hashable, Decodable {
+            public var data: String
+            public var label: String
+            public var task: String
+            public var algorithm: String?
+            public var valid: String?
+            public var params: [String: String]?
+            public var seed: UInt64?
+
+            enum CodingKeys: String, CodingKey { case data, label, task, algorithm, valid, params, seed }
+
+            public init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                data = try container.decode(String.self, forKey: .data)
+                label = try container.decode(String.self, forKey: .label)
+                task = try container.decode(String.self, forKey: .task)
+                algorithm = try container.decodeIfPresent(String.self, forKey: .algorithm)
+                valid = try container.decodeIfPresent(String.self, forKey: .valid)
+                seed = try container.decodeIfPresent(UInt64.self, forKey: .seed)
+                // `max_depth: 4` in YAML is a number; parameters are passed on as text.
+                params = try container.decodeIfPresent([String: Scalar].self, forKey: .params)?.mapValues(\.text)
+            }
+        }
+
+        /// A parameter value written as a number, a boolean or text.
+        struct Scalar: Decodable {
+            var text: String
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.singleValueContainer()
+                if let flag = try? container.decode(Bool.self) {
+                    text = String(flag)
+                } else if let number = try? container.decode(Double.self) {
+                    text = number == number.rounded() && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+                } else {
+                    text = try container.decode(String.self)
+                }
+            }
+        }
+
+        /// The step's definition in one stable spelling (for its cache key).
+        var canonical: String {
+            switch action {
+            case .dataset(let csv): return "dataset csv=\(csv)"
+            case .train(let train):
+                let params = (train.params ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+                return "train data=\(train.data) label=\(train.label) task=\(train.task) algorithm=\(train.algorithm ?? "gbdt") valid=\(train.valid ?? "") seed=\(train.seed ?? 0) params=\(params)"
+            case .validate(let validate):
+                return "validate model=\(validate.model) data=\(validate.data) label=\(validate.label) gates=\(validate.gates.joined(separator: ";"))"
+            case .command(let arguments, let outputs):
+                return "command \(arguments.map { "[\($0)]" }.joined()) outputs=\(outputs.joined(separator: ","))"
+            }
+        }
+
+        public struct Validate: Sendable, Hashable, Decodable {
+            public var model: String
+            public var data: String
+            public var label: String
+            public var gates: [String]
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case name, dataset, train, validate, command, outputs, retries
+            case timeoutSeconds = "timeout_seconds"
+        }
+
+        struct DatasetSpec: Decodable { var csv: String }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            name = try container.decode(String.self, forKey: .name)
+            retries = try container.decodeIfPresent(Int.self, forKey: .retries) ?? 0
+            timeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .timeoutSeconds)
+            var actions: [Action] = []
+            if let dataset = try container.decodeIfPresent(DatasetSpec.self, forKey: .dataset) { actions.append(.dataset(csv: dataset.csv)) }
+            if let train = try container.decodeIfPresent(Train.self, forKey: .train) { actions.append(.train(train)) }
+            if let validate = try container.decodeIfPresent(Validate.self, forKey: .validate) { actions.append(.validate(validate)) }
+            if let command = try container.decodeIfPresent([String].self, forKey: .command) {
+                actions.append(.command(arguments: command, outputs: try container.decodeIfPresent([String].self, forKey: .outputs) ?? []))
+            }
+            guard actions.count == 1 else {
+                throw DecodingError.dataCorruptedError(forKey: .name, in: container,
+                                                       debugDescription: "step \(name) needs exactly one of dataset, train, validate, command")
+            }
+            action = actions[0]
+        }
+
+        /// The outputs the step makes.
+        public var outputNames: [String] {
+            switch action {
+            case .dataset: ["csv"]
+            case .train: ["model"]
+            case .validate: ["report"]
+            case .command(_, let outputs): outputs
+            }
+        }
+
+        /// Every `steps.X.Y` the step reads (in its fields or its command's arguments).
+        public var references: [(step: String, output: String)] {
+            var texts: [String] = []
+            switch action {
+            case .dataset(let csv): texts = [csv]
+            case .train(let train): texts = [train.data] + (train.valid.map { [$0] } ?? [])
+            case .validate(let validate): texts = [validate.model, validate.data]
+            case .command(let arguments, _): texts = arguments
+            }
+            var found: [(String, String)] = []
+            for text in texts {
+                var rest = Substring(text)
+                while let range = rest.range(of: "steps.") {
+                    let after = rest[range.upperBound...]
+                    let token = after.prefix { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }
+                    let parts = token.split(separator: ".", maxSplits: 1)
+                    if parts.count == 2 { found.append((String(parts[0]), String(parts[1].prefix { $0 != "." && $0 != "}" }))) }
+                    rest = after.dropFirst(token.count)
+                }
+            }
+            return found
+        }
+    }
+
+    public static func load(file: String) throws -> PipelineDefinition {
+        guard let data = FileManager.default.contents(atPath: file) else { throw WharfError(.notFound, "cannot read \(file)") }
+        let definition = try YAMLReader.parse(String(decoding: data, as: UTF8.self), file: file).decode(PipelineDefinition.self, from: file)
+        _ = try definition.order()
+        return definition
+    }
+
+    /// The steps in an order where each comes after those it reads; errors name unknown
+    /// references, duplicate names and cycles.
+    public func order() throws(WharfError) -> [Step] {
+        try RegistryName.check(name, kind: "pipeline")
+        var byName: [String: Step] = [:]
+        for step in steps {
+            try RegistryName.check(step.name, kind: "step")
+            guard byName.updateValue(step, forKey: step.name) == nil else { throw WharfError(.invalidInput, "pipeline \(name): two steps are named \(step.name)") }
+            guard step.retries >= 0, step.retries <= 10 else { throw WharfError(.invalidInput, "step \(step.name): retries must be 0…10") }
+            if let timeout = step.timeoutSeconds, !(timeout > 0) { throw WharfError(.invalidInput, "step \(step.name): timeout_seconds must be above 0") }
+        }
+        for step in steps {
+            for reference in step.references {
+                guard let source = byName[reference.step] else {
+                    throw WharfError(.invalidInput, "step \(step.name) reads steps.\(reference.step).\(reference.output), but there is no step \(reference.step)")
+                }
+                guard source.outputNames.contains(reference.output) else {
+                    throw WharfError(.invalidInput, "step \(step.name) reads steps.\(reference.step).\(reference.output), but \(reference.step) makes only \(source.outputNames.joined(separator: ", "))")
+                }
+            }
+        }
+        var ordered: [Step] = []
+        var state: [String: Int] = [:]  // 1 visiting, 2 done
+        func visit(_ step: Step, path: [String]) throws(WharfError) {
+            if state[step.name] == 2 { return }
+            guard state[step.name] != 1 else { throw WharfError(.invalidInput, "pipeline \(name) has a cycle: \((path + [step.name]).joined(separator: " → "))") }
+            state[step.name] = 1
+            for reference in step.references { try visit(byName[reference.step]!, path: path + [step.name]) }
+            state[step.name] = 2
+            ordered.append(step)
+        }
+        for step in steps { try visit(step, path: []) }
+        return ordered
+    }
+}

@@ -1,0 +1,344 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import WharfCore
+
+/// Runs a pipeline step by step in dependency order, each step as a process (the `wharf`
+/// executable for native steps), with retries and a timeout per step.
+///
+/// A step whose definition and input contents are unchanged since a successful run is taken
+/// from the cache (`<state>/cache/<key>/`, the key a SHA-256 of both) instead of run again. A
+/// failed step — a gate that does not hold, a program that fails or outlives its timeout after
+/// its retries — ends the run; the steps after it are skipped, so nothing downstream (register,
+/// deploy) sees an unvalidated model. Every run is recorded in `<state>/runs/<id>.json`, with
+/// each step's outcome, attempts, duration, outputs and log.
+public struct PipelineRunner: Sendable {
+    public var stateDirectory: String
+    /// The `wharf` executable native steps run.
+    public var executable: String
+    /// Where relative file names in the pipeline are found (the pipeline file's directory).
+    public var baseDirectory: String
+
+    static let trainerRevision = 1
+
+    public init(stateDirectory: String, executable: String, baseDirectory: String) {
+        self.stateDirectory = stateDirectory
+        self.executable = executable
+        self.baseDirectory = baseDirectory
+    }
+
+    public struct Run: Sendable, Codable {
+        public var id: String
+        public var pipeline: String
+        public var startedAt: Date
+        public var finishedAt: Date?
+        public var outcome: String
+        public var trigger: String
+        public var steps: [StepRun]
+    }
+
+    public struct StepRun: Sendable, Codable {
+        public var name: String
+        /// succeeded, cached, failed or skipped.
+        public var outcome: String
+        public var attempts: Int
+        public var seconds: Double
+        /// Output name → file (in the cache) and its SHA-256.
+        public var outputs: [String: Artifact]
+        public var cacheKey: String?
+        public var log: String?
+        public var error: String?
+        /// A validate step's metrics.
+        public var metrics: [String: Double]?
+    }
+
+    public struct Artifact: Sendable, Codable, Hashable {
+        public var path: String
+        public var sha256: String
+    }
+
+    public func run(_ pipeline: PipelineDefinition, trigger: String = "manual") throws -> Run {
+        let ordered = try pipeline.order()
+        let id = Self.runID()
+        let runDirectory = "\(stateDirectory)/runs/\(id)"
+        try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+        var run = Run(id: id, pipeline: pipeline.name, startedAt: Date(), finishedAt: nil, outcome: "running", trigger: trigger, steps: [])
+        try save(run)
+        var produced: [String: [String: Artifact]] = [:]
+        var failed = false
+        for step in ordered {
+            if failed {
+                run.steps.append(StepRun(name: step.name, outcome: "skipped", attempts: 0, seconds: 0, outputs: [:]))
+                continue
+            }
+            let record = execute(step, produced: produced, runDirectory: runDirectory)
+            produced[step.name] = record.outputs
+            failed = record.outcome == "failed"
+            run.steps.append(record)
+            try save(run)
+        }
+        run.finishedAt = Date()
+        run.outcome = failed ? "failed" : "succeeded"
+        try save(run)
+        return run
+    }
+
+    // MARK: - One step
+
+    private func execute(_ step: PipelineDefinition.Step, produced: [String: [String: Artifact]], runDirectory: String) -> StepRun {
+        let started = Date()
+        var record = StepRun(name: step.name, outcome: "failed", attempts: 0, seconds: 0, outputs: [:])
+        do {
+            // Inputs: what each reference and each plain file holds, by content.
+            let resolve = { (text: String) throws -> String in try self.resolve(text, produced: produced) }
+            let key = try cacheKey(step, resolve: resolve, produced: produced)
+            record.cacheKey = key
+            let cache = "\(stateDirectory)/cache/\(key)"
+            if let cached = try? Data(contentsOf: URL(fileURLWithPath: cache + "/outputs.json")),
+               let outputs = try? JSONDecoder().decode([String: Artifact].self, from: cached),
+               outputs.values.allSatisfy({ FileManager.default.fileExists(atPath: $0.path) }) {
+                record.outcome = "cached"
+                record.outputs = outputs
+                record.metrics = try? JSONDecoder().decode([String: Double].self, from: Data(contentsOf: URL(fileURLWithPath: cache + "/metrics.json")))
+                record.seconds = Date().timeIntervalSince(started)
+                return record
+            }
+            let work = "\(cache).partial-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: work) }
+            let log = "\(runDirectory)/\(step.name).log"
+            record.log = log
+            FileManager.default.createFile(atPath: log, contents: nil)
+            var lastError = "did not run"
+            for attempt in 1...(step.retries + 1) {
+                record.attempts = attempt
+                let (arguments, outputs) = try plan(step, resolve: resolve, work: work)
+                if case .dataset(let csv) = step.action {
+                    try FileManager.default.copyItem(atPath: try resolve(csv), toPath: outputs["csv"]!)
+                } else {
+                    let result = try Self.runProcess(arguments, timeout: step.timeoutSeconds, log: log, attempt: attempt)
+                    if case .validate = step.action, result.status == 1 {
+                        // Gates that do not hold are an answer, not a flaky failure: no retry.
+                        record.metrics = Self.metrics(result.output)
+                        record.error = "a gate does not hold: \(Self.failedGates(result.output))"
+                        record.seconds = Date().timeIntervalSince(started)
+                        return record
+                    }
+                    guard result.status == 0 else {
+                        lastError = result.timedOut ? "timed out after \(step.timeoutSeconds ?? 0) s" : "exited with status \(result.status)"
+                        continue
+                    }
+                    if case .validate = step.action {
+                        record.metrics = Self.metrics(result.output)
+                        try result.output.write(to: URL(fileURLWithPath: outputs["report"]!))
+                    }
+                }
+                guard let missing = outputs.first(where: { !FileManager.default.fileExists(atPath: $0.value) }) else {
+                    // Done: move the work directory into the cache, then describe it.
+                    try? FileManager.default.removeItem(atPath: cache)
+                    try FileManager.default.moveItem(atPath: work, toPath: cache)
+                    var artifacts: [String: Artifact] = [:]
+                    for (name, path) in outputs {
+                        let final = cache + "/" + (path as NSString).lastPathComponent
+                        artifacts[name] = Artifact(path: final, sha256: try Self.sha256(of: final))
+                    }
+                    if let metrics = record.metrics { try JSONEncoder().encode(metrics).write(to: URL(fileURLWithPath: cache + "/metrics.json")) }
+                    try JSONEncoder().encode(artifacts).write(to: URL(fileURLWithPath: cache + "/outputs.json"))
+                    record.outputs = artifacts
+                    record.outcome = "succeeded"
+                    record.seconds = Date().timeIntervalSince(started)
+                    return record
+                }
+                lastError = "did not write its output \(missing.key)"
+            }
+            record.error = lastError
+        } catch let error as WharfError {
+            record.error = error.message
+        } catch {
+            record.error = "\(error)"
+        }
+        record.seconds = Date().timeIntervalSince(started)
+        return record
+    }
+
+    /// `steps.X.Y` → the artifact's path; anything else → a file relative to the pipeline.
+    private func resolve(_ text: String, produced: [String: [String: Artifact]]) throws -> String {
+        if text.hasPrefix("steps.") {
+            let parts = text.dropFirst("steps.".count).split(separator: ".", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let artifact = produced[parts[0]]?[parts[1]] else {
+                throw WharfError(.invalidInput, "\(text) is not available (its step did not succeed)")
+            }
+            return artifact.path
+        }
+        return text.hasPrefix("/") ? text : "\(baseDirectory)/\(text)"
+    }
+
+    /// The step's definition with every input replaced by its content hash.
+    private func cacheKey(_ step: PipelineDefinition.Step, resolve: (String) throws -> String, produced: [String: [String: Artifact]]) throws -> String {
+        var material = "wharf-pipeline-step-1\n\(step.name)\n\(step.canonical)\n"
+        var inputs: [String] = []
+        switch step.action {
+        case .dataset(let csv): inputs = [csv]
+        case .train(let train): inputs = [train.data] + (train.valid.map { [$0] } ?? [])
+        case .validate(let validate): inputs = [validate.model, validate.data]
+        case .command: inputs = step.references.map { "steps.\($0.step).\($0.output)" }
+        }
+        for input in inputs {
+            if input.hasPrefix("steps.") {
+                let parts = input.dropFirst("steps.".count).split(separator: ".", maxSplits: 1).map(String.init)
+                material += "\(input)=\(produced[parts[0]]?[parts[1]]?.sha256 ?? "?")\n"
+            } else {
+                let path = try resolve(input)
+                guard FileManager.default.fileExists(atPath: path) else { throw WharfError(.notFound, "step \(step.name): cannot read \(path)") }
+                material += "\(input)=\(try Self.sha256(of: path))\n"
+            }
+        }
+        // A change to the trainer that changes its models bumps this, so cached models are not reused.
+        if case .train = step.action { material += "trainer=\(Self.trainerRevision)\n" }
+        return SHA256.hash(Array(material.utf8)).hex
+    }
+
+    /// The program to run and where its outputs go.
+    private func plan(_ step: PipelineDefinition.Step, resolve: (String) throws -> String, work: String) throws -> ([String], [String: String]) {
+        switch step.action {
+        case .dataset:
+            return ([], ["csv": work + "/data.csv"])
+        case .train(let train):
+            let model = work + "/model.json"
+            var arguments = [executable, "train", "--data", try resolve(train.data), "--label", train.label, "--task", train.task,
+                             "--algorithm", train.algorithm ?? "gbdt", "--out", model, "--seed", String(train.seed ?? 0)]
+            if let valid = train.valid { arguments += ["--valid", try resolve(valid)] }
+            for (key, value) in (train.params ?? [:]).sorted(by: { $0.key < $1.key }) { arguments += ["--param", "\(key)=\(value)"] }
+            return (arguments, ["model": model])
+        case .validate(let validate):
+            var arguments = [executable, "validate", "--model", try resolve(validate.model), "--data", try resolve(validate.data),
+                             "--label", validate.label, "--json"]
+            for gate in validate.gates { arguments += ["--gate", gate] }
+            return (arguments, ["report": work + "/report.json"])
+        case .command(let template, let outputNames):
+            var outputs: [String: String] = [:]
+            for name in outputNames { outputs[name] = work + "/" + name }
+            let arguments = try template.map { argument in
+                var text = argument
+                for (name, path) in outputs { text = text.replacingOccurrences(of: "{outputs.\(name)}", with: path) }
+                for reference in step.references {
+                    let key = "steps.\(reference.step).\(reference.output)"
+                    text = text.replacingOccurrences(of: "{\(key)}", with: try resolve(key))
+                }
+                return text
+            }
+            return (arguments, outputs)
+        }
+    }
+
+    // MARK: - Processes
+
+    struct ProcessResult {
+        var status: Int32
+        var timedOut: Bool
+        var output: Data
+    }
+
+    /// Runs the program with its output appended to `log` (and kept, for reports); past the
+    /// timeout it gets SIGTERM, then SIGKILL.
+    static func runProcess(_ arguments: [String], timeout: Double?, log: String, attempt: Int) throws -> ProcessResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: arguments[0].contains("/") ? arguments[0] : "/usr/bin/env")
+        process.arguments = arguments[0].contains("/") ? Array(arguments.dropFirst()) : arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let finished = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in finished.signal() }
+        do {
+            try process.run()
+        } catch {
+            throw WharfError(.invalidInput, "cannot start \(arguments[0]): \(error)")
+        }
+        // Read while it runs, so a chatty program never blocks on a full pipe.
+        let reader = pipe.fileHandleForReading
+        let collected = DataBox()
+        let readDone = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            collected.data = reader.readDataToEndOfFile()
+            readDone.signal()
+        }
+        var timedOut = false
+        if let timeout, finished.wait(timeout: .now() + timeout) == .timedOut {
+            timedOut = true
+            process.terminate()
+            if finished.wait(timeout: .now() + 5) == .timedOut {
+                kill(process.processIdentifier, SIGKILL)
+                finished.wait()
+            }
+        } else if timeout == nil {
+            finished.wait()
+        }
+        readDone.wait()
+        if let handle = FileHandle(forWritingAtPath: log) {
+            handle.seekToEndOfFile()
+            handle.write(Data("--- attempt \(attempt): \(arguments.joined(separator: " "))\n".utf8))
+            handle.write(collected.data)
+            try? handle.close()
+        }
+        return ProcessResult(status: process.terminationStatus, timedOut: timedOut, output: collected.data)
+    }
+
+    private final class DataBox: @unchecked Sendable {
+        var data = Data()
+    }
+
+    static func metrics(_ output: Data) -> [String: Double]? {
+        guard let text = String(data: output, encoding: .utf8), let brace = text.firstIndex(of: "{"),
+              let object = try? JSONSerialization.jsonObject(with: Data(text[brace...].utf8)) as? [String: Any]
+        else { return nil }
+        var metrics: [String: Double] = [:]
+        for (key, value) in object where !["passed", "recorded", "rows"].contains(key) {
+            if let number = value as? Double { metrics[key] = number }
+        }
+        return metrics
+    }
+
+    static func failedGates(_ output: Data) -> String {
+        guard let text = String(data: output, encoding: .utf8), let brace = text.firstIndex(of: "{"),
+              let object = try? JSONSerialization.jsonObject(with: Data(text[brace...].utf8)) as? [String: Any],
+              let gates = object["gates"] as? [[String: Any]]
+        else { return "see the log" }
+        return gates.filter { ($0["passed"] as? Bool) == false }.compactMap { $0["detail"] as? String }.joined(separator: "; ")
+    }
+
+    static func sha256(of path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else { throw WharfError(.notFound, "cannot read \(path)") }
+        return SHA256.hash([UInt8](data)).hex
+    }
+
+    static func runID() -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date()) + "-" + UUID().uuidString.prefix(6).lowercased()
+    }
+
+    // MARK: - History
+
+    private func save(_ run: Run) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        let file = "\(stateDirectory)/runs/\(run.id).json"
+        let temporary = file + ".tmp"
+        try encoder.encode(run).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, file) == 0 else { throw WharfError(.io, "cannot save \(file)") }
+    }
+
+    public func runs() throws -> [Run] {
+        let directory = "\(stateDirectory)/runs"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .millisecondsSince1970
+        return names.filter { $0.hasSuffix(".json") }.compactMap { name in
+            try? decoder.decode(Run.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(name)")))
+        }.sorted { ($0.startedAt, $0.id) < ($1.startedAt, $1.id) }
+    }
+}

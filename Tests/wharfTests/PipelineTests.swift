@@ -1,0 +1,115 @@
+import Foundation
+import Testing
+
+/// `wharf pipeline run`: steps in dependency order as processes, cached by content, a failed
+/// gate stopping the run, retries and timeouts, and a history of runs.
+@Suite("wharf pipeline")
+struct PipelineTests {
+    struct Workspace {
+        let directory: String
+        var state: String { directory + "/state" }
+        var file: String { directory + "/pipeline.yaml" }
+
+        init() throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-pipeline-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let example = WharfCLI.packageRoot.appendingPathComponent("examples/breast-cancer")
+            for name in ["train.csv", "validation.csv"] {
+                try FileManager.default.copyItem(atPath: example.appendingPathComponent(name).path, toPath: directory + "/" + name)
+            }
+        }
+
+        func write(gate: String = "roc_auc>=0.95", extra: String = "") throws {
+            try """
+                name: cancer
+                steps:
+                  - name: data
+                    dataset: {csv: train.csv}
+                  - name: train
+                    train: {data: steps.data.csv, label: diagnosis, task: binary, params: {max_depth: 3, num_rounds: 20}}
+                  - name: check
+                    validate: {model: steps.train.model, data: validation.csv, label: diagnosis, gates: ["\(gate)"]}
+                  - name: size
+                    command: [sh, -c, "wc -c < {steps.train.model} > {outputs.bytes}"]
+                    outputs: [bytes]
+                \(extra)
+                """.write(toFile: file, atomically: true, encoding: .utf8)
+        }
+
+        func run() throws -> (status: Int32, run: [String: Any]) {
+            let result = try WharfCLI.run(["pipeline", "run", file, "--state-dir", state, "--json"])
+            return (result.status, (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? ["stderr": result.stderr])
+        }
+
+        func outcomes(_ run: [String: Any]) -> [String] {
+            (run["steps"] as? [[String: Any]] ?? []).map { "\($0["name"] ?? "?"):\($0["outcome"] ?? "?")" }
+        }
+    }
+
+    @Test func stepsRunOnceAndAgainOnlyWhenTheirInputsChange() throws {
+        let space = try Workspace()
+        defer { try? FileManager.default.removeItem(atPath: space.directory) }
+        try space.write()
+        let first = try space.run()
+        #expect(first.status == 0 && first.run["outcome"] as? String == "succeeded", "\(first.run)")
+        #expect(space.outcomes(first.run) == ["data:succeeded", "train:succeeded", "check:succeeded", "size:succeeded"])
+        let check = (first.run["steps"] as? [[String: Any]])?[2]
+        #expect(((check?["metrics"] as? [String: Any])?["roc_auc"] as? Double ?? 0) > 0.95)
+
+        #expect(space.outcomes(try space.run().run) == ["data:cached", "train:cached", "check:cached", "size:cached"])
+
+        // New data: everything downstream of it runs again.
+        try (String(contentsOfFile: space.directory + "/train.csv", encoding: .utf8)
+             + (try String(contentsOfFile: space.directory + "/validation.csv", encoding: .utf8)).split(separator: "\n").dropFirst().prefix(20).joined(separator: "\n") + "\n")
+            .write(toFile: space.directory + "/train.csv", atomically: true, encoding: .utf8)
+        #expect(space.outcomes(try space.run().run) == ["data:succeeded", "train:succeeded", "check:succeeded", "size:succeeded"])
+
+        let runs = try WharfCLI.run(["pipeline", "runs", "--state-dir", space.state])
+        #expect(runs.stdout.split(separator: "\n").count == 3 && runs.stdout.contains("4 cached"))
+    }
+
+    @Test func aFailedGateStopsTheRun() throws {
+        let space = try Workspace()
+        defer { try? FileManager.default.removeItem(atPath: space.directory) }
+        try space.write(gate: "roc_auc>=0.9999")
+        let result = try space.run()
+        #expect(result.status == 1 && result.run["outcome"] as? String == "failed")
+        #expect(space.outcomes(result.run) == ["data:succeeded", "train:succeeded", "check:failed", "size:skipped"])
+        let check = (result.run["steps"] as? [[String: Any]])?[2]
+        #expect((check?["error"] as? String)?.contains("roc_auc") == true)
+        let shown = try WharfCLI.run(["pipeline", "show", result.run["id"] as? String ?? "", "--state-dir", space.state])
+        #expect(shown.status == 0 && shown.stdout.contains("check: failed") && shown.stdout.contains("size: skipped"))
+    }
+
+    @Test func retriesAndTimeouts() throws {
+        let space = try Workspace()
+        defer { try? FileManager.default.removeItem(atPath: space.directory) }
+        try space.write(extra: """
+              - name: slow
+                command: [sleep, "30"]
+                retries: 1
+                timeout_seconds: 0.5
+            """)
+        let started = Date()
+        let result = try space.run()
+        #expect(Date().timeIntervalSince(started) < 25)
+        let slow = (result.run["steps"] as? [[String: Any]])?.first { $0["name"] as? String == "slow" }
+        #expect(slow?["outcome"] as? String == "failed" && slow?["attempts"] as? Int == 2)
+        #expect((slow?["error"] as? String)?.contains("timed out") == true)
+    }
+
+    @Test func mistakesInTheFileAreNamed() throws {
+        let space = try Workspace()
+        defer { try? FileManager.default.removeItem(atPath: space.directory) }
+        let cases = [
+            ("steps:\n  - name: a\n    command: [cat, \"{steps.b.out}\"]\n    outputs: [out]\n  - name: b\n    command: [cat, \"{steps.a.out}\"]\n    outputs: [out]\n", "cycle"),
+            ("steps:\n  - name: a\n    validate: {model: steps.nope.model, data: x.csv, label: y, gates: []}\n", "no step nope"),
+            ("steps:\n  - name: a\n    dataset: {csv: x.csv}\n    command: [echo, hi]\n", "exactly one of"),
+        ]
+        for (body, message) in cases {
+            try ("name: broken\n" + body).write(toFile: space.file, atomically: true, encoding: .utf8)
+            let result = try WharfCLI.run(["pipeline", "run", space.file, "--state-dir", space.state])
+            #expect(result.status == 2 && result.stderr.contains(message), "\(result.stderr)")
+        }
+    }
+}
