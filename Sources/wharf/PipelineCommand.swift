@@ -7,7 +7,7 @@ import WharfPipelines
 struct PipelineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
-        abstract: "Run declarative pipelines (dataset → train → validate → any command) with caching, retries and history.",
+        abstract: "Run declarative pipelines (dataset → train → validate → register → promote, any command) with caching, retries and history.",
         subcommands: [Run.self, Runs.self, Show.self]
     )
 
@@ -27,14 +27,19 @@ struct PipelineCommand: ParsableCommand {
         )
         @Argument(help: "The pipeline file.") var file: String
         @OptionGroup var state: StateOptions
+        @Option(help: "Registry URL for register, validate and promote steps (WHARF_REGISTRY_URL).") var registry: String?
+        @Option(help: "Registry token for those steps (WHARF_REGISTRY_TOKEN).") var token: String?
         @Flag(help: "Print the run as JSON.") var json = false
 
         func run() throws {
             var outcome: PipelineRunner.Run?
             try reportingErrors {
                 let definition = try PipelineDefinition.load(file: file)
+                var environment: [String: String] = [:]
+                if let registry { environment["WHARF_REGISTRY_URL"] = registry }
+                if let token { environment["WHARF_REGISTRY_TOKEN"] = token }
                 let runner = PipelineRunner(stateDirectory: state.stateDir, executable: try Self.wharfExecutable(),
-                                            baseDirectory: (URL(fileURLWithPath: file).deletingLastPathComponent().path))
+                                            baseDirectory: (URL(fileURLWithPath: file).deletingLastPathComponent().path), environment: environment)
                 outcome = try runner.run(definition)
             }
             guard let outcome else { return }

@@ -112,4 +112,67 @@ struct PipelineTests {
             #expect(result.status == 2 && result.stderr.contains(message), "\(result.stderr)")
         }
     }
+
+    /// The whole offline loop against a real registry: train, register (with the lineage and
+    /// the validation dataset), validate the registered version (recorded), promote it to
+    /// production. A rerun with unchanged data changes nothing; a failing gate keeps
+    /// production where it was.
+    @Test func trainRegisterValidateAndPromote() async throws {
+        try await ProcessTestGate.shared.run { try await self.trainRegisterValidateAndPromoteBody() }
+    }
+
+    private func trainRegisterValidateAndPromoteBody() async throws {
+        let space = try Workspace()
+        defer { try? FileManager.default.removeItem(atPath: space.directory) }
+        let port = WharfCLI.ports(1)
+        let registry = "http://127.0.0.1:\(port)"
+        let server = try GatewayIntegrationTests.Server(["registry", "--port", String(port), "--data-dir", space.directory + "/registry", "--token", "pipeline-token"])
+        defer { server.stop() }
+        #expect(try await WharfCLI.waitForStatus(registry + "/v1/health/ready", status: 200))
+        func write(gate: String) throws {
+            try """
+                name: cancer
+                steps:
+                  - name: data
+                    dataset: {csv: train.csv}
+                  - name: train
+                    train: {data: steps.data.csv, label: diagnosis, task: binary, params: {max_depth: 3, num_rounds: 20}}
+                  - name: register
+                    register: {model: steps.train.model, name: cancer, training_data: steps.data.csv, validation_data: validation.csv}
+                  - name: check
+                    validate: {model: steps.register.version, data: validation.csv, label: diagnosis, gates: ["\(gate)"]}
+                  - name: ship
+                    promote: {version: steps.register.version, alias: production}
+                """.write(toFile: space.file, atomically: true, encoding: .utf8)
+        }
+        func run() throws -> (Int32, [String: Any]) {
+            let result = try WharfCLI.run(["pipeline", "run", space.file, "--state-dir", space.state, "--registry", registry, "--token", "pipeline-token", "--json"])
+            return (result.status, (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? ["stderr": result.stderr])
+        }
+        func production() throws -> String {
+            try WharfCLI.run(["models", "show", "cancer", "--registry", registry]).stdout
+        }
+        try write(gate: "roc_auc>=0.95")
+        let (status, first) = try run()
+        #expect(status == 0, "\(first)")
+        #expect(space.outcomes(first) == ["data:succeeded", "train:succeeded", "register:succeeded", "check:succeeded", "ship:succeeded"])
+        let promoted = try WharfCLI.run(["models", "show", "cancer@production", "--registry", registry]).stdout
+        #expect((try JSONSerialization.jsonObject(with: Data(promoted.utf8)) as? [String: Any])?["version"] as? Int == 1, "\(promoted.prefix(400))")
+
+        // Unchanged: nothing registered or moved again.
+        #expect(space.outcomes(try run().1) == ["data:cached", "train:cached", "register:cached", "check:cached", "ship:cached"])
+
+        // A stricter gate on new data: the new version is registered but never promoted.
+        try (String(contentsOfFile: space.directory + "/train.csv", encoding: .utf8)
+             + (try String(contentsOfFile: space.directory + "/validation.csv", encoding: .utf8)).split(separator: "\n").dropFirst().prefix(10).joined(separator: "\n") + "\n")
+            .write(toFile: space.directory + "/train.csv", atomically: true, encoding: .utf8)
+        try write(gate: "roc_auc>=0.99999")
+        let (failedStatus, failed) = try run()
+        #expect(failedStatus == 1)
+        #expect(space.outcomes(failed) == ["data:succeeded", "train:succeeded", "register:succeeded", "check:failed", "ship:skipped"])
+        let detail = try JSONSerialization.jsonObject(with: Data(try production().utf8)) as? [String: Any]
+        #expect((detail?["versions"] as? [Any])?.count == 2)
+        let current = try WharfCLI.run(["models", "show", "cancer@production", "--registry", registry]).stdout
+        #expect((try JSONSerialization.jsonObject(with: Data(current.utf8)) as? [String: Any])?["version"] as? Int == 1, "\(current.prefix(400))")
+    }
 }

@@ -38,6 +38,30 @@ public struct PipelineDefinition: Sendable, Decodable {
             case validate(Validate)
             /// Any program; `{steps.X.Y}`, `{outputs.Y}` in its arguments are replaced by paths.
             case command(arguments: [String], outputs: [String])
+            /// `wharf models register`: output `version` (the registered version, as JSON).
+            case register(Register)
+            /// `wharf models promote`: moves an alias to a registered version; output `promotion`.
+            case promote(Promote)
+        }
+
+        public struct Register: Sendable, Hashable, Decodable {
+            public var model: String
+            public var name: String
+            public var trainingData: String?
+            public var validationData: String?
+            public var codeRevision: String?
+
+            enum CodingKeys: String, CodingKey {
+                case model, name
+                case trainingData = "training_data"
+                case validationData = "validation_data"
+                case codeRevision = "code_revision"
+            }
+        }
+
+        public struct Promote: Sendable, Hashable, Decodable {
+            public var version: String
+            public var alias: String?
         }
 
         public struct Train: Sendable, Hashable, Decodable {
@@ -87,21 +111,29 @@ public struct PipelineDefinition: Sendable, Decodable {
                 let params = (train.params ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
                 return "train data=\(train.data) label=\(train.label) task=\(train.task) algorithm=\(train.algorithm ?? "gbdt") valid=\(train.valid ?? "") seed=\(train.seed ?? 0) params=\(params)"
             case .validate(let validate):
-                return "validate model=\(validate.model) data=\(validate.data) label=\(validate.label) gates=\(validate.gates.joined(separator: ";"))"
+                return "validate model=\(validate.model) data=\(validate.data) label=\(validate.label) gates=\(validate.gates.joined(separator: ";")) against=\(validate.against ?? "")"
+            case .register(let register):
+                return "register model=\(register.model) name=\(register.name) training=\(register.trainingData ?? "") validation=\(register.validationData ?? "") code=\(register.codeRevision ?? "")"
+            case .promote(let promote):
+                return "promote version=\(promote.version) alias=\(promote.alias ?? "production")"
             case .command(let arguments, let outputs):
                 return "command \(arguments.map { "[\($0)]" }.joined()) outputs=\(outputs.joined(separator: ","))"
             }
         }
 
         public struct Validate: Sendable, Hashable, Decodable {
+            /// A model file (a step's `model`), or a registered version (a `register` step's
+            /// `version`): then the result is recorded on it, as promotion requires.
             public var model: String
             public var data: String
             public var label: String
             public var gates: [String]
+            /// Champion/challenger: no worse than this alias's version on every gated metric.
+            public var against: String?
         }
 
         enum CodingKeys: String, CodingKey {
-            case name, dataset, train, validate, command, outputs, retries
+            case name, dataset, train, validate, command, outputs, retries, register, promote
             case timeoutSeconds = "timeout_seconds"
         }
 
@@ -116,12 +148,14 @@ public struct PipelineDefinition: Sendable, Decodable {
             if let dataset = try container.decodeIfPresent(DatasetSpec.self, forKey: .dataset) { actions.append(.dataset(csv: dataset.csv)) }
             if let train = try container.decodeIfPresent(Train.self, forKey: .train) { actions.append(.train(train)) }
             if let validate = try container.decodeIfPresent(Validate.self, forKey: .validate) { actions.append(.validate(validate)) }
+            if let register = try container.decodeIfPresent(Register.self, forKey: .register) { actions.append(.register(register)) }
+            if let promote = try container.decodeIfPresent(Promote.self, forKey: .promote) { actions.append(.promote(promote)) }
             if let command = try container.decodeIfPresent([String].self, forKey: .command) {
                 actions.append(.command(arguments: command, outputs: try container.decodeIfPresent([String].self, forKey: .outputs) ?? []))
             }
             guard actions.count == 1 else {
                 throw DecodingError.dataCorruptedError(forKey: .name, in: container,
-                                                       debugDescription: "step \(name) needs exactly one of dataset, train, validate, command")
+                                                       debugDescription: "step \(name) needs exactly one of dataset, train, validate, register, promote, command")
             }
             action = actions[0]
         }
@@ -132,6 +166,8 @@ public struct PipelineDefinition: Sendable, Decodable {
             case .dataset: ["csv"]
             case .train: ["model"]
             case .validate: ["report"]
+            case .register: ["version"]
+            case .promote: ["promotion"]
             case .command(_, let outputs): outputs
             }
         }
@@ -143,6 +179,8 @@ public struct PipelineDefinition: Sendable, Decodable {
             case .dataset(let csv): texts = [csv]
             case .train(let train): texts = [train.data] + (train.valid.map { [$0] } ?? [])
             case .validate(let validate): texts = [validate.model, validate.data]
+            case .register(let register): texts = [register.model] + [register.trainingData, register.validationData].compactMap { $0 }
+            case .promote(let promote): texts = [promote.version]
             case .command(let arguments, _): texts = arguments
             }
             var found: [(String, String)] = []

@@ -19,13 +19,16 @@ public struct PipelineRunner: Sendable {
     public var executable: String
     /// Where relative file names in the pipeline are found (the pipeline file's directory).
     public var baseDirectory: String
+    /// Added to the steps' environment (WHARF_REGISTRY_URL, WHARF_REGISTRY_TOKEN…).
+    public var environment: [String: String]
 
     static let trainerRevision = 1
 
-    public init(stateDirectory: String, executable: String, baseDirectory: String) {
+    public init(stateDirectory: String, executable: String, baseDirectory: String, environment: [String: String] = [:]) {
         self.stateDirectory = stateDirectory
         self.executable = executable
         self.baseDirectory = baseDirectory
+        self.environment = environment
     }
 
     public struct Run: Sendable, Codable {
@@ -117,7 +120,7 @@ public struct PipelineRunner: Sendable {
                 if case .dataset(let csv) = step.action {
                     try FileManager.default.copyItem(atPath: try resolve(csv), toPath: outputs["csv"]!)
                 } else {
-                    let result = try Self.runProcess(arguments, timeout: step.timeoutSeconds, log: log, attempt: attempt)
+                    let result = try Self.runProcess(arguments, timeout: step.timeoutSeconds, log: log, attempt: attempt, environment: environment)
                     if case .validate = step.action, result.status == 1 {
                         // Gates that do not hold are an answer, not a flaky failure: no retry.
                         record.metrics = Self.metrics(result.output)
@@ -129,9 +132,17 @@ public struct PipelineRunner: Sendable {
                         lastError = result.timedOut ? "timed out after \(step.timeoutSeconds ?? 0) s" : "exited with status \(result.status)"
                         continue
                     }
-                    if case .validate = step.action {
+                    // Steps that answer on standard output keep the answer as their output.
+                    switch step.action {
+                    case .validate:
                         record.metrics = Self.metrics(result.output)
                         try result.output.write(to: URL(fileURLWithPath: outputs["report"]!))
+                    case .register:
+                        try result.output.write(to: URL(fileURLWithPath: outputs["version"]!))
+                    case .promote:
+                        try result.output.write(to: URL(fileURLWithPath: outputs["promotion"]!))
+                    default:
+                        break
                     }
                 }
                 guard let missing = outputs.first(where: { !FileManager.default.fileExists(atPath: $0.value) }) else {
@@ -182,6 +193,8 @@ public struct PipelineRunner: Sendable {
         case .dataset(let csv): inputs = [csv]
         case .train(let train): inputs = [train.data] + (train.valid.map { [$0] } ?? [])
         case .validate(let validate): inputs = [validate.model, validate.data]
+        case .register(let register): inputs = [register.model] + [register.trainingData, register.validationData].compactMap { $0 }
+        case .promote(let promote): inputs = [promote.version]
         case .command: inputs = step.references.map { "steps.\($0.step).\($0.output)" }
         }
         for input in inputs {
@@ -212,10 +225,22 @@ public struct PipelineRunner: Sendable {
             for (key, value) in (train.params ?? [:]).sorted(by: { $0.key < $1.key }) { arguments += ["--param", "\(key)=\(value)"] }
             return (arguments, ["model": model])
         case .validate(let validate):
-            var arguments = [executable, "validate", "--model", try resolve(validate.model), "--data", try resolve(validate.data),
-                             "--label", validate.label, "--json"]
+            // A registered version is validated in the registry (and the result recorded on it).
+            let model = validate.model.hasSuffix(".version") ? try Self.registered(try resolve(validate.model)) : try resolve(validate.model)
+            var arguments = [executable, "validate", "--model", model, "--data", try resolve(validate.data), "--label", validate.label, "--json"]
             for gate in validate.gates { arguments += ["--gate", gate] }
+            if let against = validate.against { arguments += ["--against", against] }
             return (arguments, ["report": work + "/report.json"])
+        case .register(let register):
+            var arguments = [executable, "models", "register", register.name, "--file", try resolve(register.model), "--json"]
+            if let data = register.trainingData { arguments += ["--training-data", try resolve(data)] }
+            if let data = register.validationData { arguments += ["--validation-data", try resolve(data)] }
+            if let revision = register.codeRevision { arguments += ["--code-revision", revision] }
+            return (arguments, ["version": work + "/version.json"])
+        case .promote(let promote):
+            let arguments = [executable, "models", "promote", try Self.registered(try resolve(promote.version)), "--alias", promote.alias ?? "production",
+                             "--reason", "pipeline run"]
+            return (arguments, ["promotion": work + "/promotion.txt"])
         case .command(let template, let outputNames):
             var outputs: [String: String] = [:]
             for name in outputNames { outputs[name] = work + "/" + name }
@@ -232,6 +257,15 @@ public struct PipelineRunner: Sendable {
         }
     }
 
+    /// NAME@VERSION from a register step's output (the version as JSON).
+    static func registered(_ path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let name = object["name"] as? String, let version = object["version"] as? Int
+        else { throw WharfError(.invalidInput, "\(path) is not a registered version") }
+        return "\(name)@\(version)"
+    }
+
     // MARK: - Processes
 
     struct ProcessResult {
@@ -242,8 +276,9 @@ public struct PipelineRunner: Sendable {
 
     /// Runs the program with its output appended to `log` (and kept, for reports); past the
     /// timeout it gets SIGTERM, then SIGKILL.
-    static func runProcess(_ arguments: [String], timeout: Double?, log: String, attempt: Int) throws -> ProcessResult {
+    static func runProcess(_ arguments: [String], timeout: Double?, log: String, attempt: Int, environment: [String: String] = [:]) throws -> ProcessResult {
         let process = Process()
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         process.executableURL = URL(fileURLWithPath: arguments[0].contains("/") ? arguments[0] : "/usr/bin/env")
         process.arguments = arguments[0].contains("/") ? Array(arguments.dropFirst()) : arguments
         let pipe = Pipe()
