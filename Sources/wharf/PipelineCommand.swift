@@ -8,7 +8,7 @@ struct PipelineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
         abstract: "Run declarative pipelines (dataset → train → validate → register → promote, any command) with caching, retries and history.",
-        subcommands: [Run.self, Runs.self, Show.self]
+        subcommands: [Run.self, Watch.self, Runs.self, Show.self]
     )
 
     struct StateOptions: ParsableArguments {
@@ -29,18 +29,14 @@ struct PipelineCommand: ParsableCommand {
         @OptionGroup var state: StateOptions
         @Option(help: "Registry URL for register, validate and promote steps (WHARF_REGISTRY_URL).") var registry: String?
         @Option(help: "Registry token for those steps (WHARF_REGISTRY_TOKEN).") var token: String?
+        @Option(help: "Why it runs, kept in the history: manual, drift (a monitor's hook), …") var trigger = "manual"
         @Flag(help: "Print the run as JSON.") var json = false
 
         func run() throws {
             var outcome: PipelineRunner.Run?
             try reportingErrors {
                 let definition = try PipelineDefinition.load(file: file)
-                var environment: [String: String] = [:]
-                if let registry { environment["WHARF_REGISTRY_URL"] = registry }
-                if let token { environment["WHARF_REGISTRY_TOKEN"] = token }
-                let runner = PipelineRunner(stateDirectory: state.stateDir, executable: try Self.wharfExecutable(),
-                                            baseDirectory: (URL(fileURLWithPath: file).deletingLastPathComponent().path), environment: environment)
-                outcome = try runner.run(definition)
+                outcome = try Self.runner(file: file, state: state.stateDir, registry: registry, token: token).run(definition, trigger: trigger)
             }
             guard let outcome else { return }
             if json {
@@ -49,6 +45,14 @@ struct PipelineCommand: ParsableCommand {
                 writeStandardOutput(describe(outcome))
             }
             if outcome.outcome != "succeeded" { throw ExitCode(1) }
+        }
+
+        static func runner(file: String, state: String, registry: String?, token: String?) throws -> PipelineRunner {
+            var environment: [String: String] = [:]
+            if let registry { environment["WHARF_REGISTRY_URL"] = registry }
+            if let token { environment["WHARF_REGISTRY_TOKEN"] = token }
+            return PipelineRunner(stateDirectory: state, executable: try wharfExecutable(),
+                                  baseDirectory: URL(fileURLWithPath: file).deletingLastPathComponent().path, environment: environment)
         }
 
         static func wharfExecutable() throws -> String {

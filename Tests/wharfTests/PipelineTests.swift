@@ -175,4 +175,35 @@ struct PipelineTests {
         let current = try WharfCLI.run(["models", "show", "cancer@production", "--registry", registry]).stdout
         #expect((try JSONSerialization.jsonObject(with: Data(current.utf8)) as? [String: Any])?["version"] as? Int == 1, "\(current.prefix(400))")
     }
+
+    /// Triggers: enough new events in a hub stream start a run, once; a schedule starts one too.
+    @Test func newEventsAndASchedulerTriggerRuns() async throws {
+        try await ProcessTestGate.shared.run { try await self.newEventsAndASchedulerTriggerRunsBody() }
+    }
+
+    private func newEventsAndASchedulerTriggerRunsBody() async throws {
+        let space = try Workspace()
+        defer { try? FileManager.default.removeItem(atPath: space.directory) }
+        let hub = try await HubTests.startHub()
+        defer { hub.stop() }
+        #expect(try await HubTests.request("PUT", hub.url + "/v1/streams/labels", body: #"{"name":"labels","entity_key":"user","features":{"label":"number"}}"#).status == 200)
+        try "name: retrain\nsteps:\n  - name: fit\n    command: [sh, -c, \"date +%s%N > {outputs.stamp}\"]\n    outputs: [stamp]\n"
+            .write(toFile: space.file, atomically: true, encoding: .utf8)
+        func watch(_ extra: [String]) throws -> String {
+            let result = try WharfCLI.run(["pipeline", "watch", space.file, "--state-dir", space.state, "--once"] + extra)
+            #expect(result.status == 0, "\(result.stderr)")
+            return result.stdout
+        }
+        let onNewData = ["--hub", hub.url, "--stream", "labels", "--min-new-events", "50"]
+        #expect(try watch(onNewData).isEmpty, "nothing to run yet")
+        let events = (0..<60).map { #"{"user":"u\#($0)","label":\#($0 % 2)}"# }.joined(separator: "\n")
+        #expect(try await HubTests.request("POST", hub.url + "/v1/streams/labels/events", body: events).status == 200)
+        #expect(try watch(onNewData).contains("succeeded (new-data: 60 events in labels)"))
+        #expect(try watch(onNewData).isEmpty, "the same events do not trigger twice")
+        #expect(try watch(["--every", "1ms"]).contains("(schedule)"))
+        let runs = try WharfCLI.run(["pipeline", "runs", "--state-dir", space.state]).stdout
+        #expect(runs.split(separator: "\n").count == 2)
+        let misuse = try WharfCLI.run(["pipeline", "watch", space.file, "--state-dir", space.state, "--once"])
+        #expect(misuse.status == 2 && misuse.stderr.contains("name a trigger"))
+    }
 }
