@@ -8,19 +8,7 @@ import WharfRuntime
 /// and evaluated by the runtime, as `wharf serve` would.
 @Suite("Linear trainer")
 struct LinearTrainerTests {
-    /// A seeded generator (SplitMix64), so the data is the same on every run.
-    struct Seeded: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
-    func gaussian(_ random: inout Seeded) -> Double {
+    func gaussian(_ random: inout SeededGenerator) -> Double {
         let u = Double.random(in: Double.ulpOfOne..<1, using: &random)
         let v = Double.random(in: 0..<1, using: &random)
         return (-2 * log(u)).squareRoot() * cos(2 * .pi * v)
@@ -29,7 +17,7 @@ struct LinearTrainerTests {
     /// Without a penalty, least squares has one answer: the normal equations', solved here
     /// independently (Gaussian elimination on the raw features).
     @Test func leastSquaresMatchesTheNormalEquations() throws {
-        var random = Seeded(state: 7)
+        var random = SeededGenerator(seed: 7)
         let n = 2000
         var values: [Double] = []
         var labels: [Double] = []
@@ -73,7 +61,7 @@ struct LinearTrainerTests {
     /// probabilities of each class sum to its count over the training rows.
     @Test(arguments: [ModelTask.binary, .multiclass])
     func classificationIsCalibratedOnItsTrainingData(_ task: ModelTask) throws {
-        var random = Seeded(state: 11)
+        var random = SeededGenerator(seed: 11)
         let n = 3000
         let classes = task == .binary ? 2 : 4
         var values: [Double] = []

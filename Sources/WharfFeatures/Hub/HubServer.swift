@@ -157,8 +157,8 @@ public final class HubServer: Sendable {
         router.get("/v1/health/ready") { _, _ in Response.emptyOK }
         HubController(hub: self).addRoutes(to: router)
         return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "wharf-hub"),
-                           services: [RetentionService(hub: self, interval: retentionInterval, logger: logger),
-                                      MaterializerService(hub: self, interval: .milliseconds(250), logger: logger)],
+                           services: [PeriodicService(interval: retentionInterval) { await self.enforceRetention(logger: logger) },
+                                      PeriodicService(interval: .milliseconds(250)) { await self.materializeViews(logger: logger) }],
                            onServerRunning: onServerRunning, logger: logger)
     }
 
@@ -396,54 +396,49 @@ struct HubController: Sendable {
     }
 }
 
-/// Enforces every stream's retention (`max_age_seconds`, `max_messages`) once a minute.
-/// Keeps the feature store following the streams that views read, so the online store is
-/// materialized continuously and not only when a lookup comes (lookups still catch up first,
-/// so an accepted event is visible to the next one).
-struct MaterializerService: Service {
-    let hub: HubServer
+/// Runs `work` every `interval` until graceful shutdown.
+struct PeriodicService: Service {
     let interval: Duration
-    let logger: Logger
+    let work: @Sendable () async -> Void
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                let streams = Set(hub.views.withLock { $0.values.map(\.stream) })
-                for name in streams.sorted() {
-                    do {
-                        try await hub.store.catchUp(stream: try hub.definition(name), bus: hub.bus)
-                    } catch {
-                        logger.warning("materializing failed", metadata: ["stream": "\(name)", "error": "\(error)"])
-                    }
-                }
+                await work()
                 try? await Task.sleep(for: interval)
             }
         }
     }
 }
 
-struct RetentionService: Service {
-    let hub: HubServer
-    let interval: Duration
-    let logger: Logger
+extension HubServer {
+    /// Keeps the feature store following the streams that views read, so the online store is
+    /// materialized continuously and not only when a lookup comes (lookups still catch up
+    /// first, so an accepted event is visible to the next one).
+    func materializeViews(logger: Logger) async {
+        let streams = Set(views.withLock { $0.values.map(\.stream) })
+        for name in streams.sorted() {
+            do {
+                try await store.catchUp(stream: try definition(name), bus: bus)
+            } catch {
+                logger.warning("materializing failed", metadata: ["stream": "\(name)", "error": "\(error)"])
+            }
+        }
+    }
 
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                for definition in hub.allDefinitions where definition.maxAgeSeconds != nil || definition.maxMessages != nil {
-                    do {
-                        let now = Date()
-                        let removed = try await hub.bus.enforceRetention(stream: definition.name, now: now)
-                        if removed > 0 { logger.info("retention", metadata: ["stream": "\(definition.name)", "removed": "\(removed)"]) }
-                        // What was materialized from the stream is kept as long as the stream keeps its events.
-                        if let maxAge = definition.maxAgeSeconds {
-                            try await hub.store.forget(stream: definition.name, before: now.addingTimeInterval(-maxAge))
-                        }
-                    } catch {
-                        logger.warning("retention failed", metadata: ["stream": "\(definition.name)", "error": "\(error)"])
-                    }
+    /// Enforces every stream's retention (`max_age_seconds`, `max_messages`), on the log and on
+    /// what was materialized from it.
+    func enforceRetention(logger: Logger) async {
+        for definition in allDefinitions where definition.maxAgeSeconds != nil || definition.maxMessages != nil {
+            do {
+                let now = Date()
+                let removed = try await bus.enforceRetention(stream: definition.name, now: now)
+                if removed > 0 { logger.info("retention", metadata: ["stream": "\(definition.name)", "removed": "\(removed)"]) }
+                if let maxAge = definition.maxAgeSeconds {
+                    try await store.forget(stream: definition.name, before: now.addingTimeInterval(-maxAge))
                 }
-                try? await Task.sleep(for: interval)
+            } catch {
+                logger.warning("retention failed", metadata: ["stream": "\(definition.name)", "error": "\(error)"])
             }
         }
     }

@@ -133,7 +133,7 @@ public struct GBDTTrainer: Sendable {
             for i in 0..<validation.rows { for k in 0..<outputs { validationMargins[i * outputs + k] = base[k] } }
         }
 
-        var random = SplitMix(state: seed ^ 0x5DEE_CE66_D1CE_4E5B)
+        var random = SeededGenerator(seed: seed ^ 0x5DEE_CE66_D1CE_4E5B)
         var trees: [Tree] = []
         var history: [Double] = []
         var best = (round: 0, score: Double.infinity)
@@ -145,7 +145,7 @@ public struct GBDTTrainer: Sendable {
             var rows: [Int32] = []
             if subsample < 1 {
                 rows.reserveCapacity(Int(Double(n) * subsample) + 16)
-                for i in 0..<n where Double(random.next() >> 11) / Double(1 << 53) < subsample { rows.append(Int32(i)) }
+                for i in 0..<n where random.nextUnit() < subsample { rows.append(Int32(i)) }
             } else {
                 rows = (0..<n).map(Int32.init)
             }
@@ -557,17 +557,5 @@ struct Tree: Sendable {
             }
             add(i, Double(Float(weights[node])))
         }
-    }
-}
-
-/// A small seeded generator (SplitMix64).
-struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
