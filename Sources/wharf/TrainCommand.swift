@@ -30,6 +30,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "binary, multiclass or regression.") var task: String
     @Option(help: "gbdt or linear.") var algorithm = "gbdt"
     @Option(help: "A validation CSV with the same columns: its metrics are reported.") var valid: String?
+    @Option(parsing: .singleValue, help: "A column that is not a feature (an id, a timestamp); repeatable or comma-separated.")
+    var ignore: [String] = []
     @Option(name: .customLong("param"), help: "An algorithm parameter, key=value (repeatable).") var parameters: [String] = []
     @Option(help: "Seed of the row and column sampling (gbdt; linear training is deterministic).") var seed: UInt64 = 0
     @Option(help: "Where to write the model.") var out: String
@@ -70,7 +72,8 @@ struct TrainCommand: ParsableCommand {
                 throw WharfError(.invalidInput, "--algorithm must be gbdt or linear")
             }
             let start = ContinuousClock.now
-            let training = try TrainingData(csv: try readFile(data), label: label)
+            let ignored = ignore.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+            let training = try TrainingData(csv: try readFile(data), label: label, ignore: ignored)
             let validationData = algorithm == "gbdt" ? try valid.map { try TrainingData(csv: try readFile($0), label: label, features: training.featureNames) } : nil
             let read = ContinuousClock.now - start
             let modelBytes: [UInt8]

@@ -206,4 +206,35 @@ struct PipelineTests {
         let misuse = try WharfCLI.run(["pipeline", "watch", space.file, "--state-dir", space.state, "--once"])
         #expect(misuse.status == 2 && misuse.stderr.contains("name a trigger"))
     }
+
+    /// A training set built from the hub, point in time, feeds training; the dataset is built
+    /// on every run (the hub keeps changing) and training reruns only when it came out different.
+    @Test func aTrainingSetFromTheHub() async throws {
+        try await ProcessTestGate.shared.run { try await self.aTrainingSetFromTheHubBody() }
+    }
+
+    private func aTrainingSetFromTheHubBody() async throws {
+        let space = try Workspace()
+        defer { try? FileManager.default.removeItem(atPath: space.directory) }
+        let hub = try await HubTests.startHub()
+        defer { hub.stop() }
+        #expect(try await HubTests.request("PUT", hub.url + "/v1/streams/clicks", body: HubTests.definition).status == 200)
+        #expect(try await HubTests.request("PUT", hub.url + "/v1/views/activity", body: #"{"name":"activity","stream":"clicks","features":["seq"]}"#).status == 200)
+        let events = (0..<40).map { #"{"user":"u\#($0)","ts":\#(1_700_000_000 + $0),"seq":\#($0 % 10)}"# }.joined(separator: "\n")
+        #expect(try await HubTests.request("POST", hub.url + "/v1/streams/clicks/events", body: events).status == 200)
+        let labels = "user,ts,clicked\n" + (0..<40).map { "u\($0),\(1_700_000_100 + $0),\($0 % 10 >= 5 ? 1 : 0)" }.joined(separator: "\n") + "\n"
+        try labels.write(toFile: space.directory + "/labels.csv", atomically: true, encoding: .utf8)
+        try """
+            name: from-hub
+            steps:
+              - name: data
+                dataset: {hub: "\(hub.url)", view: activity, labels: labels.csv, entity_column: user, time_column: ts}
+              - name: train
+                train: {data: steps.data.csv, label: clicked, task: binary, algorithm: linear, ignore: [user, ts]}
+            """.write(toFile: space.file, atomically: true, encoding: .utf8)
+        let first = try space.run()
+        #expect(first.status == 0, "\(first.run)")
+        #expect(space.outcomes(first.run) == ["data:succeeded", "train:succeeded"])
+        #expect(space.outcomes(try space.run().run) == ["data:succeeded", "train:cached"])
+    }
 }

@@ -32,6 +32,9 @@ public struct PipelineDefinition: Sendable, Decodable {
         public enum Action: Sendable, Hashable {
             /// A CSV file taken into the run (content-addressed): output `csv`.
             case dataset(csv: String)
+            /// A point-in-time training set from the hub (`wharf dataset build`): output `csv`.
+            /// Never cached (the hub's log grows); steps that read it are, when it comes out the same.
+            case hubDataset(HubDataset)
             /// `wharf train`: output `model`.
             case train(Train)
             /// `wharf validate` with gates: output `report`; a failed gate fails the run.
@@ -42,6 +45,20 @@ public struct PipelineDefinition: Sendable, Decodable {
             case register(Register)
             /// `wharf models promote`: moves an alias to a registered version; output `promotion`.
             case promote(Promote)
+        }
+
+        public struct HubDataset: Sendable, Hashable, Decodable {
+            public var hub: String
+            public var view: String
+            public var labels: String
+            public var entityColumn: String?
+            public var timeColumn: String?
+
+            enum CodingKeys: String, CodingKey {
+                case hub, view, labels
+                case entityColumn = "entity_column"
+                case timeColumn = "time_column"
+            }
         }
 
         public struct Register: Sendable, Hashable, Decodable {
@@ -72,8 +89,10 @@ public struct PipelineDefinition: Sendable, Decodable {
             public var valid: String?
             public var params: [String: String]?
             public var seed: UInt64?
+            /// Columns that are not features (an id, a timestamp).
+            public var ignore: [String]?
 
-            enum CodingKeys: String, CodingKey { case data, label, task, algorithm, valid, params, seed }
+            enum CodingKeys: String, CodingKey { case data, label, task, algorithm, valid, params, seed, ignore }
 
             public init(from decoder: any Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -83,6 +102,7 @@ public struct PipelineDefinition: Sendable, Decodable {
                 algorithm = try container.decodeIfPresent(String.self, forKey: .algorithm)
                 valid = try container.decodeIfPresent(String.self, forKey: .valid)
                 seed = try container.decodeIfPresent(UInt64.self, forKey: .seed)
+                ignore = try container.decodeIfPresent([String].self, forKey: .ignore)
                 // `max_depth: 4` in YAML is a number; parameters are passed on as text.
                 params = try container.decodeIfPresent([String: Scalar].self, forKey: .params)?.mapValues(\.text)
             }
@@ -107,9 +127,11 @@ public struct PipelineDefinition: Sendable, Decodable {
         var canonical: String {
             switch action {
             case .dataset(let csv): return "dataset csv=\(csv)"
+            case .hubDataset(let dataset):
+                return "dataset hub=\(dataset.hub) view=\(dataset.view) labels=\(dataset.labels) entity=\(dataset.entityColumn ?? "") time=\(dataset.timeColumn ?? "")"
             case .train(let train):
                 let params = (train.params ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-                return "train data=\(train.data) label=\(train.label) task=\(train.task) algorithm=\(train.algorithm ?? "gbdt") valid=\(train.valid ?? "") seed=\(train.seed ?? 0) params=\(params)"
+                return "train data=\(train.data) label=\(train.label) task=\(train.task) algorithm=\(train.algorithm ?? "gbdt") valid=\(train.valid ?? "") seed=\(train.seed ?? 0) params=\(params) ignore=\((train.ignore ?? []).joined(separator: ","))"
             case .validate(let validate):
                 return "validate model=\(validate.model) data=\(validate.data) label=\(validate.label) gates=\(validate.gates.joined(separator: ";")) against=\(validate.against ?? "")"
             case .register(let register):
@@ -137,7 +159,15 @@ public struct PipelineDefinition: Sendable, Decodable {
             case timeoutSeconds = "timeout_seconds"
         }
 
-        struct DatasetSpec: Decodable { var csv: String }
+        /// `{csv: FILE}`, or `{hub: URL, view: V, labels: FILE, entity_column: C, time_column: T}`.
+        struct DatasetSpec: Decodable {
+            var csv: String?
+            var hub: String?
+            var view: String?
+            var labels: String?
+            var entity_column: String?
+            var time_column: String?
+        }
 
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -145,7 +175,16 @@ public struct PipelineDefinition: Sendable, Decodable {
             retries = try container.decodeIfPresent(Int.self, forKey: .retries) ?? 0
             timeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .timeoutSeconds)
             var actions: [Action] = []
-            if let dataset = try container.decodeIfPresent(DatasetSpec.self, forKey: .dataset) { actions.append(.dataset(csv: dataset.csv)) }
+            if let dataset = try container.decodeIfPresent(DatasetSpec.self, forKey: .dataset) {
+                if let csv = dataset.csv, dataset.hub == nil {
+                    actions.append(.dataset(csv: csv))
+                } else if dataset.csv == nil, let hub = dataset.hub, let view = dataset.view, let labels = dataset.labels {
+                    actions.append(.hubDataset(HubDataset(hub: hub, view: view, labels: labels, entityColumn: dataset.entity_column, timeColumn: dataset.time_column)))
+                } else {
+                    throw DecodingError.dataCorruptedError(forKey: .dataset, in: container,
+                                                           debugDescription: "step \(name): a dataset is {csv: FILE} or {hub: URL, view: V, labels: FILE}")
+                }
+            }
             if let train = try container.decodeIfPresent(Train.self, forKey: .train) { actions.append(.train(train)) }
             if let validate = try container.decodeIfPresent(Validate.self, forKey: .validate) { actions.append(.validate(validate)) }
             if let register = try container.decodeIfPresent(Register.self, forKey: .register) { actions.append(.register(register)) }
@@ -163,7 +202,7 @@ public struct PipelineDefinition: Sendable, Decodable {
         /// The outputs the step makes.
         public var outputNames: [String] {
             switch action {
-            case .dataset: ["csv"]
+            case .dataset, .hubDataset: ["csv"]
             case .train: ["model"]
             case .validate: ["report"]
             case .register: ["version"]
@@ -177,6 +216,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             var texts: [String] = []
             switch action {
             case .dataset(let csv): texts = [csv]
+            case .hubDataset(let dataset): texts = [dataset.labels]
             case .train(let train): texts = [train.data] + (train.valid.map { [$0] } ?? [])
             case .validate(let validate): texts = [validate.model, validate.data]
             case .register(let register): texts = [register.model] + [register.trainingData, register.validationData].compactMap { $0 }

@@ -98,7 +98,9 @@ public struct PipelineRunner: Sendable {
             let key = try cacheKey(step, resolve: resolve, produced: produced)
             record.cacheKey = key
             let cache = "\(stateDirectory)/cache/\(key)"
-            if let cached = try? Data(contentsOf: URL(fileURLWithPath: cache + "/outputs.json")),
+            var cacheable = true
+            if case .hubDataset = step.action { cacheable = false }
+            if cacheable, let cached = try? Data(contentsOf: URL(fileURLWithPath: cache + "/outputs.json")),
                let outputs = try? JSONDecoder().decode([String: Artifact].self, from: cached),
                outputs.values.allSatisfy({ FileManager.default.fileExists(atPath: $0.path) }) {
                 record.outcome = "cached"
@@ -191,6 +193,7 @@ public struct PipelineRunner: Sendable {
         var inputs: [String] = []
         switch step.action {
         case .dataset(let csv): inputs = [csv]
+        case .hubDataset(let dataset): inputs = [dataset.labels]
         case .train(let train): inputs = [train.data] + (train.valid.map { [$0] } ?? [])
         case .validate(let validate): inputs = [validate.model, validate.data]
         case .register(let register): inputs = [register.model] + [register.trainingData, register.validationData].compactMap { $0 }
@@ -217,11 +220,18 @@ public struct PipelineRunner: Sendable {
         switch step.action {
         case .dataset:
             return ([], ["csv": work + "/data.csv"])
+        case .hubDataset(let dataset):
+            var arguments = [executable, "dataset", "build", "--hub", dataset.hub, "--view", dataset.view, "--labels", try resolve(dataset.labels),
+                             "--out", work + "/data.csv"]
+            if let column = dataset.entityColumn { arguments += ["--entity-column", column] }
+            if let column = dataset.timeColumn { arguments += ["--time-column", column] }
+            return (arguments, ["csv": work + "/data.csv"])
         case .train(let train):
             let model = work + "/model.json"
             var arguments = [executable, "train", "--data", try resolve(train.data), "--label", train.label, "--task", train.task,
                              "--algorithm", train.algorithm ?? "gbdt", "--out", model, "--seed", String(train.seed ?? 0)]
             if let valid = train.valid { arguments += ["--valid", try resolve(valid)] }
+            for column in train.ignore ?? [] { arguments += ["--ignore", column] }
             for (key, value) in (train.params ?? [:]).sorted(by: { $0.key < $1.key }) { arguments += ["--param", "\(key)=\(value)"] }
             return (arguments, ["model": model])
         case .validate(let validate):

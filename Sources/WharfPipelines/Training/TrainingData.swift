@@ -27,13 +27,17 @@ public struct TrainingData: Sendable {
     /// Reads `bytes` (a CSV with a header row) with `label` as the label column.
     /// `features`, when given, fixes the feature columns and their order (a validation set
     /// must have the training set's features).
-    public init(csv bytes: [UInt8], label: String, features: [String]? = nil) throws(WharfError) {
+    /// `ignore`: columns that are neither the label nor features (an id, a timestamp).
+    public init(csv bytes: [UInt8], label: String, features: [String]? = nil, ignore: [String] = []) throws(WharfError) {
         let header = try CSVRecords.read(Array(bytes.prefix { $0 != 0x0A })).first ?? []
         let names = header.map { $0.trimmingCharacters(in: [" ", "\t", "\r", "\u{FEFF}"]) }
         guard names.contains(label) else {
             throw WharfError(.invalidInput, "the CSV has no label column \"\(label)\" (its columns: \(names.prefix(8).joined(separator: ", "))\(names.count > 8 ? ", …" : ""))")
         }
-        let featureNames = features ?? names.filter { $0 != label }
+        for column in ignore where !names.contains(column) {
+            throw WharfError(.invalidInput, "the CSV has no column \"\(column)\" to ignore")
+        }
+        let featureNames = features ?? names.filter { $0 != label && !ignore.contains($0) }
         let metadata = ModelMetadata(format: .wharfLinear, task: .regression, objective: "training", featureCount: featureNames.count,
                                      featureNames: featureNames, classes: [], output: .standard(kind: .value, classCount: 0),
                                      treeCount: 0, maxDepth: 0)
