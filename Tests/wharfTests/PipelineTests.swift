@@ -46,7 +46,11 @@ struct PipelineTests {
         }
     }
 
-    @Test func stepsRunOnceAndAgainOnlyWhenTheirInputsChange() throws {
+    @Test func stepsRunOnceAndAgainOnlyWhenTheirInputsChange() async throws {
+        try await ProcessTestGate.shared.run { try self.stepsRunOnceAndAgainOnlyWhenTheirInputsChangeBody() }
+    }
+
+    private func stepsRunOnceAndAgainOnlyWhenTheirInputsChangeBody() throws {
         let space = try Workspace()
         defer { try? FileManager.default.removeItem(atPath: space.directory) }
         try space.write()
@@ -68,7 +72,11 @@ struct PipelineTests {
         #expect(runs.stdout.split(separator: "\n").count == 3 && runs.stdout.contains("4 cached"))
     }
 
-    @Test func aFailedGateStopsTheRun() throws {
+    @Test func aFailedGateStopsTheRun() async throws {
+        try await ProcessTestGate.shared.run { try self.aFailedGateStopsTheRunBody() }
+    }
+
+    private func aFailedGateStopsTheRunBody() throws {
         let space = try Workspace()
         defer { try? FileManager.default.removeItem(atPath: space.directory) }
         try space.write(gate: "roc_auc>=0.9999")
@@ -81,7 +89,11 @@ struct PipelineTests {
         #expect(shown.status == 0 && shown.stdout.contains("check: failed") && shown.stdout.contains("size: skipped"))
     }
 
-    @Test func retriesAndTimeouts() throws {
+    @Test func retriesAndTimeouts() async throws {
+        try await ProcessTestGate.shared.run { try self.retriesAndTimeoutsBody() }
+    }
+
+    private func retriesAndTimeoutsBody() throws {
         let space = try Workspace()
         defer { try? FileManager.default.removeItem(atPath: space.directory) }
         try space.write(extra: """
@@ -98,7 +110,11 @@ struct PipelineTests {
         #expect((slow?["error"] as? String)?.contains("timed out") == true)
     }
 
-    @Test func mistakesInTheFileAreNamed() throws {
+    @Test func mistakesInTheFileAreNamed() async throws {
+        try await ProcessTestGate.shared.run { try self.mistakesInTheFileAreNamedBody() }
+    }
+
+    private func mistakesInTheFileAreNamedBody() throws {
         let space = try Workspace()
         defer { try? FileManager.default.removeItem(atPath: space.directory) }
         let cases = [

@@ -4,7 +4,11 @@ import Testing
 /// `wharf score` from the command line: a model file, a CSV in, scores out with the kept id.
 @Suite("wharf score")
 struct ScoreCommandTests {
-    @Test func scoresAFileAndKeepsTheId() throws {
+    @Test func scoresAFileAndKeepsTheId() async throws {
+        try await ProcessTestGate.shared.run { try self.scoresAFileAndKeepsTheIdBody() }
+    }
+
+    private func scoresAFileAndKeepsTheIdBody() throws {
         let model = WharfCLI.fixtures.appendingPathComponent("models/xgb3_binary_logistic.json").path
         let rows = (0..<500).map { index in "id\(index)," + (0..<8).map { String(Double(($0 + index) % 7) / 3) }.joined(separator: ",") }
         let input = try WharfCLI.temporaryFile("score-\(UUID().uuidString).csv",

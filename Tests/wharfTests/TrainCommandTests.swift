@@ -4,7 +4,11 @@ import Testing
 /// `wharf train` on the bundled example: models the runtime serves and `wharf validate` passes.
 @Suite("wharf train")
 struct TrainCommandTests {
-    @Test func aLinearModelTrainsAndValidates() throws {
+    @Test func aLinearModelTrainsAndValidates() async throws {
+        try await ProcessTestGate.shared.run { try self.aLinearModelTrainsAndValidatesBody() }
+    }
+
+    private func aLinearModelTrainsAndValidatesBody() throws {
         let example = WharfCLI.packageRoot.appendingPathComponent("examples/breast-cancer").path
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-train-\(UUID().uuidString).json").path
         defer { try? FileManager.default.removeItem(atPath: out) }
