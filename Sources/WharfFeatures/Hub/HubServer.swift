@@ -417,7 +417,7 @@ extension HubServer {
     /// first, so an accepted event is visible to the next one).
     func materializeViews(logger: Logger) async {
         let streams = Set(views.withLock { $0.values.map(\.stream) })
-        for name in streams.sorted() {
+        for name in streams.sorted() where !store.isFollowedByIngest(name) {
             do {
                 try await store.catchUp(stream: try definition(name), bus: bus)
             } catch {

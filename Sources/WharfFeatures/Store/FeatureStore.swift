@@ -64,6 +64,16 @@ public final class FeatureStore: Sendable {
     private let positions = Mutex<[String: Int64]>([:])
     /// stream → first offset → appended events that came before the batch ahead of them.
     private let parked = Mutex<[String: [Int64: [MaterializedEvent]]]>([:])
+    /// stream → when appended events were last applied directly.
+    private let appendedAt = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    /// Whether the hub's own ingest has kept `stream` up to date within `window`: a background
+    /// catch-up then has nothing to add but would race the ingest for the newest batch (and
+    /// parse it from the log).
+    public func isFollowedByIngest(_ stream: String, within window: Duration = .seconds(1)) -> Bool {
+        guard let last = appendedAt.withLock({ $0[stream] }) else { return false }
+        return ContinuousClock.now - last < window
+    }
 
     public init(storage: any FeatureStorage = InMemoryFeatureStorage()) {
         self.storage = storage
@@ -137,6 +147,7 @@ public final class FeatureStore: Sendable {
                 return
             }
             guard try await apply(stream, batch, from: start, next: start + Int64(batch.count)) else { return }
+            appendedAt.withLock { $0[stream] = ContinuousClock.now }
             let position = start + Int64(batch.count)
             next = parked.withLock { parked in
                 parked[stream] = parked[stream]?.filter { $0.key >= position }
