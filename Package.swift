@@ -110,7 +110,19 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .target(name: "WharfPipelines", dependencies: ["WharfCore", "WharfRuntime"], swiftSettings: strictSettings),
+        .target(
+            name: "WharfPipelines",
+            dependencies: [
+                "WharfCore",
+                "WharfRuntime",
+                "WharfHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "WharfFeatures",
             dependencies: [

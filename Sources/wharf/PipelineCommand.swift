@@ -8,7 +8,7 @@ struct PipelineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
         abstract: "Run declarative pipelines (dataset → train → validate → register → promote, any command) with caching, retries and history.",
-        subcommands: [Run.self, Watch.self, Runs.self, Show.self]
+        subcommands: [Run.self, Watch.self, Serve.self, Runs.self, Show.self]
     )
 
     struct StateOptions: ParsableArguments {

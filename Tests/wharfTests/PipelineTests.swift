@@ -253,4 +253,41 @@ struct PipelineTests {
         #expect(space.outcomes(first.run) == ["data:succeeded", "train:succeeded"])
         #expect(space.outcomes(try space.run().run) == ["data:succeeded", "train:cached"])
     }
+
+    /// The pipelines' API: a monitor starts a run (the drift hook), the history is readable.
+    @Test func theAPIStartsRunsAndShowsThem() async throws {
+        try await ProcessTestGate.shared.run { try await self.theAPIStartsRunsAndShowsThemBody() }
+    }
+
+    private func theAPIStartsRunsAndShowsThemBody() async throws {
+        let space = try Workspace()
+        defer { try? FileManager.default.removeItem(atPath: space.directory) }
+        try space.write()
+        let port = WharfCLI.ports(1)
+        let url = "http://127.0.0.1:\(port)"
+        let server = try GatewayIntegrationTests.Server(["pipeline", "serve", space.file, "--state-dir", space.state, "--port", String(port), "--token", "pipe-token"])
+        defer { server.stop() }
+        #expect(try await WharfCLI.waitForStatus(url + "/v1/health/ready", status: 200))
+        #expect(try await HubTests.request("POST", url + "/v1/pipelines/cancer/runs", body: #"{"trigger":"drift"}"#, token: nil).status == 401)
+        #expect(try await HubTests.request("POST", url + "/v1/pipelines/nope/runs", body: "{}", token: "pipe-token").status == 404)
+        let started = try await HubTests.request("POST", url + "/v1/pipelines/cancer/runs", body: #"{"trigger":"drift"}"#, token: "pipe-token")
+        #expect(started.status == 202)
+        let id = try #require(started.json["id"] as? String)
+        // The run goes on in the background: its record says when it is done.
+        var outcome = "running"
+        let deadline = Date().addingTimeInterval(60)
+        while outcome == "running" || outcome == "", Date() < deadline {
+            let run = try await HubTests.request("GET", url + "/v1/runs/\(id)", token: nil)
+            outcome = run.status == 200 ? run.json["outcome"] as? String ?? "" : ""
+            if outcome == "running" || outcome == "" { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(outcome == "succeeded")
+        let run = try await HubTests.request("GET", url + "/v1/runs/\(id)", token: nil).json
+        #expect(run["trigger"] as? String == "drift")
+        let listed = try await HubTests.request("GET", url + "/v1/pipelines", token: nil).json
+        let pipeline = (listed["pipelines"] as? [[String: Any]])?.first
+        #expect(pipeline?["name"] as? String == "cancer" && (pipeline?["last_run"] as? [String: Any])?["id"] as? String == id)
+        #expect(((try await HubTests.request("GET", url + "/v1/runs?pipeline=cancer", token: nil).json["runs"]) as? [Any])?.count == 1)
+        #expect(try await HubTests.request("GET", url + "/v1/runs/missing", token: nil).status == 404)
+    }
 }

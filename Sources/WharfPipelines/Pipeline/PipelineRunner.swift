@@ -61,9 +61,8 @@ public struct PipelineRunner: Sendable {
         public var sha256: String
     }
 
-    public func run(_ pipeline: PipelineDefinition, trigger: String = "manual") throws -> Run {
+    public func run(_ pipeline: PipelineDefinition, trigger: String = "manual", id: String = PipelineRunner.runID()) throws -> Run {
         let ordered = try pipeline.order()
-        let id = Self.runID()
         let runDirectory = "\(stateDirectory)/runs/\(id)"
         try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         var run = Run(id: id, pipeline: pipeline.name, startedAt: Date(), finishedAt: nil, outcome: "running", trigger: trigger, steps: [])
@@ -358,7 +357,7 @@ public struct PipelineRunner: Sendable {
         return SHA256.hash([UInt8](data)).hex
     }
 
-    static func runID() -> String {
+    public static func runID() -> String {
         let formatter = DateFormatter()
         formatter.dateFormat = "yyyyMMdd-HHmmss"
         formatter.timeZone = TimeZone(identifier: "UTC")
