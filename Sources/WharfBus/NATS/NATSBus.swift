@@ -283,7 +283,7 @@ public final class NATSBus: MessageBus {
         let connection = try await connection()
         if (floor + 1...offset).contains(where: { held[$0] == nil && $0 >= state.firstSeq }) {
             // Not handed to this process yet: take them now (the hub may have restarted since).
-            for (message, reply) in try await pull(stream, consumer, batch: Int(offset - floor), connection: connection) {
+            for (message, reply) in try await pull(stream, consumer, batch: Int(min(offset - floor, 10_000)), connection: connection) {
                 held[message.offset] = reply
             }
             outstanding.withLockedValue { all in all[key, default: [:]].merge(held) { old, _ in old } }

@@ -113,7 +113,7 @@ public struct PipelineRunner: Sendable {
             defer { try? FileManager.default.removeItem(atPath: work) }
             let log = "\(runDirectory)/\(step.name).log"
             record.log = log
-            FileManager.default.createFile(atPath: log, contents: nil)
+            guard FileManager.default.createFile(atPath: log, contents: nil) else { throw WharfError(.io, "cannot write \(log)") }
             var lastError = "did not run"
             for attempt in 1...(step.retries + 1) {
                 record.attempts = attempt
