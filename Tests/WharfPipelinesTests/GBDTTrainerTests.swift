@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import WharfCore
-import WharfPipelines
+@testable import WharfPipelines
 import WharfRuntime
 
 /// The GBDT trainer: the models xgboost was checked on (scripts/fixtures/make_training_fixtures.py)
@@ -89,6 +89,29 @@ struct GBDTTrainerTests {
 
         for (key, value) in [("eta", "2"), ("max_bin", "1"), ("grow_policy", "sideways"), ("depth", "3"), ("subsample", "0")] {
             #expect(throws: WharfError.self) { try GBDTTrainer(task: .binary, parameters: [key: value], seed: 0) }
+        }
+    }
+
+    /// Enough rows for the histograms to be built on several threads: the same model as on one.
+    @Test func threadsDoNotChangeTheModel() throws {
+        var random = SeededGenerator(seed: 5)
+        let rows = 20_000, features = 6
+        var values: [Double] = []
+        var labels: [Double] = []
+        for _ in 0..<rows {
+            let x = (0..<features).map { _ in random.nextUnit() * 4 - 2 }
+            values += x.enumerated().map { $0.offset == 1 && random.nextUnit() < 0.05 ? .nan : $0.element }
+            labels.append(x[0] + x[2] * x[3] + random.nextUnit() > 0.5 ? 1 : 0)
+        }
+        let data = try TrainingData(featureNames: (0..<features).map { "x\($0)" }, values: values, labels: labels)
+        var parameters = ["num_rounds": "10", "max_depth": "5", "subsample": "0.8"]
+        parameters["nthread"] = "1"
+        let one = try GBDTTrainer(task: .binary, parameters: parameters, seed: 9).fit(data).model
+        for threads in ["2", "3"] {
+            parameters["nthread"] = threads
+            var trainer = try GBDTTrainer(task: .binary, parameters: parameters, seed: 9)
+            trainer.parallelWork = 0  // every node on several threads
+            #expect(try trainer.fit(data).model == one, "\(threads) threads")
         }
     }
 }

@@ -10,8 +10,8 @@ import WharfCore
 /// the larger one's being the parent's minus it. Splits compare in float32 exactly as xgboost
 /// evaluates (`x < threshold` goes left), and each split learns the side missing values take.
 /// Growth is depth-wise (`max_depth`) or leaf-wise (`grow_policy=lossguide`, `max_leaves`).
-/// Histograms are built on all cores over fixed row blocks summed in a fixed order, so a seed
-/// gives the same model whatever the thread count.
+/// Histograms are built on all cores, each thread taking some of the features, so a seed gives
+/// the same model whatever the thread count.
 public struct GBDTTrainer: Sendable {
     public var task: ModelTask
     public var rounds = 100
@@ -30,6 +30,9 @@ public struct GBDTTrainer: Sendable {
     public var earlyStoppingRounds = 0
     public var seed: UInt64 = 0
     public var threads = ProcessInfo.processInfo.activeProcessorCount
+    /// Rows × features below which a node's histogram is built on one thread (a hand-off
+    /// costs more than it saves on small nodes).
+    var parallelWork = 1 << 20
 
     public init(task: ModelTask) {
         self.task = task
@@ -340,48 +343,43 @@ public struct GBDTTrainer: Sendable {
         return (tree, finished)
     }
 
-    /// Gradient and hessian sums per (feature, bin) over `rows`: fixed blocks of rows on all
-    /// cores, added up in block order (the same sums whatever the thread count).
+    /// Gradient and hessian sums per (feature, bin) over `rows`. Threads split the features,
+    /// not the rows: each feature's sums are added in row order by one thread, so the model is
+    /// the same whatever the thread count, and there is nothing to add up afterwards.
     private func histogram(binned: [UInt8], bins: Binning, features d: Int, rows: [Int32], gradients: [Double], hessians: [Double]) -> [Double] {
         let stride = bins.stride
-        let size = d * stride * 2
-        let blockRows = 16_384
-        let blocks = (rows.count + blockRows - 1) / blockRows
-        @Sendable func build(_ range: Range<Int>, into histogram: UnsafeMutablePointer<Double>) {
+        var total = [Double](repeating: 0, count: d * stride * 2)
+        @Sendable func build(_ features: Range<Int>, into histogram: UnsafeMutablePointer<Double>) {
             binned.withUnsafeBufferPointer { binned in
                 rows.withUnsafeBufferPointer { rows in
-                    for position in range {
-                        let row = Int(rows[position])
-                        let g = gradients[row], h = hessians[row]
-                        let codes = binned.baseAddress! + row * d
-                        for feature in 0..<d {
-                            let slot = (feature * stride + Int(codes[feature])) * 2
-                            histogram[slot] += g
-                            histogram[slot + 1] += h
+                    gradients.withUnsafeBufferPointer { gradients in
+                        hessians.withUnsafeBufferPointer { hessians in
+                            for row in rows {
+                                let row = Int(row)
+                                let g = gradients[row], h = hessians[row]
+                                let codes = binned.baseAddress! + row * d
+                                for feature in features {
+                                    let slot = (feature * stride + Int(codes[feature])) * 2
+                                    histogram[slot] += g
+                                    histogram[slot + 1] += h
+                                }
+                            }
                         }
                     }
                 }
             }
         }
-        var total = [Double](repeating: 0, count: size)
-        if blocks <= 1 || threads <= 1 {
-            total.withUnsafeMutableBufferPointer { build(0..<rows.count, into: $0.baseAddress!) }
+        let workers = min(threads, d)
+        // Small nodes are not worth a thread hand-off.
+        guard workers > 1, rows.count * d >= parallelWork else {
+            total.withUnsafeMutableBufferPointer { build(0..<d, into: $0.baseAddress!) }
             return total
         }
-        let partials = UnsafeMutableBufferPointer<Double>.allocate(capacity: blocks * size)
-        partials.initialize(repeating: 0)
-        defer { partials.deallocate() }
-        nonisolated(unsafe) let shared = partials
-        let workers = min(threads, blocks)
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            var block = worker
-            while block < blocks {
-                build((block * blockRows)..<min(rows.count, (block + 1) * blockRows), into: shared.baseAddress! + block * size)
-                block += workers
+        total.withUnsafeMutableBufferPointer { buffer in
+            nonisolated(unsafe) let shared = buffer.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                build((worker * d / workers)..<((worker + 1) * d / workers), into: shared)
             }
-        }
-        for block in 0..<blocks {
-            for index in 0..<size { total[index] += partials[block * size + index] }
         }
         return total
     }
