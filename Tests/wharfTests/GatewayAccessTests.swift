@@ -40,7 +40,7 @@ struct GatewayAccessTests {
         defer { [gateway, weak, strong].forEach { $0.stop() } }
         let url = "http://127.0.0.1:\(base)"
         for port in [base, base + 1, base + 2] {
-            #expect(try await WharfCLI.waitForStatus("http://127.0.0.1:\(port)/v2/health/ready", status: 200, seconds: 30))
+            #expect(try await WharfCLI.waitForStatus("http://127.0.0.1:\(port)/v2/health/ready", status: 200, seconds: 60))
         }
         let spec = #"{"model":"champ","targets":[{"version":"1","weight":100,"replicas":["http://127.0.0.1:\#(base + 1)"]}]}"#
         #expect(try await Self.request("PUT", url + "/v1/deployments/champ", body: spec).status == 401)

@@ -129,7 +129,7 @@ struct GatewayIntegrationTests {
             for server in servers.values { server.stop() }
         }
         for offset in [0, 1, 2, 3, 4, 5] {
-            #expect(try await WharfCLI.waitForStatus(url(offset) + "/v2/health/ready", status: 200, seconds: 30))
+            #expect(try await WharfCLI.waitForStatus(url(offset) + "/v2/health/ready", status: 200, seconds: 60))
         }
         let gatewayURL = url(0)
         _ = try deploy(["set", "champ", "--target", "1=100@\(url(1)),\(url(2))"], gateway: gatewayURL)
@@ -149,7 +149,7 @@ struct GatewayIntegrationTests {
         servers[1]!.kill()
         try await Task.sleep(for: .milliseconds(800))
         try startServer(1, model: "champ", file: weak)
-        #expect(try await WharfCLI.waitForStatus(url(1) + "/v2/health/ready", status: 200, seconds: 30))
+        #expect(try await WharfCLI.waitForStatus(url(1) + "/v2/health/ready", status: 200, seconds: 60))
         try await Task.sleep(for: .milliseconds(600))
         load.stop.store(true, ordering: .relaxed)
         await running.value

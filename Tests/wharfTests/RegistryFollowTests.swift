@@ -95,7 +95,7 @@ struct RegistryFollowTests {
         let serve = try Server(["serve", "--registry", registry, "--model", "champ@production", "--port", String(servePort),
                                 "--cache-dir", data + "/cache"])
         defer { serve.stop() }
-        #expect(try await WharfCLI.waitForStatus("http://127.0.0.1:\(servePort)/v2/health/ready", status: 200, seconds: 30))
+        #expect(try await WharfCLI.waitForStatus("http://127.0.0.1:\(servePort)/v2/health/ready", status: 200, seconds: 60))
         let url = "http://127.0.0.1:\(servePort)/v2/models/champ/infer"
         #expect(try await Self.infer(url).get() == "3")
 

@@ -66,8 +66,10 @@ enum WharfCLI {
         return url.path
     }
 
-    /// Polls `url` until it answers `status`, for up to `seconds`.
-    static func waitForStatus(_ url: String, status: Int, seconds: Double = 15) async throws -> Bool {
+    /// Polls `url` until it answers `status`, for up to `seconds`. Generous: on a fresh CI
+    /// machine a process can take long to start while the CPU-heavy unit tests run beside it;
+    /// a server that works answers at once, so only a failure waits this long.
+    static func waitForStatus(_ url: String, status: Int, seconds: Double = 60) async throws -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             var request = URLRequest(url: URL(string: url)!)
