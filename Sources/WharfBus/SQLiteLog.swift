@@ -12,12 +12,7 @@ public final class SQLiteLog: MessageBus {
     private let pool: DatabasePool
 
     public init(path: String) throws {
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(10)
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-        }
-        pool = try DatabasePool(path: path, configuration: configuration)
+        pool = try Self.openPool(path: path)
         var migrator = DatabaseMigrator()
         migrator.registerMigration("1-log") { db in
             try db.execute(sql: """
@@ -146,5 +141,19 @@ public final class SQLiteLog: MessageBus {
             let row = try Row.fetchOne(db, sql: "SELECT MIN(offset) AS first, MAX(offset) AS last, COUNT(*) AS count FROM messages WHERE stream = ?", arguments: [stream])
             return StreamBounds(first: row?["first"] ?? 0, last: row?["last"] ?? 0, count: row?["count"] ?? 0)
         }
+    }
+}
+
+extension SQLiteLog {
+    /// An embedded SQLite file as the hub keeps its data: WAL (GRDB's pool), `synchronous=NORMAL`
+    /// (a committed transaction survives the process being killed), and a wait rather than an
+    /// error when another connection holds the write lock.
+    public static func openPool(path: String) throws -> DatabasePool {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        return try DatabasePool(path: path, configuration: configuration)
     }
 }

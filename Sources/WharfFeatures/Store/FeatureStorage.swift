@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Synchronization
+import WharfBus
 import WharfCore
 
 /// One value of one feature of one entity, with the event that carried it.
@@ -130,12 +131,7 @@ public final class SQLiteFeatureStorage: FeatureStorage {
     private let pool: DatabasePool
 
     public init(path: String) throws {
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(10)
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-        }
-        pool = try DatabasePool(path: path, configuration: configuration)
+        pool = try SQLiteLog.openPool(path: path)
         var migrator = DatabaseMigrator()
         migrator.registerMigration("1-features") { db in
             try db.execute(sql: """
