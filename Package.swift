@@ -115,6 +115,7 @@ let package = Package(
             dependencies: [
                 "WharfCore",
                 "WharfRuntime",
+                "WharfClient",
                 "WharfHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

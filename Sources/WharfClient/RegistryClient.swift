@@ -134,6 +134,24 @@ public struct RegistryClient: Sendable {
         try await send(.POST, "/v1/models/\(try segment(name, "model"))/versions/\(version)/archive", body: ["reason": reason], as: ModelVersion.self)
     }
 
+    // MARK: - Pipeline runs
+
+    public func saveRun(_ run: PipelineRun) async throws {
+        _ = try await send(.PUT, "/v1/runs/\(try segment(run.id, "run"))", body: run, as: PipelineRun.self)
+    }
+
+    /// The newest `limit` runs, oldest first.
+    public func runs(pipeline: String? = nil, limit: Int = 100) async throws -> [PipelineRun] {
+        struct Runs: Decodable { var runs: [PipelineRun] }
+        var query = "?limit=\(limit)"
+        if let pipeline { query += "&pipeline=\(try segment(pipeline, "pipeline"))" }
+        return try await get("/v1/runs" + query, as: Runs.self).runs
+    }
+
+    public func run(_ id: String) async throws -> PipelineRun {
+        try await get("/v1/runs/\(try segment(id, "run"))", as: PipelineRun.self)
+    }
+
     // MARK: - Plumbing
 
     private func segment(_ name: String, _ kind: String) throws(WharfError) -> String {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import WharfClient
 import WharfCore
 import WharfPipelines
 
@@ -12,10 +13,23 @@ struct PipelineCommand: ParsableCommand {
     )
 
     struct StateOptions: ParsableArguments {
-        @Option(help: "Where runs, logs and the step cache are kept.") var stateDir = ".wharf/pipelines"
+        @Option(help: "Where logs and the step cache are kept (and the runs, without a registry).") var stateDir = ".wharf/pipelines"
+        @Option(help: "Registry URL (WHARF_REGISTRY_URL): register, validate and promote steps use it, and runs are recorded in its database.")
+        var registry: String?
+
+        var registryURL: String? { registry ?? ProcessInfo.processInfo.environment["WHARF_REGISTRY_URL"] }
+
+        /// The registry's database when there is a registry, else `<state-dir>/runs`.
+        func history(token: String?) -> any RunHistory {
+            guard let url = registryURL else { return DirectoryRunHistory(stateDirectory: stateDir) }
+            return RegistryRunHistory(client: RegistryClient(baseURL: url, token: token ?? ProcessInfo.processInfo.environment["WHARF_REGISTRY_TOKEN"],
+                                                             actor: "wharf-pipeline"))
+        }
+
+        var place: String { registryURL.map { "the registry at \($0)" } ?? stateDir }
     }
 
-    struct Run: ParsableCommand {
+    struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run a pipeline file (YAML).",
             discussion: """
@@ -27,16 +41,18 @@ struct PipelineCommand: ParsableCommand {
         )
         @Argument(help: "The pipeline file.") var file: String
         @OptionGroup var state: StateOptions
-        @Option(help: "Registry URL for register, validate and promote steps (WHARF_REGISTRY_URL).") var registry: String?
-        @Option(help: "Registry token for those steps (WHARF_REGISTRY_TOKEN).") var token: String?
+        @Option(help: "Registry token (WHARF_REGISTRY_TOKEN).") var token: String?
+        @Option(help: "Gateway URL for deploy steps (WHARF_GATEWAY_URL).") var gateway: String?
+        @Option(help: "Gateway API key with the deploy scope, for deploy steps (WHARF_API_KEY).") var gatewayKey: String?
         @Option(help: "Why it runs, kept in the history: manual, drift (a monitor's hook), …") var trigger = "manual"
         @Flag(help: "Print the run as JSON.") var json = false
 
-        func run() throws {
+        func run() async throws {
             var outcome: PipelineRunner.Run?
-            try reportingErrors {
+            try await reportingErrors {
                 let definition = try PipelineDefinition.load(file: file)
-                outcome = try Self.runner(file: file, state: state.stateDir, registry: registry, token: token).run(definition, trigger: trigger)
+                outcome = try await Self.runner(file: file, state: state, token: token, gateway: gateway, gatewayKey: gatewayKey)
+                    .run(definition, trigger: trigger)
             }
             guard let outcome else { return }
             if json {
@@ -47,12 +63,15 @@ struct PipelineCommand: ParsableCommand {
             if outcome.outcome != "succeeded" { throw ExitCode(1) }
         }
 
-        static func runner(file: String, state: String, registry: String?, token: String?) throws -> PipelineRunner {
+        static func runner(file: String, state: StateOptions, token: String?, gateway: String?, gatewayKey: String?) throws -> PipelineRunner {
             var environment: [String: String] = [:]
-            if let registry { environment["WHARF_REGISTRY_URL"] = registry }
+            if let registry = state.registry { environment["WHARF_REGISTRY_URL"] = registry }
             if let token { environment["WHARF_REGISTRY_TOKEN"] = token }
-            return PipelineRunner(stateDirectory: state, executable: try wharfExecutable(),
-                                  baseDirectory: URL(fileURLWithPath: file).deletingLastPathComponent().path, environment: environment)
+            if let gateway { environment["WHARF_GATEWAY_URL"] = gateway }
+            if let gatewayKey { environment["WHARF_API_KEY"] = gatewayKey }
+            return PipelineRunner(stateDirectory: state.stateDir, executable: try wharfExecutable(),
+                                  baseDirectory: URL(fileURLWithPath: file).deletingLastPathComponent().path, environment: environment,
+                                  history: state.history(token: token))
         }
 
         static func wharfExecutable() throws -> String {
@@ -62,34 +81,38 @@ struct PipelineCommand: ParsableCommand {
         }
     }
 
-    struct Runs: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the recorded runs.")
+    struct Runs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the recorded runs, oldest first.")
         @OptionGroup var state: StateOptions
+        @Option(help: "Registry token, when it protects reads (WHARF_REGISTRY_TOKEN).") var token: String?
+        @Option(help: "Only this pipeline's runs.") var pipeline: String?
+        @Option(help: "The newest this many.") var limit = 100
 
-        func run() throws {
-            try reportingErrors {
-                let runs = try PipelineRunner(stateDirectory: state.stateDir, executable: "", baseDirectory: ".").runs()
+        func run() async throws {
+            try await reportingErrors {
+                let runs = try await state.history(token: token).runs(pipeline: pipeline, limit: limit)
                 var text = ""
                 for run in runs {
                     let counts = Dictionary(grouping: run.steps, by: \.outcome).mapValues(\.count).sorted { $0.key < $1.key }
                         .map { "\($0.value) \($0.key)" }.joined(separator: ", ")
                     text += "\(run.id)  \(run.pipeline)  \(run.outcome)  (\(counts))\n"
                 }
-                writeStandardOutput(text.isEmpty ? "no runs in \(state.stateDir)\n" : text)
+                writeStandardOutput(text.isEmpty ? "no runs in \(state.place)\n" : text)
             }
         }
     }
 
-    struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show one run: its steps, outputs, metrics and logs.")
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one run: its steps, outputs, metrics and the end of failed steps' logs.")
         @Argument(help: "The run id.") var id: String
         @OptionGroup var state: StateOptions
+        @Option(help: "Registry token, when it protects reads (WHARF_REGISTRY_TOKEN).") var token: String?
         @Flag(help: "Print JSON.") var json = false
 
-        func run() throws {
-            try reportingErrors {
-                guard let found = try PipelineRunner(stateDirectory: state.stateDir, executable: "", baseDirectory: ".").runs().first(where: { $0.id == id }) else {
-                    throw WharfError(.notFound, "no run \(id) in \(state.stateDir)")
+        func run() async throws {
+            try await reportingErrors {
+                guard let found = try await state.history(token: token).run(id: id) else {
+                    throw WharfError(.notFound, "no run \(id) in \(state.place)")
                 }
                 writeStandardOutput(json ? try encodeJSON(found) + "\n" : describe(found))
             }
@@ -111,7 +134,13 @@ private func describe(_ run: PipelineRunner.Run) -> String {
         for (name, value) in (step.metrics ?? [:]).sorted(by: { $0.key < $1.key }) where value.isFinite {
             text += "      \(name) = \(String(format: "%.6g", value))\n"
         }
-        if let log = step.log, step.outcome == "failed" { text += "      log: \(log)\n" }
+        if step.outcome == "failed" {
+            if let log = step.log { text += "      log: \(log)\n" }
+            if let tail = step.logTail {
+                let lines = tail.split(separator: "\n", omittingEmptySubsequences: false).suffix(20)
+                text += lines.map { "      | \($0)\n" }.joined()
+            }
+        }
     }
     return text
 }

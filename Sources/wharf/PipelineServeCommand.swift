@@ -22,8 +22,9 @@ extension PipelineCommand {
         @Option(help: "Address to listen on.") var host = "127.0.0.1"
         @Option(help: "Port to listen on.") var port = 8083
         @Option(help: "Bearer token that starting a run needs (WHARF_PIPELINES_TOKEN).") var token: String?
-        @Option(help: "Registry URL for register, validate and promote steps (WHARF_REGISTRY_URL).") var registry: String?
-        @Option(help: "Registry token for those steps (WHARF_REGISTRY_TOKEN).") var registryToken: String?
+        @Option(help: "Registry token (WHARF_REGISTRY_TOKEN).") var registryToken: String?
+        @Option(help: "Gateway URL for deploy steps (WHARF_GATEWAY_URL).") var gateway: String?
+        @Option(help: "Gateway API key with the deploy scope, for deploy steps (WHARF_API_KEY).") var gatewayKey: String?
         @Option(help: "Log format: text or json.") var logFormat: LogFormat = .text
 
         func run() async throws {
@@ -35,9 +36,11 @@ extension PipelineCommand {
                 }
                 guard !files.isEmpty else { throw WharfError(.invalidInput, "name at least one pipeline file") }
                 let served = try files.map { file in
-                    (try PipelineDefinition.load(file: file), try Run.runner(file: file, state: state.stateDir, registry: registry, token: registryToken))
+                    (try PipelineDefinition.load(file: file),
+                     try Run.runner(file: file, state: state, token: registryToken, gateway: gateway, gatewayKey: gatewayKey))
                 }
-                let server = try PipelineServer(pipelines: served, tokenSHA256: SHA256.hash(Array(token.utf8)).hex)
+                let server = try PipelineServer(pipelines: served, history: state.history(token: registryToken),
+                                                tokenSHA256: SHA256.hash(Array(token.utf8)).hex)
                 let application = try server.buildApplication(host: host, port: port, logger: logger) { channel in
                     logger.info("wharf pipelines listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
                 }

@@ -22,8 +22,9 @@ extension PipelineCommand {
         )
         @Argument(help: "The pipeline file.") var file: String
         @OptionGroup var state: StateOptions
-        @Option(help: "Registry URL for register, validate and promote steps (WHARF_REGISTRY_URL).") var registry: String?
-        @Option(help: "Registry token for those steps (WHARF_REGISTRY_TOKEN).") var token: String?
+        @Option(help: "Registry token (WHARF_REGISTRY_TOKEN).") var token: String?
+        @Option(help: "Gateway URL for deploy steps (WHARF_GATEWAY_URL).") var gateway: String?
+        @Option(help: "Gateway API key with the deploy scope, for deploy steps (WHARF_API_KEY).") var gatewayKey: String?
         @Option(help: "The hub, for the new-data trigger.") var hub: String?
         @Option(help: "The stream whose new events trigger a run.") var stream: String?
         @Option(help: "New events that trigger a run.") var minNewEvents = 1000
@@ -44,7 +45,7 @@ extension PipelineCommand {
                 guard minNewEvents >= 1 else { throw WharfError(.invalidInput, "--min-new-events must be at least 1") }
                 let interval = try every.map { try parseSeconds($0) }
                 let pollInterval = Duration.milliseconds(Int64(try parseSeconds(poll) * 1000))
-                let runner = try Run.runner(file: file, state: state.stateDir, registry: registry, token: token)
+                let runner = try Run.runner(file: file, state: state, token: token, gateway: gateway, gatewayKey: gatewayKey)
                 let markFile = "\(state.stateDir)/triggers/\(definition.name).json"
                 try FileManager.default.createDirectory(atPath: state.stateDir + "/triggers", withIntermediateDirectories: true)
                 var mark = (try? JSONDecoder().decode(Mark.self, from: Data(contentsOf: URL(fileURLWithPath: markFile)))) ?? Mark(offset: 0, lastRun: nil)
@@ -59,7 +60,7 @@ extension PipelineCommand {
                         reason = "schedule"
                     }
                     if let reason {
-                        let outcome = try runner.run(definition, trigger: reason)
+                        let outcome = try await runner.run(definition, trigger: reason)
                         mark = Mark(offset: last, lastRun: Date())
                         try JSONEncoder().encode(mark).write(to: URL(fileURLWithPath: markFile), options: .atomic)
                         writeStandardOutput("\(outcome.id): \(outcome.outcome) (\(reason))\n")

@@ -160,6 +160,44 @@ struct RegistryAPITests {
 
     /// production needs a passing validation on the registered dataset, or force with a reason
     /// (kept in the audit log).
+    @Test func pipelineRunsAreRecordedAndReadBack() async throws {
+        try await Self.withRegistry { registry in
+            let client = registry.client()
+            var run = PipelineRun(id: "20261130-101500-a1b2c3", pipeline: "churn-retrain", startedAt: Date(timeIntervalSince1970: 1_800_000_000),
+                                  outcome: "running", trigger: "new-data: 1000 events in labels", steps: [])
+            try await client.saveRun(run)
+            run.steps = [.init(name: "train", outcome: "succeeded", attempts: 1, seconds: 2.5,
+                               outputs: ["model": .init(path: "/s/model.json", sha256: String(repeating: "ab", count: 32))], logTail: "done\n")]
+            run.outcome = "succeeded"
+            run.finishedAt = Date(timeIntervalSince1970: 1_800_000_003)
+            try await client.saveRun(run)
+            #expect(try await client.run(run.id) == run)
+            #expect(try await registry.client(token: nil).runs(pipeline: "churn-retrain") == [run])
+            #expect(try await client.runs(pipeline: "other").isEmpty)
+
+            let body = String(decoding: try JSONEncoder().encode(["id": "x"]), as: UTF8.self)
+            let valid = #"{"id":"r1","pipeline":"p","started_at":"2026-11-30T10:00:00Z","outcome":"running","trigger":"manual","steps":[]}"#
+            let cases: [(HTTPMethod, String, String?, String?, UInt, String)] = [
+                (.PUT, "/v1/runs/r1", valid, nil, 401, "Bearer"),
+                (.PUT, "/v1/runs/r1", body, Self.token, 400, "pipeline"),
+                (.PUT, "/v1/runs/r2", valid, Self.token, 400, "the path r2"),
+                (.PUT, "/v1/runs/r1", valid.replacingOccurrences(of: "\"running\"", with: "\"lost\""), Self.token, 400, "outcome"),
+                (.PUT, "/v1/runs/r1", valid.replacingOccurrences(of: "\"p\"", with: "\"../p\""), Self.token, 400, "pipeline name"),
+                (.GET, "/v1/runs/nope", nil, nil, 404, "no pipeline run nope"),
+                (.GET, "/v1/runs?limit=0", nil, nil, 400, "limit"),
+                (.GET, "/v1/runs?pipeline=a..b", nil, nil, 400, "may hold only"),
+                (.PUT, "/v1/runs/r1", valid, Self.token, 200, ""),
+            ]
+            for (method, path, body, token, status, message) in cases {
+                let (got, error) = try await Self.raw(method, registry.url + path, body: body, token: token)
+                #expect(got == status, "\(method) \(path): \(got) \(error ?? "")")
+                if !message.isEmpty { #expect(error?.contains(message) == true, "\(method) \(path): \(error ?? "no message")") }
+            }
+            // Oldest first: r1 started on 2026-11-30, the other in 2027.
+            #expect(try await client.runs().map(\.id) == ["r1", "20261130-101500-a1b2c3"])
+        }
+    }
+
     @Test func promotionNeedsAPassingValidation() async throws {
         try await Self.withRegistry { registry in
             let client = registry.client()

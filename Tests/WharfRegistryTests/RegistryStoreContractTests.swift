@@ -166,4 +166,41 @@ struct RegistryStoreContractTests {
         #expect(try await store.model(name: early)?.latestVersion == nil)
         #expect(try await store.createVersion(name: early, draft: draft(), actor: "ci").version == 1)
     }
+
+    @Test(arguments: Backend.available)
+    func pipelineRunsAreSavedReplacedAndListedNewestLast(_ backend: Backend) async throws {
+        let (store, cleanup) = try await backend.makeStore()
+        defer { cleanup() }
+        let pipeline = uniqueName("churn")
+        let other = uniqueName("fraud")
+        func run(_ id: String, _ pipeline: String, at second: Double, outcome: String = "running") -> PipelineRun {
+            PipelineRun(id: id, pipeline: pipeline, startedAt: Date(timeIntervalSince1970: 1_800_000_000 + second), outcome: outcome,
+                        trigger: "new-data: 1200 events in labels", steps: [])
+        }
+        let ids = (0..<4).map { "\(pipeline)-run-\($0)" }
+        // Saved out of order; listed by start.
+        for (index, second) in [(2, 20.0), (0, 0.0), (3, 30.0), (1, 10.0)] { try await store.saveRun(run(ids[index], pipeline, at: second)) }
+        try await store.saveRun(run("\(other)-run", other, at: 15))
+
+        // A run is saved as it progresses: the same id replaces the record.
+        var finished = run(ids[1], pipeline, at: 10, outcome: "failed")
+        finished.finishedAt = Date(timeIntervalSince1970: 1_800_000_042)
+        finished.steps = [
+            .init(name: "train", outcome: "succeeded", attempts: 2, seconds: 1.5,
+                  outputs: ["model": .init(path: "/state/cache/k/model.json", sha256: String(repeating: "ab", count: 32))],
+                  cacheKey: "k", log: "/state/runs/x/train.log", logTail: "boosted 40 rounds\n"),
+            .init(name: "validate", outcome: "failed", attempts: 1, seconds: 0.2, outputs: [:], error: "a gate does not hold: roc_auc",
+                  metrics: ["roc_auc": 0.71]),
+            .init(name: "promote", outcome: "skipped", attempts: 0, seconds: 0, outputs: [:]),
+        ]
+        try await store.saveRun(finished)
+
+        #expect(try await store.run(id: ids[1]) == finished)
+        #expect(try await store.run(id: "\(pipeline)-missing") == nil)
+        #expect(try await store.runs(pipeline: pipeline, limit: 100).map(\.id) == ids)
+        #expect(try await store.runs(pipeline: pipeline, limit: 2).map(\.id) == Array(ids.suffix(2)))
+        #expect(try await store.runs(pipeline: other, limit: 100).map(\.id) == ["\(other)-run"])
+        let everything = try await store.runs(pipeline: nil, limit: 1000).map(\.id)
+        #expect(everything.filter { $0.hasPrefix(pipeline) || $0.hasPrefix(other) } == [ids[0], ids[1], "\(other)-run", ids[2], ids[3]])
+    }
 }

@@ -190,6 +190,20 @@ struct PipelineTests {
         #expect((detail?["versions"] as? [Any])?.count == 2)
         let current = try WharfCLI.run(["models", "show", "cancer@production", "--registry", registry]).stdout
         #expect((try JSONSerialization.jsonObject(with: Data(current.utf8)) as? [String: Any])?["version"] as? Int == 1, "\(current.prefix(400))")
+
+        // The three runs are in the registry's database (none in the state directory), the
+        // failed one with its gate's metrics and the end of its log.
+        #expect(!FileManager.default.fileExists(atPath: space.state + "/runs/\(failed["id"] as? String ?? "").json"))
+        let recorded = try await HubTests.request("GET", registry + "/v1/runs?pipeline=cancer", token: nil).json["runs"] as? [[String: Any]] ?? []
+        #expect(recorded.map { $0["outcome"] as? String ?? "" } == ["succeeded", "succeeded", "failed"])
+        #expect(recorded.last?["id"] as? String == failed["id"] as? String)
+        let check = (recorded.last?["steps"] as? [[String: Any]])?.first { $0["name"] as? String == "check" }
+        #expect((check?["metrics"] as? [String: Any])?["roc_auc"] as? Double ?? 0 > 0.9)
+        #expect((check?["log_tail"] as? String)?.contains("roc_auc") == true, "\(check ?? [:])")
+        let listed = try WharfCLI.run(["pipeline", "runs", "--registry", registry]).stdout
+        #expect(listed.split(separator: "\n").count == 3 && listed.contains("failed"), "\(listed)")
+        let shown = try WharfCLI.run(["pipeline", "show", failed["id"] as? String ?? "", "--registry", registry]).stdout
+        #expect(shown.contains("check: failed") && shown.contains("| "), "\(shown)")
     }
 
     /// Triggers: enough new events in a hub stream start a run, once; a schedule starts one too.

@@ -21,52 +21,34 @@ public struct PipelineRunner: Sendable {
     public var baseDirectory: String
     /// Added to the steps' environment (WHARF_REGISTRY_URL, WHARF_REGISTRY_TOKEN…).
     public var environment: [String: String]
+    /// Where runs are recorded: the registry's database when there is a registry, else the
+    /// state directory.
+    public var history: any RunHistory
 
     static let trainerRevision = 1
 
-    public init(stateDirectory: String, executable: String, baseDirectory: String, environment: [String: String] = [:]) {
+    public init(stateDirectory: String, executable: String, baseDirectory: String, environment: [String: String] = [:],
+                history: (any RunHistory)? = nil) {
         self.stateDirectory = stateDirectory
         self.executable = executable
         self.baseDirectory = baseDirectory
         self.environment = environment
+        self.history = history ?? DirectoryRunHistory(stateDirectory: stateDirectory)
     }
 
-    public struct Run: Sendable, Codable {
-        public var id: String
-        public var pipeline: String
-        public var startedAt: Date
-        public var finishedAt: Date?
-        public var outcome: String
-        public var trigger: String
-        public var steps: [StepRun]
-    }
+    public typealias Run = PipelineRun
+    public typealias StepRun = PipelineRun.Step
+    public typealias Artifact = PipelineRun.Artifact
 
-    public struct StepRun: Sendable, Codable {
-        public var name: String
-        /// succeeded, cached, failed or skipped.
-        public var outcome: String
-        public var attempts: Int
-        public var seconds: Double
-        /// Output name → file (in the cache) and its SHA-256.
-        public var outputs: [String: Artifact]
-        public var cacheKey: String?
-        public var log: String?
-        public var error: String?
-        /// A validate step's metrics.
-        public var metrics: [String: Double]?
-    }
-
-    public struct Artifact: Sendable, Codable, Hashable {
-        public var path: String
-        public var sha256: String
-    }
-
-    public func run(_ pipeline: PipelineDefinition, trigger: String = "manual", id: String = PipelineRunner.runID()) throws -> Run {
+    /// Runs every step; the run is recorded when it starts, after each step, and when it ends.
+    /// Only the first and the last record must be written (the last is retried): a history that
+    /// hiccups mid-run does not stop a run that is otherwise going well.
+    public func run(_ pipeline: PipelineDefinition, trigger: String = "manual", id: String = PipelineRunner.runID()) async throws -> Run {
         let ordered = try pipeline.order()
         let runDirectory = "\(stateDirectory)/runs/\(id)"
         try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         var run = Run(id: id, pipeline: pipeline.name, startedAt: Date(), finishedAt: nil, outcome: "running", trigger: trigger, steps: [])
-        try save(run)
+        try await history.save(run)
         var produced: [String: [String: Artifact]] = [:]
         var failed = false
         for step in ordered {
@@ -74,16 +56,47 @@ public struct PipelineRunner: Sendable {
                 run.steps.append(StepRun(name: step.name, outcome: "skipped", attempts: 0, seconds: 0, outputs: [:]))
                 continue
             }
-            let record = execute(step, produced: produced, runDirectory: runDirectory)
+            let inputs = produced
+            var record = await Self.offThread { execute(step, produced: inputs, runDirectory: runDirectory) }
+            record.logTail = record.log.flatMap(Self.tail)
             produced[step.name] = record.outputs
             failed = record.outcome == "failed"
             run.steps.append(record)
-            try save(run)
+            try? await history.save(run)
         }
         run.finishedAt = Date()
         run.outcome = failed ? "failed" : "succeeded"
-        try save(run)
+        for attempt in 1...3 {
+            do {
+                try await history.save(run)
+                break
+            } catch where attempt < 3 {
+                try? await Task.sleep(for: .seconds(attempt))
+            }
+        }
         return run
+    }
+
+    /// Steps wait on processes: they block a thread of their own, never the concurrency pool's.
+    private static func offThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: work()) }.start()
+        }
+    }
+
+    /// The end of a log, whole lines where possible, within the record's limit.
+    static func tail(_ path: String) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        let size = (try? handle.seekToEnd()) ?? 0
+        let limit = UInt64(StepRun.logTailLimit)
+        try? handle.seek(toOffset: size > limit ? size - limit : 0)
+        guard let data = try? handle.readToEnd(), !data.isEmpty else { return nil }
+        var text = Substring(String(decoding: data, as: UTF8.self))
+        // Undecodable bytes become U+FFFD, three bytes each: trim again to the limit.
+        while text.utf8.count > StepRun.logTailLimit { text = text.dropFirst(max(1, (text.utf8.count - StepRun.logTailLimit) / 3)) }
+        if size > limit, let newline = text.firstIndex(of: "\n") { text = text[text.index(after: newline)...] }
+        return String(text)
     }
 
     // MARK: - One step
@@ -364,25 +377,7 @@ public struct PipelineRunner: Sendable {
         return formatter.string(from: Date()) + "-" + UUID().uuidString.prefix(6).lowercased()
     }
 
-    // MARK: - History
-
-    private func save(_ run: Run) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.dateEncodingStrategy = .millisecondsSince1970
-        let file = "\(stateDirectory)/runs/\(run.id).json"
-        let temporary = file + ".tmp"
-        try encoder.encode(run).write(to: URL(fileURLWithPath: temporary))
-        guard rename(temporary, file) == 0 else { throw WharfError(.io, "cannot save \(file)") }
-    }
-
-    public func runs() throws -> [Run] {
-        let directory = "\(stateDirectory)/runs"
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .millisecondsSince1970
-        return names.filter { $0.hasSuffix(".json") }.compactMap { name in
-            try? decoder.decode(Run.self, from: Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(name)")))
-        }.sorted { ($0.startedAt, $0.id) < ($1.startedAt, $1.id) }
+    public func runs() async throws -> [Run] {
+        try await history.runs(pipeline: nil, limit: 1000)
     }
 }

@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -15,17 +14,19 @@ import WharfHTTP
 /// | --- | --- |
 /// | `GET /v1/pipelines` | the pipelines served, each with its last run |
 /// | `POST /v1/pipelines/{p}/runs` `{"trigger": "drift"}` | start a run (202, its id); 409 while one runs |
-/// | `GET /v1/runs?pipeline=P` | the recorded runs, oldest first |
+/// | `GET /v1/runs?pipeline=P&limit=N` | the newest recorded runs, oldest first |
 /// | `GET /v1/runs/{id}` | one run: steps, outcomes, outputs, metrics, logs |
 ///
-/// Starting a run needs the bearer token; reads are open. Runs go on a thread of their own,
-/// never on the event loops.
+/// Starting a run needs the bearer token; reads are open. Runs are read from the same history
+/// the runners record into: the registry's database when there is a registry.
 public final class PipelineServer: Sendable {
     let pipelines: [String: (definition: PipelineDefinition, runner: PipelineRunner)]
+    /// Where the runs are read from (the runners record into it).
+    let history: any RunHistory
     let tokenSHA256: String
     private let running = Mutex<Set<String>>([])
 
-    public init(pipelines: [(PipelineDefinition, PipelineRunner)], tokenSHA256: String) throws(WharfError) {
+    public init(pipelines: [(PipelineDefinition, PipelineRunner)], history: any RunHistory, tokenSHA256: String) throws(WharfError) {
         var byName: [String: (PipelineDefinition, PipelineRunner)] = [:]
         for (definition, runner) in pipelines {
             guard byName.updateValue((definition, runner), forKey: definition.name) == nil else {
@@ -33,6 +34,7 @@ public final class PipelineServer: Sendable {
             }
         }
         self.pipelines = byName
+        self.history = history
         self.tokenSHA256 = tokenSHA256
     }
 
@@ -61,10 +63,11 @@ public final class PipelineServer: Sendable {
         router.get("/v1/health/live") { _, _ in Response.emptyOK }
         router.get("/v1/health/ready") { _, _ in Response.emptyOK }
         router.get("/v1/pipelines") { _, _ in
-            let summaries = try self.pipelines.keys.sorted().map { name in
-                let (definition, runner) = self.pipelines[name]!
-                return Summary(name: name, steps: definition.steps.map(\.name), running: self.running.withLock { $0.contains(name) },
-                               lastRun: try runner.runs().last { $0.pipeline == name })
+            var summaries: [Summary] = []
+            for name in self.pipelines.keys.sorted() {
+                let definition = self.pipelines[name]!.definition
+                summaries.append(Summary(name: name, steps: definition.steps.map(\.name), running: self.running.withLock { $0.contains(name) },
+                                         lastRun: try await self.history.runs(pipeline: name, limit: 1).last))
             }
             return try JSONBody.response(["pipelines": summaries])
         }
@@ -78,11 +81,11 @@ public final class PipelineServer: Sendable {
                 throw WharfError(.conflict, "pipeline \(name) is running; start it again when that run ends")
             }
             let id = PipelineRunner.runID()
-            // The run blocks on its steps' processes: a thread of its own, not an event loop.
-            DispatchQueue.global().async {
+            // The runner waits for its steps' processes on threads of their own, never an event loop.
+            Task {
                 defer { _ = self.running.withLock { $0.remove(name) } }
                 do {
-                    _ = try runner.run(definition, trigger: trigger, id: id)
+                    _ = try await runner.run(definition, trigger: trigger, id: id)
                 } catch {
                     logger.error("pipeline run failed to start", metadata: ["pipeline": "\(name)", "error": "\(error)"])
                 }
@@ -91,18 +94,18 @@ public final class PipelineServer: Sendable {
         }
         router.get("/v1/runs") { request, _ in
             let filter = request.uri.queryParameters["pipeline"].map(String.init)
-            let runs = try self.pipelines.values.map(\.runner.stateDirectory).reduce(into: Set<String>()) { $0.insert($1) }.sorted()
-                .flatMap { directory in try PipelineRunner(stateDirectory: directory, executable: "", baseDirectory: ".").runs() }
-                .filter { filter == nil || $0.pipeline == filter }
-                .sorted { ($0.startedAt, $0.id) < ($1.startedAt, $1.id) }
-            return try JSONBody.response(["runs": runs])
+            if let filter { try RegistryName.check(filter, kind: "pipeline") }
+            let limitText = request.uri.queryParameters["limit"].map(String.init) ?? "100"
+            guard let limit = Int(limitText), (1...1000).contains(limit) else {
+                throw WharfError(.invalidInput, "limit: \"\(limitText.prefix(20))\" must be a whole number from 1 to 1000")
+            }
+            return try JSONBody.response(["runs": try await self.history.runs(pipeline: filter, limit: limit)])
         }
         router.get("/v1/runs/:id") { _, context in
             let id = try context.parameters.require("id")
-            for (_, runner) in self.pipelines.values {
-                if let run = try runner.runs().first(where: { $0.id == id }) { return try JSONBody.response(run) }
-            }
-            throw WharfError(.notFound, "no run \(id)")
+            try RegistryName.check(id, kind: "run")
+            guard let run = try await self.history.run(id: id) else { throw WharfError(.notFound, "no run \(id)") }
+            return try JSONBody.response(run)
         }
         return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "wharf-pipelines"),
                            onServerRunning: onServerRunning, logger: logger)

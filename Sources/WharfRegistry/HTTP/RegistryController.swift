@@ -98,6 +98,29 @@ struct RegistryController: Sendable {
         }
         models.get(":name/audit") { _, context in try await auditLog(context) }
 
+        router.put("/v1/runs/:id") { request, context in
+            let id = try context.parameters.require("id")
+            let run = try await JSONBody.decode(PipelineRun.self, from: request, limit: PipelineRun.maxRecordBytes).validated()
+            guard run.id == id else { throw WharfError(.invalidInput, "id: the body is run \(run.id.prefix(80)), the path \(id.prefix(80))") }
+            try await store.saveRun(run)
+            return try JSONBody.response(run)
+        }
+        router.get("/v1/runs") { request, _ in
+            let pipeline = request.uri.queryParameters["pipeline"].map(String.init)
+            if let pipeline { try RegistryName.check(pipeline, kind: "pipeline") }
+            let limitText = request.uri.queryParameters["limit"].map(String.init) ?? "100"
+            guard let limit = Int(limitText), (1...1000).contains(limit) else {
+                throw WharfError(.invalidInput, "limit: \"\(limitText.prefix(20))\" must be a whole number from 1 to 1000")
+            }
+            return try JSONBody.response(Lists.Runs(runs: try await store.runs(pipeline: pipeline, limit: limit)))
+        }
+        router.get("/v1/runs/:id") { _, context in
+            let id = try context.parameters.require("id")
+            try RegistryName.check(id, kind: "run")
+            guard let run = try await store.run(id: id) else { throw WharfError(.notFound, "no pipeline run \(id)") }
+            return try JSONBody.response(run)
+        }
+
         router.post("/v1/artifacts") { request, _ in try await upload(request) }
         router.get("/v1/artifacts/:sha256") { _, context in
             try artifactResponse(try context.parameters.require("sha256"))
@@ -110,6 +133,7 @@ struct RegistryController: Sendable {
         struct Versions: Encodable { var versions: [ModelVersion] }
         struct Aliases: Encodable { var aliases: [ModelAlias] }
         struct Audit: Encodable { var entries: [AuditEntry] }
+        struct Runs: Codable { var runs: [PipelineRun] }
     }
 
     private func auditLog(_ context: Context) async throws -> Response {

@@ -7,9 +7,9 @@ info:
   title: Wharf model registry
   version: "1"
   description: |
-    Model versions with lineage, validations, aliases with an audit log, and content-addressed
-    artifacts. Writes need `Authorization: Bearer <token>`; reads too when the registry runs
-    with --protect-reads. `X-Wharf-Actor` names who makes a change (default "api").
+    Model versions with lineage, validations, aliases with an audit log, content-addressed
+    artifacts, and the history of pipeline runs. Writes need `Authorization: Bearer <token>`;
+    reads too when the registry runs with --protect-reads. `X-Wharf-Actor` names who makes a change (default "api").
     Every error is `{"error": "<message>"}` with the status below.
 servers:
   - url: http://127.0.0.1:8081
@@ -146,6 +146,39 @@ components:
         reason: {type: string}
         forced: {type: boolean}
         at: {type: string, format: date-time}
+    PipelineRun:
+      type: object
+      description: One run of a pipeline, saved as it progresses (outcome running until it ends).
+      required: [id, pipeline, started_at, outcome, trigger, steps]
+      properties:
+        id: {type: string, pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+        pipeline: {type: string, pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+        started_at: {type: string, format: date-time}
+        finished_at: {type: string, format: date-time}
+        outcome: {type: string, enum: [running, succeeded, failed]}
+        trigger: {type: string, maxLength: 256, description: "manual, api, drift, schedule, new-data: …"}
+        steps:
+          type: array
+          maxItems: 200
+          items:
+            type: object
+            required: [name, outcome, attempts, seconds, outputs]
+            properties:
+              name: {type: string}
+              outcome: {type: string, enum: [succeeded, cached, failed, skipped]}
+              attempts: {type: integer, minimum: 0}
+              seconds: {type: number, minimum: 0}
+              outputs:
+                type: object
+                additionalProperties:
+                  type: object
+                  required: [path, sha256]
+                  properties: {path: {type: string}, sha256: {type: string, pattern: "^[0-9a-f]{64}$"}}
+              cache_key: {type: string}
+              log: {type: string, description: the whole log's path on the machine that ran the step}
+              log_tail: {type: string, maxLength: 16384}
+              error: {type: string}
+              metrics: {type: object, additionalProperties: {type: number}}
 paths:
   /v1/health/live:
     get:
@@ -181,6 +214,33 @@ paths:
         "400": {$ref: "#/components/responses/error"}
         "404": {$ref: "#/components/responses/error"}
         "500": {$ref: "#/components/responses/error"}
+  /v1/runs:
+    get:
+      summary: Pipeline runs, the newest `limit` (default 100), oldest first.
+      parameters:
+        - {name: pipeline, in: query, schema: {type: string}}
+        - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 1000}}
+      responses:
+        "200": {description: the runs, content: {application/json: {schema: {type: object, properties: {runs: {type: array, items: {$ref: "#/components/schemas/PipelineRun"}}}}}}}
+        "400": {$ref: "#/components/responses/error"}
+  /v1/runs/{id}:
+    parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+    get:
+      summary: One pipeline run.
+      responses:
+        "200": {description: the run, content: {application/json: {schema: {$ref: "#/components/schemas/PipelineRun"}}}}
+        "404": {$ref: "#/components/responses/error"}
+    put:
+      summary: Record a pipeline run (the pipeline runner saves each run as it progresses; the same id replaces the record).
+      security: [{bearer: []}]
+      requestBody:
+        required: true
+        content: {application/json: {schema: {$ref: "#/components/schemas/PipelineRun"}}}
+      responses:
+        "200": {description: recorded, content: {application/json: {schema: {$ref: "#/components/schemas/PipelineRun"}}}}
+        "400": {$ref: "#/components/responses/error"}
+        "401": {$ref: "#/components/responses/error"}
+        "413": {$ref: "#/components/responses/error"}
   /v1/models:
     get:
       summary: Every model name.

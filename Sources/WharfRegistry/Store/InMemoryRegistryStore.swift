@@ -7,6 +7,7 @@ public actor InMemoryRegistryStore: RegistryStore {
     private var aliasesByName: [String: [String: ModelAlias]] = [:]
     private var validationData: [String: DatasetFingerprint] = [:]
     private var auditLog: [AuditEntry] = []
+    private var pipelineRuns: [String: PipelineRun] = [:]
     private let clock: @Sendable () -> Date
 
     public init(clock: @escaping @Sendable () -> Date = { Date() }) {
@@ -85,6 +86,19 @@ public actor InMemoryRegistryStore: RegistryStore {
     public func setValidationData(name: String, data: DatasetFingerprint, actor: String) -> AuditEntry {
         validationData[name] = data
         return record(name: name, action: "validation_data.set", alias: nil, from: nil, to: nil, actor: actor, reason: "sha256 \(data.sha256)", forced: false)
+    }
+
+    public func saveRun(_ run: PipelineRun) {
+        pipelineRuns[run.id] = run
+    }
+
+    public func runs(pipeline: String?, limit: Int) -> [PipelineRun] {
+        let matching = pipelineRuns.values.filter { pipeline == nil || $0.pipeline == pipeline }.sorted(by: PipelineRun.listedBefore)
+        return Array(matching.suffix(max(0, limit)))
+    }
+
+    public func run(id: String) -> PipelineRun? {
+        pipelineRuns[id]
     }
 
     @discardableResult

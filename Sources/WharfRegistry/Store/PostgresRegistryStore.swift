@@ -61,6 +61,13 @@ public final class PostgresRegistryStore: RegistryStore {
                 let now = Date().timeIntervalSince1970
                 try await connection.query("INSERT INTO wharf_migrations (name, applied_at) VALUES ('1-registry', \(now))", logger: logger)
             }
+            if !names.contains("2-pipeline-runs") {
+                for statement in RegistrySchema.pipelineRunStatements(real: "DOUBLE PRECISION") {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                let now = Date().timeIntervalSince1970
+                try await connection.query("INSERT INTO wharf_migrations (name, applied_at) VALUES ('2-pipeline-runs', \(now))", logger: logger)
+            }
         }
     }
 
@@ -212,6 +219,36 @@ public final class PostgresRegistryStore: RegistryStore {
             return try await self.audit(connection, name: name, action: "validation_data.set", alias: nil, from: nil, to: nil, actor: actor,
                                         reason: "sha256 \(data.sha256)", forced: false)
         }
+    }
+
+    public func saveRun(_ run: PipelineRun) async throws {
+        let record = try StoredJSON.encode(run)
+        let started = run.startedAt.timeIntervalSince1970
+        try await client.query(
+            """
+            INSERT INTO pipeline_runs (id, pipeline, started_at, outcome, record) VALUES (\(run.id), \(run.pipeline), \(started), \(run.outcome), \(record))
+            ON CONFLICT (id) DO UPDATE SET pipeline = excluded.pipeline, started_at = excluded.started_at,
+                outcome = excluded.outcome, record = excluded.record
+            """, logger: logger)
+    }
+
+    public func runs(pipeline: String?, limit: Int) async throws -> [PipelineRun] {
+        let limit = max(0, limit)
+        let rows = if let pipeline {
+            try await client.query("SELECT record FROM pipeline_runs WHERE pipeline = \(pipeline) ORDER BY started_at DESC, id DESC LIMIT \(limit)", logger: logger)
+        } else {
+            try await client.query("SELECT record FROM pipeline_runs ORDER BY started_at DESC, id DESC LIMIT \(limit)", logger: logger)
+        }
+        var runs: [PipelineRun] = []
+        for try await record in rows.decode(String.self) { runs.append(try StoredJSON.decode(PipelineRun.self, record)) }
+        return runs.reversed()
+    }
+
+    public func run(id: String) async throws -> PipelineRun? {
+        for try await record in try await client.query("SELECT record FROM pipeline_runs WHERE id = \(id)", logger: logger).decode(String.self) {
+            return try StoredJSON.decode(PipelineRun.self, record)
+        }
+        return nil
     }
 
     /// A transaction whose failure is the closure's own error (a ``WharfError`` stays one),

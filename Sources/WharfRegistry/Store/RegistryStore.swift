@@ -26,11 +26,25 @@ public protocol RegistryStore: Sendable {
     func audit(name: String) async throws -> [AuditEntry]
     /// Registers the dataset versions of `name` must pass validation on before production.
     func setValidationData(name: String, data: DatasetFingerprint, actor: String) async throws -> AuditEntry
+
+    /// Records a pipeline run, replacing the earlier record with its id: a run is saved as it
+    /// progresses.
+    func saveRun(_ run: PipelineRun) async throws
+    /// The newest `limit` runs (of `pipeline`, or of every pipeline), oldest first.
+    func runs(pipeline: String?, limit: Int) async throws -> [PipelineRun]
+    func run(id: String) async throws -> PipelineRun?
 }
 
 extension RegistryStore {
     public func alias(name: String, alias: String) async throws -> ModelAlias? {
         try await aliases(name: name).first { $0.alias == alias }
+    }
+}
+
+extension PipelineRun {
+    /// The order runs are listed in: by start, then by id (ids begin with their start time).
+    static func listedBefore(_ a: PipelineRun, _ b: PipelineRun) -> Bool {
+        (a.startedAt, a.id) < (b.startedAt, b.id)
     }
 }
 

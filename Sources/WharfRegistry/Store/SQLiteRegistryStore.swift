@@ -29,6 +29,11 @@ public final class SQLiteRegistryStore: RegistryStore {
                 try db.execute(sql: statement)
             }
         }
+        migrator.registerMigration("2-pipeline-runs") { db in
+            for statement in RegistrySchema.pipelineRunStatements(real: "REAL") {
+                try db.execute(sql: statement)
+            }
+        }
         return migrator
     }
 
@@ -150,6 +155,35 @@ public final class SQLiteRegistryStore: RegistryStore {
                 arguments: [name, Date().timeIntervalSince1970, encoded])
             return try Self.audit(db, name: name, action: "validation_data.set", alias: nil, from: nil, to: nil, actor: actor, reason: "sha256 \(data.sha256)", forced: false)
         }
+    }
+
+    public func saveRun(_ run: PipelineRun) async throws {
+        let record = try StoredJSON.encode(run)
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO pipeline_runs (id, pipeline, started_at, outcome, record) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (id) DO UPDATE SET pipeline = excluded.pipeline, started_at = excluded.started_at,
+                        outcome = excluded.outcome, record = excluded.record
+                    """,
+                arguments: [run.id, run.pipeline, run.startedAt.timeIntervalSince1970, run.outcome, record])
+        }
+    }
+
+    public func runs(pipeline: String?, limit: Int) async throws -> [PipelineRun] {
+        let records: [String] = try await pool.read { db in
+            if let pipeline {
+                return try String.fetchAll(db, sql: "SELECT record FROM pipeline_runs WHERE pipeline = ? ORDER BY started_at DESC, id DESC LIMIT ?",
+                                           arguments: [pipeline, max(0, limit)])
+            }
+            return try String.fetchAll(db, sql: "SELECT record FROM pipeline_runs ORDER BY started_at DESC, id DESC LIMIT ?", arguments: [max(0, limit)])
+        }
+        return try records.reversed().map { try StoredJSON.decode(PipelineRun.self, $0) }
+    }
+
+    public func run(id: String) async throws -> PipelineRun? {
+        let record = try await pool.read { db in try String.fetchOne(db, sql: "SELECT record FROM pipeline_runs WHERE id = ?", arguments: [id]) }
+        return try record.map { try StoredJSON.decode(PipelineRun.self, $0) }
     }
 
     // MARK: - Rows
@@ -276,6 +310,25 @@ enum RegistrySchema {
             """,
             "CREATE INDEX audit_by_name ON audit (name, id)",
             "CREATE INDEX validations_by_version ON validations (name, version, id)",
+        ]
+    }
+}
+
+extension RegistrySchema {
+    /// Migration 2: pipeline runs, the whole record as JSON beside the columns they are listed by.
+    static func pipelineRunStatements(real: String) -> [String] {
+        [
+            """
+            CREATE TABLE pipeline_runs (
+                id TEXT PRIMARY KEY,
+                pipeline TEXT NOT NULL,
+                started_at \(real) NOT NULL,
+                outcome TEXT NOT NULL,
+                record TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX pipeline_runs_by_start ON pipeline_runs (started_at, id)",
+            "CREATE INDEX pipeline_runs_by_pipeline ON pipeline_runs (pipeline, started_at, id)",
         ]
     }
 }
