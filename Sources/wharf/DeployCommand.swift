@@ -3,6 +3,7 @@ import Foundation
 import WharfClient
 import WharfCore
 import WharfDeploy
+import WharfPipelines
 
 /// Where the gateway is and the key to use: shared by the deploy subcommands.
 struct GatewayOptions: ParsableArguments {
@@ -40,7 +41,7 @@ struct DeployCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deploy",
         abstract: "Steer the gateway's deployments: set, status, canary, promote, rollback, shadow.",
-        subcommands: [Set.self, Status.self, Canary.self, Promote.self, Rollback.self, Shadow.self, Kubernetes.self]
+        subcommands: [Set.self, Status.self, Canary.self, Rollout.self, Promote.self, Rollback.self, Shadow.self, Kubernetes.self]
     )
 
     struct Set: AsyncParsableCommand {
@@ -101,15 +102,70 @@ struct DeployCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let stepValues = try steps.split(separator: ",").map { text throws(WharfError) -> Double in
-                    guard let value = Double(text.trimmingCharacters(in: .whitespaces)) else { throw WharfError(.invalidInput, "--steps: \"\(text)\" is not a number") }
-                    return value
-                }
-                let plan = CanaryPlan(version: version, replicas: replicas.split(separator: ",").map(String.init), steps: stepValues,
+                let plan = CanaryPlan(version: version, replicas: replicas.split(separator: ",").map(String.init), steps: try parseSteps(steps),
                                       intervalSeconds: try parseSeconds(interval), maxErrorRate: try parseRate(maxErrorRate),
                                       maxP99Milliseconds: maxP99Ms, minRequests: minRequests)
                 try printJSONObject(try await options.client.canary(model, try plan.validated()))
             }
+        }
+    }
+
+    struct Rollout: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Roll a registered version out end to end: candidate alias, canary, production alias, back on the production replicas.",
+            discussion: """
+                The candidate replicas follow NAME@<candidate alias> (wharf serve --registry … --model \
+                NAME@candidate); the production replicas follow NAME@production. The rollout points the \
+                candidate alias at --version, waits for the candidate replicas to serve it, runs the \
+                gateway's canary towards them, and when every step passed moves the production alias (the \
+                registry's promotion policy applies), waits for the production replicas to swap, and gives \
+                them all the traffic again. A canary the gateway rolls back ends the rollout: exit status 1, \
+                production untouched. A canary of the model that is already running is waited for.
+                """)
+        @OptionGroup var options: GatewayOptions
+        @Argument(help: "The model.") var model: String
+        @Option(help: "The registered version to roll out.") var version: Int
+        @Option(help: "The candidate replicas' URLs, comma-separated.") var replicas: String
+        @Option(help: "The production replicas' URLs (default: the deployment's current replicas).") var productionReplicas: String?
+        @Option(help: "The alias the candidate replicas follow.") var candidateAlias = "candidate"
+        @Option(help: "The alias moved when the canary passes.") var alias = "production"
+        @Option(help: "Registry URL (WHARF_REGISTRY_URL; default http://127.0.0.1:8081).") var registry: String?
+        @Option(help: "Traffic percentages, comma-separated.") var steps = "5,25,50,100"
+        @Option(help: "Time per step: 30s, 2m, 500ms.") var interval = "30s"
+        @Option(help: "Highest error rate: 1% or 0.01.") var maxErrorRate = "1%"
+        @Option(help: "Highest p99 latency, milliseconds.") var maxP99Ms: Double?
+        @Option(help: "Requests a step needs before it is judged.") var minRequests = 20
+        @Option(help: "How long replicas get to load the version (and a running canary to end).") var wait = "5m"
+        @Flag(help: "Print the outcome as JSON.") var json = false
+
+        func run() async throws {
+            var outcome: WharfPipelines.Rollout.Outcome?
+            try await reportingErrors {
+                let environment = ProcessInfo.processInfo.environment
+                var rollout = WharfPipelines.Rollout(model: model, version: version, replicas: try urlList(replicas, flag: "--replicas"))
+                rollout.productionReplicas = try productionReplicas.map { try urlList($0, flag: "--production-replicas") }
+                rollout.candidateAlias = candidateAlias
+                rollout.alias = alias
+                rollout.steps = try parseSteps(steps)
+                rollout.intervalSeconds = try parseSeconds(interval)
+                rollout.maxErrorRate = try parseRate(maxErrorRate)
+                rollout.maxP99Milliseconds = maxP99Ms
+                rollout.minRequests = minRequests
+                rollout.waitSeconds = try parseSeconds(wait)
+                let registryClient = RegistryClient(baseURL: registry ?? environment["WHARF_REGISTRY_URL"] ?? "http://127.0.0.1:8081",
+                                                    token: environment["WHARF_REGISTRY_TOKEN"], actor: environment["WHARF_ACTOR"] ?? "wharf-rollout")
+                let quiet = json
+                outcome = try await rollout.run(registry: registryClient, gateway: options.client) { line in
+                    if !quiet { writeStandardOutput("rollout: \(line)\n") }
+                }
+            }
+            guard let outcome else { return }
+            if json {
+                writeStandardOutput(try encodeJSON(outcome) + "\n")
+            } else {
+                writeStandardOutput("\(outcome.model)@\(outcome.version): \(outcome.state)\(outcome.reason.map { " (\($0))" } ?? "") in \(String(format: "%.1f", outcome.seconds)) s\n")
+            }
+            if outcome.state != "promoted" { throw ExitCode(1) }
         }
     }
 
@@ -149,6 +205,24 @@ struct DeployCommand: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// "5,25,50,100" → traffic percentages.
+func parseSteps(_ text: String) throws(WharfError) -> [Double] {
+    try text.split(separator: ",").map { part throws(WharfError) -> Double in
+        guard let value = Double(part.trimmingCharacters(in: .whitespaces)) else { throw WharfError(.invalidInput, "--steps: \"\(part)\" is not a number") }
+        return value
+    }
+}
+
+/// "http://a:1,http://b:2" → URLs, each checked.
+func urlList(_ text: String, flag: String) throws(WharfError) -> [String] {
+    let urls = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    guard !urls.isEmpty else { throw WharfError(.invalidInput, "\(flag): name at least one URL") }
+    for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+        throw WharfError(.invalidInput, "\(flag): \"\(url.prefix(80))\" is not an http(s) URL")
+    }
+    return urls
 }
 
 /// "1%" → 0.01, "0.02" → 0.02.

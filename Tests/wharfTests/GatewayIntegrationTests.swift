@@ -50,11 +50,13 @@ struct GatewayIntegrationTests {
         var seconds: Double
     }
 
-    static func infer(_ url: String) async -> Outcome {
+    static let eightFeatures = #"{"inputs":[{"name":"x","shape":[1,8],"datatype":"FP64","data":[0.1,1,2,3,4,5,6,7]}]}"#
+
+    static func infer(_ url: String, body: String = eightFeatures) async -> Outcome {
         var request = URLRequest(url: URL(string: url)!)
         request.httpMethod = "POST"
         request.timeoutInterval = 10
-        request.httpBody = Data(#"{"inputs":[{"name":"x","shape":[1,8],"datatype":"FP64","data":[0.1,1,2,3,4,5,6,7]}]}"#.utf8)
+        request.httpBody = Data(body.utf8)
         let started = Date()
         do {
             let (_, response) = try await URLSession.shared.data(for: request)
@@ -71,12 +73,12 @@ struct GatewayIntegrationTests {
         let stop = Atomic(false)
         let outcomes = Mutex<[Outcome]>([])
 
-        func run(_ url: String) async {
+        func run(_ url: String, body: String = GatewayIntegrationTests.eightFeatures) async {
             await withTaskGroup(of: Void.self) { group in
                 for _ in 0..<4 {
                     group.addTask {
                         while !self.stop.load(ordering: .relaxed) {
-                            let outcome = await GatewayIntegrationTests.infer(url)
+                            let outcome = await GatewayIntegrationTests.infer(url, body: body)
                             self.outcomes.withLock { $0.append(outcome) }
                         }
                     }

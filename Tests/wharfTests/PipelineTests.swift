@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 /// `wharf pipeline run`: steps in dependency order as processes, cached by content, a failed
@@ -204,6 +205,126 @@ struct PipelineTests {
         #expect(listed.split(separator: "\n").count == 3 && listed.contains("failed"), "\(listed)")
         let shown = try WharfCLI.run(["pipeline", "show", failed["id"] as? String ?? "", "--registry", registry]).stdout
         #expect(shown.contains("check: failed") && shown.contains("| "), "\(shown)")
+    }
+
+    /// The deploy step: a retrained version goes out as a canary through the gateway and is
+    /// promoted with no manual step and no failed client request; a version whose replica dies
+    /// mid-canary is rolled back by the gateway, and production never moves.
+    @Test func aDeployStepCanariesThroughTheGateway() async throws {
+        try await ProcessTestGate.shared.run { try await self.aDeployStepCanariesThroughTheGatewayBody() }
+    }
+
+    private func aDeployStepCanariesThroughTheGatewayBody() async throws {
+        let space = try Workspace()
+        defer { try? FileManager.default.removeItem(atPath: space.directory) }
+        let base = WharfCLI.ports(4)
+        let (registry, gateway, productionURL, candidateURL) = ("http://127.0.0.1:\(base)", "http://127.0.0.1:\(base + 1)",
+                                                                "http://127.0.0.1:\(base + 2)", "http://127.0.0.1:\(base + 3)")
+        let token = "pipeline-token", key = GatewayIntegrationTests.adminKey
+        let registryServer = try GatewayIntegrationTests.Server(["registry", "--port", String(base), "--data-dir", space.directory + "/registry", "--token", token])
+        let gatewayServer = try GatewayIntegrationTests.Server(["gateway", "--port", String(base + 1), "--data-dir", space.directory + "/gateway",
+                                                                "--admin-key", key, "--open-inference", "--health-interval-ms", "100"])
+        var servers: [GatewayIntegrationTests.Server] = [registryServer, gatewayServer]
+        defer { for server in servers { server.stop() } }
+        #expect(try await WharfCLI.waitForStatus(registry + "/v1/health/ready", status: 200))
+        #expect(try await WharfCLI.waitForStatus(gateway + "/v2/health/live", status: 200))
+
+        func write(deploy: Bool) throws {
+            let last = deploy
+                ? "deploy: {version: steps.register.version, replicas: [\(candidateURL)], steps: [50, 100], interval: 1500ms, min_requests: 5, wait: 60s}"
+                : "promote: {version: steps.register.version, alias: production}"
+            try """
+                name: cancer
+                steps:
+                  - name: data
+                    dataset: {csv: train.csv}
+                  - name: train
+                    train: {data: steps.data.csv, label: diagnosis, task: binary, params: {max_depth: 3, num_rounds: 20}}
+                  - name: register
+                    register: {model: steps.train.model, name: cancer, training_data: steps.data.csv, validation_data: validation.csv}
+                  - name: check
+                    validate: {model: steps.register.version, data: validation.csv, label: diagnosis, gates: ["roc_auc>=0.95"]}
+                  - name: ship
+                    \(last)
+                """.write(toFile: space.file, atomically: true, encoding: .utf8)
+        }
+        let arguments = ["pipeline", "run", space.file, "--state-dir", space.state, "--registry", registry, "--token", token,
+                         "--gateway", gateway, "--gateway-key", key, "--json"]
+        func parsed(_ result: WharfCLI.Result) -> (Int32, [String: Any]) {
+            (result.status, (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? ["stderr": result.stderr])
+        }
+        func run() throws -> (Int32, [String: Any]) { parsed(try WharfCLI.run(arguments)) }
+        func production() throws -> Int? {
+            let shown = try WharfCLI.run(["models", "show", "cancer@production", "--registry", registry]).stdout
+            return (try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [String: Any])?["version"] as? Int
+        }
+        func targets() async throws -> [String] {
+            let status = try await HubTests.request("GET", gateway + "/v1/deployments/cancer", token: key).json
+            return ((status["spec"] as? [String: Any])?["targets"] as? [[String: Any]] ?? []).map {
+                "\($0["version"] ?? "?")=\($0["weight"] ?? "?")@\(($0["replicas"] as? [String] ?? []).joined(separator: ","))"
+            }
+        }
+        func newData(_ rows: Int) throws {
+            let validation = try String(contentsOfFile: space.directory + "/validation.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+            let extra = validation.prefix(rows).joined(separator: "\n") + "\n"
+            try (try String(contentsOfFile: space.directory + "/train.csv", encoding: .utf8) + extra)
+                .write(toFile: space.directory + "/train.csv", atomically: true, encoding: .utf8)
+        }
+
+        // Version 1 by promotion; a production replica and a candidate replica follow the aliases.
+        try write(deploy: false)
+        let (bootstrap, first) = try run()
+        #expect(bootstrap == 0, "\(first)")
+        #expect(try WharfCLI.run(["models", "alias", "cancer@1", "candidate", "--registry", registry, "--token", token]).status == 0)
+        for (port, alias) in [(base + 2, "production"), (base + 3, "candidate")] {
+            servers.append(try GatewayIntegrationTests.Server(["serve", "--registry", registry, "--model", "cancer@\(alias)", "--port", String(port),
+                                                               "--poll-seconds", "0.2", "--cache-dir", space.directory + "/cache-\(alias)"]))
+        }
+        #expect(try await WharfCLI.waitForStatus(productionURL + "/v2/health/ready", status: 200))
+        #expect(try await WharfCLI.waitForStatus(candidateURL + "/v2/health/ready", status: 200))
+        #expect(try WharfCLI.run(["deploy", "set", "cancer", "--target", "1=100@\(productionURL)", "--gateway", gateway, "--key", key]).status == 0)
+
+        // Version 2 on new data, through the deploy step, under continuous client load.
+        let request = try String(contentsOf: WharfCLI.packageRoot.appendingPathComponent("examples/breast-cancer/request.json"), encoding: .utf8)
+        let load = GatewayIntegrationTests.Load()
+        let loading = Task { await load.run(gateway + "/v2/models/cancer/infer", body: request) }
+        try newData(10)
+        try write(deploy: true)
+        let (status, second) = try run()
+        try await Task.sleep(for: .milliseconds(500))
+        load.stop.store(true, ordering: .relaxed)
+        await loading.value
+        #expect(status == 0, "\(second)")
+        #expect(space.outcomes(second) == ["data:succeeded", "train:succeeded", "register:succeeded", "check:succeeded", "ship:succeeded"])
+        #expect(try production() == 2)
+        #expect(try await targets() == ["2=100@\(productionURL)"])
+        #expect(load.failures.isEmpty, "\(load.failures.count) of \(load.count) client requests failed: \(load.failures.prefix(3).map(\.status))")
+        #expect(load.versions == ["1", "2"], "\(load.versions)")
+
+        // Version 3: its replica dies mid-canary; the gateway rolls it back, the run fails, and
+        // production stays on 2, served by the production replica.
+        let badLoad = GatewayIntegrationTests.Load()
+        let badLoading = Task { await badLoad.run(gateway + "/v2/models/cancer/infer", body: request) }
+        try newData(20)
+        let third = Task.detached { try WharfCLI.run(arguments) }
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let canary = try await HubTests.request("GET", gateway + "/v1/deployments/cancer", token: key).json["canary"] as? [String: Any]
+            if canary?["version"] as? String == "3", canary?["state"] as? String == "running" { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        servers[3].kill()
+        let (failedStatus, failed) = parsed(try await third.value)
+        badLoad.stop.store(true, ordering: .relaxed)
+        await badLoading.value
+        #expect(failedStatus == 1, "\(failed)")
+        #expect(space.outcomes(failed) == ["data:succeeded", "train:succeeded", "register:succeeded", "check:succeeded", "ship:failed"])
+        let ship = (failed["steps"] as? [[String: Any]])?.last
+        #expect((ship?["error"] as? String)?.contains("the canary was rolled back") == true, "\(ship ?? [:])")
+        #expect(try production() == 2)
+        #expect(try await targets() == ["2=100@\(productionURL)"])
+        #expect(badLoad.failures.isEmpty, "\(badLoad.failures.count) of \(badLoad.count) client requests failed")
+        #expect(badLoad.count > 20)
     }
 
     /// Triggers: enough new events in a hub stream start a run, once; a schedule starts one too.

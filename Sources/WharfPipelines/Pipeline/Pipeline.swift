@@ -15,6 +15,8 @@ import WharfCore
 ///     timeout_seconds: 600
 ///   - name: check
 ///     validate: {model: steps.train.model, data: data/valid.csv, label: churned, gates: ["roc_auc>=0.9"]}
+///   - name: ship
+///     deploy: {version: steps.register.version, replicas: [http://10.0.0.7:9001], steps: [10, 50, 100], interval: 30s}
 ///   - name: report
 ///     command: [sh, -c, "wc -l {steps.data.csv} > {outputs.summary}"]
 ///     outputs: [summary]
@@ -45,6 +47,69 @@ public struct PipelineDefinition: Sendable, Decodable {
             case register(Register)
             /// `wharf models promote`: moves an alias to a registered version; output `promotion`.
             case promote(Promote)
+            /// `wharf deploy rollout`: a canary through the gateway, then the production alias;
+            /// output `rollout`. A canary the gateway rolls back fails the step (and the run).
+            case deploy(Deploy)
+        }
+
+        /// A registered version rolled out through the gateway (``Rollout``).
+        public struct Deploy: Sendable, Hashable, Decodable {
+            /// A register step's `version`.
+            public var version: String
+            /// The candidate replicas (servers following NAME@candidate_alias).
+            public var replicas: [String]
+            public var productionReplicas: [String]?
+            public var candidateAlias: String?
+            public var alias: String?
+            /// Traffic percentages, like [5, 25, 50, 100].
+            public var steps: [Double]?
+            /// Time per step: 30s, 2m.
+            public var interval: String?
+            /// 1% or 0.01.
+            public var maxErrorRate: String?
+            public var maxP99Ms: Double?
+            public var minRequests: Int?
+            /// How long replicas get to load the version.
+            public var wait: String?
+
+            enum CodingKeys: String, CodingKey {
+                case version, replicas, alias, steps, interval, wait
+                case productionReplicas = "production_replicas"
+                case candidateAlias = "candidate_alias"
+                case maxErrorRate = "max_error_rate"
+                case maxP99Ms = "max_p99_ms"
+                case minRequests = "min_requests"
+            }
+
+            public init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                version = try container.decode(String.self, forKey: .version)
+                replicas = try container.decode([String].self, forKey: .replicas)
+                productionReplicas = try container.decodeIfPresent([String].self, forKey: .productionReplicas)
+                candidateAlias = try container.decodeIfPresent(String.self, forKey: .candidateAlias)
+                alias = try container.decodeIfPresent(String.self, forKey: .alias)
+                steps = try container.decodeIfPresent([Double].self, forKey: .steps)
+                interval = try container.decodeIfPresent(Scalar.self, forKey: .interval)?.text
+                maxErrorRate = try container.decodeIfPresent(Scalar.self, forKey: .maxErrorRate)?.text
+                maxP99Ms = try container.decodeIfPresent(Double.self, forKey: .maxP99Ms)
+                minRequests = try container.decodeIfPresent(Int.self, forKey: .minRequests)
+                wait = try container.decodeIfPresent(Scalar.self, forKey: .wait)?.text
+            }
+
+            /// `wharf deploy rollout`'s options.
+            var arguments: [String] {
+                var arguments = ["--replicas", replicas.joined(separator: ",")]
+                if let productionReplicas { arguments += ["--production-replicas", productionReplicas.joined(separator: ",")] }
+                if let candidateAlias { arguments += ["--candidate-alias", candidateAlias] }
+                if let alias { arguments += ["--alias", alias] }
+                if let steps { arguments += ["--steps", steps.map { $0 == $0.rounded() ? String(Int($0)) : String($0) }.joined(separator: ",")] }
+                if let interval { arguments += ["--interval", interval] }
+                if let maxErrorRate { arguments += ["--max-error-rate", maxErrorRate] }
+                if let maxP99Ms { arguments += ["--max-p99-ms", String(maxP99Ms)] }
+                if let minRequests { arguments += ["--min-requests", String(minRequests)] }
+                if let wait { arguments += ["--wait", wait] }
+                return arguments
+            }
         }
 
         public struct HubDataset: Sendable, Hashable, Decodable {
@@ -138,6 +203,8 @@ public struct PipelineDefinition: Sendable, Decodable {
                 return "register model=\(register.model) name=\(register.name) training=\(register.trainingData ?? "") validation=\(register.validationData ?? "") code=\(register.codeRevision ?? "")"
             case .promote(let promote):
                 return "promote version=\(promote.version) alias=\(promote.alias ?? "production")"
+            case .deploy(let deploy):
+                return "deploy version=\(deploy.version) \(deploy.arguments.joined(separator: " "))"
             case .command(let arguments, let outputs):
                 return "command \(arguments.map { "[\($0)]" }.joined()) outputs=\(outputs.joined(separator: ","))"
             }
@@ -155,7 +222,7 @@ public struct PipelineDefinition: Sendable, Decodable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case name, dataset, train, validate, command, outputs, retries, register, promote
+            case name, dataset, train, validate, command, outputs, retries, register, promote, deploy
             case timeoutSeconds = "timeout_seconds"
         }
 
@@ -189,12 +256,13 @@ public struct PipelineDefinition: Sendable, Decodable {
             if let validate = try container.decodeIfPresent(Validate.self, forKey: .validate) { actions.append(.validate(validate)) }
             if let register = try container.decodeIfPresent(Register.self, forKey: .register) { actions.append(.register(register)) }
             if let promote = try container.decodeIfPresent(Promote.self, forKey: .promote) { actions.append(.promote(promote)) }
+            if let deploy = try container.decodeIfPresent(Deploy.self, forKey: .deploy) { actions.append(.deploy(deploy)) }
             if let command = try container.decodeIfPresent([String].self, forKey: .command) {
                 actions.append(.command(arguments: command, outputs: try container.decodeIfPresent([String].self, forKey: .outputs) ?? []))
             }
             guard actions.count == 1 else {
                 throw DecodingError.dataCorruptedError(forKey: .name, in: container,
-                                                       debugDescription: "step \(name) needs exactly one of dataset, train, validate, register, promote, command")
+                                                       debugDescription: "step \(name) needs exactly one of dataset, train, validate, register, promote, deploy, command")
             }
             action = actions[0]
         }
@@ -207,6 +275,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             case .validate: ["report"]
             case .register: ["version"]
             case .promote: ["promotion"]
+            case .deploy: ["rollout"]
             case .command(_, let outputs): outputs
             }
         }
@@ -221,6 +290,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             case .validate(let validate): texts = [validate.model, validate.data]
             case .register(let register): texts = [register.model] + [register.trainingData, register.validationData].compactMap { $0 }
             case .promote(let promote): texts = [promote.version]
+            case .deploy(let deploy): texts = [deploy.version]
             case .command(let arguments, _): texts = arguments
             }
             var found: [(String, String)] = []

@@ -142,6 +142,12 @@ public struct PipelineRunner: Sendable {
                         record.seconds = Date().timeIntervalSince(started)
                         return record
                     }
+                    if case .deploy = step.action, result.status == 1 {
+                        // So is a canary the gateway rolled back on live figures.
+                        record.error = "the canary was rolled back: \(Self.rollbackReason(result.output))"
+                        record.seconds = Date().timeIntervalSince(started)
+                        return record
+                    }
                     guard result.status == 0 else {
                         lastError = result.timedOut ? "timed out after \(step.timeoutSeconds ?? 0) s" : "exited with status \(result.status)"
                         continue
@@ -155,6 +161,8 @@ public struct PipelineRunner: Sendable {
                         try result.output.write(to: URL(fileURLWithPath: outputs["version"]!))
                     case .promote:
                         try result.output.write(to: URL(fileURLWithPath: outputs["promotion"]!))
+                    case .deploy:
+                        try result.output.write(to: URL(fileURLWithPath: outputs["rollout"]!))
                     default:
                         break
                     }
@@ -210,6 +218,7 @@ public struct PipelineRunner: Sendable {
         case .validate(let validate): inputs = [validate.model, validate.data]
         case .register(let register): inputs = [register.model] + [register.trainingData, register.validationData].compactMap { $0 }
         case .promote(let promote): inputs = [promote.version]
+        case .deploy(let deploy): inputs = [deploy.version]
         case .command: inputs = step.references.map { "steps.\($0.step).\($0.output)" }
         }
         for input in inputs {
@@ -263,6 +272,12 @@ public struct PipelineRunner: Sendable {
             let arguments = [executable, "models", "promote", try Self.registered(try resolve(promote.version)), "--alias", promote.alias ?? "production",
                              "--reason", "pipeline run"]
             return (arguments, ["promotion": work + "/promotion.txt"])
+        case .deploy(let deploy):
+            let registered = try Self.registered(try resolve(deploy.version))
+            guard let at = registered.lastIndex(of: "@") else { throw WharfError(.invalidInput, "\(registered) is not NAME@VERSION") }
+            let arguments = [executable, "deploy", "rollout", String(registered[..<at]), "--version", String(registered[registered.index(after: at)...]),
+                             "--json"] + deploy.arguments
+            return (arguments, ["rollout": work + "/rollout.json"])
         case .command(let template, let outputNames):
             var outputs: [String: String] = [:]
             for name in outputNames { outputs[name] = work + "/" + name }
@@ -363,6 +378,13 @@ public struct PipelineRunner: Sendable {
               let gates = object["gates"] as? [[String: Any]]
         else { return "see the log" }
         return gates.filter { ($0["passed"] as? Bool) == false }.compactMap { $0["detail"] as? String }.joined(separator: "; ")
+    }
+
+    static func rollbackReason(_ output: Data) -> String {
+        guard let text = String(data: output, encoding: .utf8), let brace = text.firstIndex(of: "{"),
+              let object = try? JSONSerialization.jsonObject(with: Data(text[brace...].utf8)) as? [String: Any]
+        else { return "see the log" }
+        return object["reason"] as? String ?? "no reason given"
     }
 
     static func sha256(of path: String) throws -> String {
