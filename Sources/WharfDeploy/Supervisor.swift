@@ -11,11 +11,15 @@ public struct ServiceProcess: Sendable, Hashable {
     public var arguments: [String]
     /// Polled until it answers 200 before the service counts as ready.
     public var readyURL: String?
+    /// Added to the inherited environment: secrets go here, never in the arguments (which any
+    /// user of the machine can read).
+    public var environment: [String: String]
 
-    public init(name: String, arguments: [String], readyURL: String?) {
+    public init(name: String, arguments: [String], readyURL: String?, environment: [String: String] = [:]) {
         self.name = name
         self.arguments = arguments
         self.readyURL = readyURL
+        self.environment = environment
     }
 }
 
@@ -70,6 +74,9 @@ public final class Supervisor: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = child.service.arguments
+        if !child.service.environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(child.service.environment) { _, new in new }
+        }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

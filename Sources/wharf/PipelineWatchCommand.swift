@@ -63,7 +63,13 @@ extension PipelineCommand {
                         let outcome = try await runner.run(definition, trigger: reason)
                         mark = Mark(offset: last, lastRun: Date())
                         try JSONEncoder().encode(mark).write(to: URL(fileURLWithPath: markFile), options: .atomic)
-                        writeStandardOutput("\(outcome.id): \(outcome.outcome) (\(reason))\n")
+                        var line = "\(outcome.id): \(outcome.outcome) (\(reason))"
+                        if let failed = outcome.steps.first(where: { $0.outcome == "failed" }) {
+                            line += " at step \(failed.name): \(failed.error ?? "see its log")"
+                        } else {
+                            line += ": " + outcome.steps.map { "\($0.name) \($0.outcome)" }.joined(separator: ", ")
+                        }
+                        writeStandardOutput(line + "\n")
                     }
                     if once { return }
                     try await Task.sleep(for: pollInterval)

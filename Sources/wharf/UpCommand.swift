@@ -6,6 +6,7 @@ import UnixSignals
 import WharfClient
 import WharfCore
 import WharfDeploy
+import WharfPipelines
 import WharfRuntime
 
 struct UpCommand: AsyncParsableCommand {
@@ -16,8 +17,12 @@ struct UpCommand: AsyncParsableCommand {
             Each service is a separate process, restarted with backoff when it crashes. Every model \
             with a production alias in the registry gets --replicas model servers behind the gateway. \
             --demo first registers, validates and promotes the bundled breast-cancer model as `demo`, \
-            then rolls a second version out as a canary. Ctrl-C or SIGTERM stops the gateway, then the \
-            model servers, then the registry.
+            then rolls a second version out as a canary, and keeps the loop going by itself: the hub \
+            collects new patients and, later, their diagnoses; every --demo-retrain-every diagnoses a \
+            pipeline builds a point-in-time training set from the hub, trains, registers, validates \
+            against production and rolls the new version out through the gateway's canary. Ctrl-C or \
+            SIGTERM stops the demo's feeder and pipeline, the gateway, the model servers, the hub, then \
+            the registry.
             """
     )
 
@@ -28,6 +33,9 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "The gateway's port.") var port = 8080
     @Option(help: "The registry's port.") var registryPort = 8081
     @Option(help: "The first model server's port; the others follow.") var serverPort = 9001
+    @Option(help: "The hub's port (with --demo).") var hubPort = 8082
+    @Option(help: "With --demo: new diagnoses that start a retraining run.") var demoRetrainEvery = 300
+    @Option(help: "With --demo: time per canary step.") var demoCanaryInterval = "10s"
     @Option(help: "Where the demo's files are (model.json, model-v2.json, validation.csv).") var examples = "examples/breast-cancer"
     @Option(help: "Log format: text (lines prefixed with the service) or json.") var logFormat: LogFormat = .text
 
@@ -52,32 +60,38 @@ struct LocalPlatform: Service {
     let logger: Logger
 
     func run() async throws {
+        let background: Task<Void, Never>?
         do {
-            try await start()
+            background = try await start()
         } catch {
             logger.error("wharf up could not start", metadata: ["error": "\(error)"])
             await stop()
             throw error
         }
         try? await gracefulShutdown()
+        background?.cancel()
         await stop()
     }
 
     private func stop() async {
         let names = supervisor.names
+        let demo = names.filter { $0 == "demo-feed" || $0 == "pipeline" }
         let gateway = names.filter { $0 == "gateway" }
         let servers = names.filter { $0.hasPrefix("serve") }.sorted()
-        await supervisor.stop(gateway + servers + names.filter { $0 == "registry" })
+        await supervisor.stop(demo + gateway + servers + names.filter { $0 == "hub" } + names.filter { $0 == "registry" })
     }
 
     private var registryURL: String { "http://127.0.0.1:\(command.registryPort)" }
     private var gatewayURL: String { "http://127.0.0.1:\(command.port)" }
+    private var hubURL: String { "http://127.0.0.1:\(command.hubPort)" }
 
-    private func start() async throws {
+    /// Starts every service; returns the demo's first rollout, which goes on in the background.
+    private func start() async throws -> Task<Void, Never>? {
         let directory = command.dataDir
         try FileManager.default.createDirectory(atPath: directory + "/up", withIntermediateDirectories: true)
         let token = try Self.secret(directory + "/up/registry-token")
         let adminKey = try Self.secret(directory + "/up/gateway-admin-key")
+        let hubToken = try Self.secret(directory + "/up/hub-token")
 
         var registryArguments = ["registry", "--port", String(command.registryPort), "--data-dir", directory + "/registry",
                                  "--token-sha256", SHA256.hash(Array(token.utf8)).hex, "--log-format", command.logFormat.rawValue]
@@ -86,7 +100,16 @@ struct LocalPlatform: Service {
         try supervisor.start(registry)
         try await supervisor.waitReady(registry)
         let registryClient = RegistryClient(baseURL: registryURL, token: token, actor: "wharf-up")
-        if command.demo { try await DemoSeed(examples: command.examples, client: registryClient).registerFirstVersion() }
+        if command.demo {
+            try await DemoSeed(examples: command.examples, client: registryClient).registerFirstVersion()
+            let hub = ServiceProcess(
+                name: "hub",
+                arguments: ["hub", "--port", String(command.hubPort), "--data-dir", directory, "--definitions", command.examples + "/hub.yaml",
+                            "--log-format", command.logFormat.rawValue],
+                readyURL: hubURL + "/v1/health/ready", environment: ["WHARF_HUB_TOKEN": hubToken])
+            try supervisor.start(hub)
+            try await supervisor.waitReady(hub)
+        }
 
         let gateway = ServiceProcess(
             name: "gateway",
@@ -106,17 +129,77 @@ struct LocalPlatform: Service {
             deployed.append(model.name)
             servers += urls.map { "\(model.name)@production \($0)" }
         }
-        var canary: String?
-        if command.demo {
-            let version = try await DemoSeed(examples: command.examples, client: registryClient).registerSecondVersion()
-            let urls = try await startServers(model: "demo", reference: "demo@\(version)", label: "v\(version)", port: &port, token: token)
-            _ = try await gatewayClient.canary("demo", CanaryPlan(version: String(version), replicas: urls, steps: [10, 50, 100],
-                                                                  intervalSeconds: 20, maxErrorRate: 0.01, minRequests: 10))
-            canary = "demo@\(version)"
-            servers += urls.map { "demo@\(version) \($0)" }
+        guard command.demo else {
+            printSummary(deployed: deployed, servers: servers, demo: nil)
+            return nil
         }
-        printSummary(deployed: deployed, servers: servers, canary: canary)
+
+        // The demo: candidate servers follow demo@candidate; rollouts move it, then production.
+        let seed = DemoSeed(examples: command.examples, client: registryClient)
+        if (try? await registryClient.alias("demo", "candidate")) == nil {
+            let production = try await registryClient.alias("demo", "production").version
+            _ = try await registryClient.setAlias("demo", "candidate", version: production, reason: "demo: candidate servers start on production")
+        }
+        let candidates = try await startServers(model: "demo", reference: "demo@candidate", label: "candidate", port: &port, token: token)
+        servers += candidates.map { "demo@candidate \($0)" }
+        let interval = try parseSeconds(command.demoCanaryInterval)
+        var firstRollout: Task<Void, Never>?
+        let second = try await seed.registerSecondVersionOnFirstRun()
+        if let second {
+            var rollout = Rollout(model: "demo", version: second, replicas: candidates)
+            rollout.steps = [10, 50, 100]
+            rollout.intervalSeconds = interval
+            rollout.minRequests = 5
+            let gatewayClient = gatewayClient
+            firstRollout = Task {
+                do {
+                    let outcome = try await rollout.run(registry: registryClient, gateway: gatewayClient) { line in
+                        FileHandle.standardOutput.write(Data("[rollout] \(line)\n".utf8))
+                    }
+                    FileHandle.standardOutput.write(Data("[rollout] demo@\(outcome.version): \(outcome.state)\(outcome.reason.map { " (\($0))" } ?? "")\n".utf8))
+                } catch {
+                    FileHandle.standardOutput.write(Data("[rollout] demo@\(second) stopped: \(error)\n".utf8))
+                }
+            }
+        }
+
+        let pipelineFile = directory + "/up/demo-retrain.yaml"
+        try writeFileAtomically(pipelineFile, Array(demoPipeline(candidates: candidates).utf8))
+        try supervisor.start(ServiceProcess(
+            name: "demo-feed",
+            arguments: ["demo-feed", "--hub", hubURL, "--gateway", gatewayURL, "--rows", command.examples + "/train.csv"],
+            readyURL: nil, environment: ["WHARF_HUB_TOKEN": hubToken]))
+        try supervisor.start(ServiceProcess(
+            name: "pipeline",
+            arguments: ["pipeline", "watch", pipelineFile, "--state-dir", directory + "/pipelines", "--registry", registryURL, "--gateway", gatewayURL,
+                        "--hub", hubURL, "--stream", "cancer-labels", "--min-new-events", String(command.demoRetrainEvery), "--poll", "2s"],
+            readyURL: nil, environment: ["WHARF_REGISTRY_TOKEN": token, "WHARF_API_KEY": adminKey]))
+        printSummary(deployed: deployed, servers: servers, demo: (second, pipelineFile))
+        return firstRollout
     }
+
+    /// The retraining pipeline of the demo, with this run's addresses.
+    private func demoPipeline(candidates: [String]) -> String {
+        let validation = URL(fileURLWithPath: command.examples + "/validation.csv").standardizedFileURL.path
+        return """
+            # Written by `wharf up --demo` (its addresses change with its ports); `wharf pipeline watch` runs it
+            # whenever \(command.demoRetrainEvery) new diagnoses have arrived on the hub's cancer-labels stream.
+            name: demo-retrain
+            steps:
+              - name: data
+                dataset: {hub: "\(hubURL)", view: cancer, labels_stream: cancer-labels, label: diagnosis, entity_column: patient, time_column: ts}
+              - name: train
+                train: {data: steps.data.csv, label: diagnosis, task: binary, ignore: [patient, ts], params: {max_depth: 2, num_rounds: 200, learning_rate: 0.1}}
+              - name: register
+                register: {model: steps.train.model, name: demo, training_data: steps.data.csv, validation_data: "\(validation)", code_revision: wharf-up-demo}
+              - name: check
+                validate: {model: steps.register.version, data: "\(validation)", label: diagnosis, gates: ["roc_auc>=0.95"], against: production}
+              - name: ship
+                deploy: {version: steps.register.version, replicas: [\(candidates.map { "\"\($0)\"" }.joined(separator: ", "))], steps: [10, 50, 100], interval: \(command.demoCanaryInterval), max_error_rate: 1%, min_requests: 5}
+
+            """
+    }
+
 
     private func startServers(model: String, reference: String, label: String, port: inout Int, token: String) async throws -> [String] {
         var urls: [String] = []
@@ -134,7 +217,7 @@ struct LocalPlatform: Service {
         return urls
     }
 
-    private func printSummary(deployed: [String], servers: [String], canary: String?) {
+    private func printSummary(deployed: [String], servers: [String], demo: (second: Int?, pipeline: String)?) {
         var text = """
 
             wharf up: the platform is running
@@ -143,16 +226,22 @@ struct LocalPlatform: Service {
 
             """
         for server in servers { text += "  server    \(server)\n" }
-        if command.demo {
+        if let demo {
             text += """
+                  hub       \(hubURL)   (streams cancer-features, cancer-labels; view cancer)
 
                 The demo: the breast-cancer model was validated (roc_auc >= 0.95 on examples/breast-cancer/validation.csv),
                 registered and promoted to production as demo@1, and is served behind the gateway.
-                \(canary ?? "A second version") is rolling out as a canary: 10% → 50% → 100%, 20 s a step.
+                \(demo.second.map { "demo@\($0) is rolling out as a canary: 10% → 50% → 100%, \(command.demoCanaryInterval) a step." } ?? "")
+                From now on it runs by itself: new patients arrive on the hub and are scored through the gateway; their
+                diagnoses follow. Every \(command.demoRetrainEvery) diagnoses, \(demo.pipeline) builds a point-in-time
+                training set from the hub, trains, registers, validates (roc_auc >= 0.95 and no worse than production) and
+                rolls the new version out through the gateway's canary; lines marked [pipeline] and [rollout] show it.
 
                   curl -s \(gatewayURL)/v2/models/demo/infer -H 'content-type: application/json' -d @examples/breast-cancer/request.json
                   WHARF_API_KEY=$(cat \(command.dataDir)/up/gateway-admin-key) wharf deploy status demo --gateway \(gatewayURL)
                   WHARF_REGISTRY_TOKEN=$(cat \(command.dataDir)/up/registry-token) wharf models show demo --registry \(registryURL) --audit
+                  wharf pipeline runs --registry \(registryURL)
 
                 """
         }
@@ -189,11 +278,12 @@ struct DemoSeed {
         _ = try await client.setAlias("demo", "production", version: version.version, reason: "demo: validated on the held-out set")
     }
 
-    /// Registers (or finds) the second version; returns its number.
-    func registerSecondVersion() async throws -> Int {
+    /// On the demo's first run (only version 1 registered), registers and validates the second
+    /// version and returns its number; later runs go on from where the loop left the registry.
+    func registerSecondVersionOnFirstRun() async throws -> Int? {
         let (_, versions) = try await client.model("demo")
+        guard versions.count == 1 else { return nil }
         let production = try await client.alias("demo", "production").version
-        if let newer = versions.last, newer.version > production { return newer.version }
         let version = try await register(file: examples + "/model-v2.json", parent: production)
         try await validate(version, against: production)
         return version.version

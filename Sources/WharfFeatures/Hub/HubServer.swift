@@ -228,7 +228,10 @@ struct HubController: Sendable {
         struct Item: Encodable {
             var offset: Int64
             var entity: String
+            /// RFC 3339, to the second (as every date of the API)…
             var time: Date
+            /// …and exact: seconds since 1970, for point-in-time joins.
+            var seconds: Double
             var event: String
         }
 
@@ -385,7 +388,8 @@ struct HubController: Sendable {
     }
 
     private static func list(_ messages: [BusMessage], after: Int64) -> EventList {
-        EventList(events: messages.map { .init(offset: $0.offset, entity: $0.key, time: $0.time, event: String(decoding: $0.payload, as: UTF8.self)) },
+        EventList(events: messages.map { .init(offset: $0.offset, entity: $0.key, time: $0.time, seconds: $0.time.timeIntervalSince1970,
+                                                        event: String(decoding: $0.payload, as: UTF8.self)) },
                   next: (messages.last?.offset ?? after) + 1)
     }
 

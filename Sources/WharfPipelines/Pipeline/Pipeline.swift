@@ -115,12 +115,17 @@ public struct PipelineDefinition: Sendable, Decodable {
         public struct HubDataset: Sendable, Hashable, Decodable {
             public var hub: String
             public var view: String
-            public var labels: String
+            /// The labels: a CSV file (or a step's output)…
+            public var labels: String?
+            /// …or the events of a hub stream, `label` naming the field.
+            public var labelsStream: String?
+            public var label: String?
             public var entityColumn: String?
             public var timeColumn: String?
 
             enum CodingKeys: String, CodingKey {
-                case hub, view, labels
+                case hub, view, labels, label
+                case labelsStream = "labels_stream"
                 case entityColumn = "entity_column"
                 case timeColumn = "time_column"
             }
@@ -193,7 +198,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             switch action {
             case .dataset(let csv): return "dataset csv=\(csv)"
             case .hubDataset(let dataset):
-                return "dataset hub=\(dataset.hub) view=\(dataset.view) labels=\(dataset.labels) entity=\(dataset.entityColumn ?? "") time=\(dataset.timeColumn ?? "")"
+                return "dataset hub=\(dataset.hub) view=\(dataset.view) labels=\(dataset.labels ?? "") labels_stream=\(dataset.labelsStream ?? "") label=\(dataset.label ?? "") entity=\(dataset.entityColumn ?? "") time=\(dataset.timeColumn ?? "")"
             case .train(let train):
                 let params = (train.params ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
                 return "train data=\(train.data) label=\(train.label) task=\(train.task) algorithm=\(train.algorithm ?? "gbdt") valid=\(train.valid ?? "") seed=\(train.seed ?? 0) params=\(params) ignore=\((train.ignore ?? []).joined(separator: ","))"
@@ -226,12 +231,14 @@ public struct PipelineDefinition: Sendable, Decodable {
             case timeoutSeconds = "timeout_seconds"
         }
 
-        /// `{csv: FILE}`, or `{hub: URL, view: V, labels: FILE, entity_column: C, time_column: T}`.
+        /// `{csv: FILE}`, or `{hub: URL, view: V, labels: FILE | labels_stream: S + label: F, entity_column: C, time_column: T}`.
         struct DatasetSpec: Decodable {
             var csv: String?
             var hub: String?
             var view: String?
             var labels: String?
+            var labels_stream: String?
+            var label: String?
             var entity_column: String?
             var time_column: String?
         }
@@ -245,11 +252,14 @@ public struct PipelineDefinition: Sendable, Decodable {
             if let dataset = try container.decodeIfPresent(DatasetSpec.self, forKey: .dataset) {
                 if let csv = dataset.csv, dataset.hub == nil {
                     actions.append(.dataset(csv: csv))
-                } else if dataset.csv == nil, let hub = dataset.hub, let view = dataset.view, let labels = dataset.labels {
-                    actions.append(.hubDataset(HubDataset(hub: hub, view: view, labels: labels, entityColumn: dataset.entity_column, timeColumn: dataset.time_column)))
+                } else if dataset.csv == nil, let hub = dataset.hub, let view = dataset.view,
+                          (dataset.labels != nil) != (dataset.labels_stream != nil), (dataset.labels_stream != nil) == (dataset.label != nil) {
+                    actions.append(.hubDataset(HubDataset(hub: hub, view: view, labels: dataset.labels, labelsStream: dataset.labels_stream, label: dataset.label,
+                                                          entityColumn: dataset.entity_column, timeColumn: dataset.time_column)))
                 } else {
-                    throw DecodingError.dataCorruptedError(forKey: .dataset, in: container,
-                                                           debugDescription: "step \(name): a dataset is {csv: FILE} or {hub: URL, view: V, labels: FILE}")
+                    throw DecodingError.dataCorruptedError(
+                        forKey: .dataset, in: container,
+                        debugDescription: "step \(name): a dataset is {csv: FILE}, {hub: URL, view: V, labels: FILE} or {hub: URL, view: V, labels_stream: S, label: FIELD}")
                 }
             }
             if let train = try container.decodeIfPresent(Train.self, forKey: .train) { actions.append(.train(train)) }
@@ -285,7 +295,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             var texts: [String] = []
             switch action {
             case .dataset(let csv): texts = [csv]
-            case .hubDataset(let dataset): texts = [dataset.labels]
+            case .hubDataset(let dataset): texts = dataset.labels.map { [$0] } ?? []
             case .train(let train): texts = [train.data] + (train.valid.map { [$0] } ?? [])
             case .validate(let validate): texts = [validate.model, validate.data]
             case .register(let register): texts = [register.model] + [register.trainingData, register.validationData].compactMap { $0 }

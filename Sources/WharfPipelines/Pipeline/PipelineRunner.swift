@@ -213,7 +213,7 @@ public struct PipelineRunner: Sendable {
         var inputs: [String] = []
         switch step.action {
         case .dataset(let csv): inputs = [csv]
-        case .hubDataset(let dataset): inputs = [dataset.labels]
+        case .hubDataset(let dataset): inputs = dataset.labels.map { [$0] } ?? []
         case .train(let train): inputs = [train.data] + (train.valid.map { [$0] } ?? [])
         case .validate(let validate): inputs = [validate.model, validate.data]
         case .register(let register): inputs = [register.model] + [register.trainingData, register.validationData].compactMap { $0 }
@@ -242,8 +242,9 @@ public struct PipelineRunner: Sendable {
         case .dataset:
             return ([], ["csv": work + "/data.csv"])
         case .hubDataset(let dataset):
-            var arguments = [executable, "dataset", "build", "--hub", dataset.hub, "--view", dataset.view, "--labels", try resolve(dataset.labels),
-                             "--out", work + "/data.csv"]
+            var arguments = [executable, "dataset", "build", "--hub", dataset.hub, "--view", dataset.view, "--out", work + "/data.csv"]
+            if let labels = dataset.labels { arguments += ["--labels", try resolve(labels)] }
+            if let stream = dataset.labelsStream, let label = dataset.label { arguments += ["--labels-stream", stream, "--label", label] }
             if let column = dataset.entityColumn { arguments += ["--entity-column", column] }
             if let column = dataset.timeColumn { arguments += ["--time-column", column] }
             return (arguments, ["csv": work + "/data.csv"])
