@@ -13,11 +13,40 @@ func bootstrapLogging(format: LogFormat, level: Logger.Level) {
     LoggingSystem.bootstrap { label in
         var handler: any LogHandler
         switch format {
-        case .text: handler = StreamLogHandler.standardError(label: label)
+        case .text: handler = TextLogHandler(label: label)
         case .json: handler = JSONLogHandler(label: label)
         }
         handler.logLevel = level
         return handler
+    }
+}
+
+/// Human-readable lines on standard error, as swift-log's StreamLogHandler writes them, but
+/// with the metadata formatted when a line is written rather than whenever it changes: servers
+/// set a request id on every request's logger, and re-formatting all the metadata there cost
+/// a few percent of a small inference request.
+struct TextLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
+        let pairs = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        var time = timeval()
+        gettimeofday(&time, nil)
+        var seconds = time.tv_sec
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        var stamp = [Int8](repeating: 0, count: 32)
+        strftime(&stamp, stamp.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
+        let line = "\(String(cString: stamp)) \(event.level) \(label):\(pairs.isEmpty ? "" : " " + pairs) [\(event.source)] \(event.message)\n"
+        FileHandle.standardError.write(Data(line.utf8))
     }
 }
 
