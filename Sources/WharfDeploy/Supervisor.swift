@@ -1,9 +1,13 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import AsyncHTTPClient
 import Foundation
 import Logging
+import NIOCore
+import NIOHTTP1
 import Synchronization
+import WharfClient
 
 /// One service run as a child process: what to run, and where it says it is ready.
 public struct ServiceProcess: Sendable, Hashable {
@@ -159,13 +163,12 @@ public final class Supervisor: Sendable {
 
     /// Waits until the service's ready URL answers 200.
     public func waitReady(_ service: ServiceProcess, timeout: Duration = .seconds(60)) async throws {
-        guard let url = service.readyURL.flatMap(URL.init(string:)) else { return }
+        guard let url = service.readyURL else { return }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            var request = URLRequest(url: url)
-            request.timeoutInterval = 1
-            if let (_, response) = try? await URLSession.shared.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200 {
-                return
+            if let response = try? await RegistryClient.failFast.execute(HTTPClientRequest(url: url), timeout: .seconds(1)) {
+                _ = try? await response.body.collect(upTo: 1 << 20)
+                if response.status == .ok { return }
             }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -199,6 +202,3 @@ public struct SupervisorError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif

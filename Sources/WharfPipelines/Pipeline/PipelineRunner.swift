@@ -393,9 +393,12 @@ public struct PipelineRunner: Sendable {
         return SHA256.hash([UInt8](data)).hex
     }
 
+    /// The start time to the millisecond, then six random hex digits: ids sort as runs started,
+    /// which also orders runs that started within one second (the API's times are whole seconds).
     public static func runID() -> String {
         let formatter = DateFormatter()
-        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "yyyyMMdd-HHmmss-SSS"
         formatter.timeZone = TimeZone(identifier: "UTC")
         return formatter.string(from: Date()) + "-" + UUID().uuidString.prefix(6).lowercased()
     }
