@@ -21,23 +21,33 @@ func bootstrapLogging(format: LogFormat, level: Logger.Level) {
     }
 }
 
-/// Human-readable lines on standard error, as swift-log's StreamLogHandler writes them, but
-/// with the metadata formatted when a line is written rather than whenever it changes: servers
-/// set a request id on every request's logger, and re-formatting all the metadata there cost
-/// a few percent of a small inference request.
-struct TextLogHandler: LogHandler {
-    let label: String
-    var logLevel: Logger.Level = .info
-    var metadata: Logger.Metadata = [:]
+/// A handler that keeps its metadata as given and merges it with a line's own when it writes.
+protocol MetadataKeepingLogHandler: LogHandler {
+    var metadata: Logger.Metadata { get set }
+}
 
+extension MetadataKeepingLogHandler {
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
+    func merged(_ event: LogEvent) -> Logger.Metadata {
+        metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
+    }
+}
+
+/// Human-readable lines on standard error, as swift-log's StreamLogHandler writes them, but
+/// with the metadata formatted when a line is written rather than whenever it changes: servers
+/// set a request id on every request's logger, and re-formatting all the metadata there cost
+/// a few percent of a small inference request.
+struct TextLogHandler: MetadataKeepingLogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
     func log(event: LogEvent) {
-        let merged = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
-        let pairs = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        let pairs = merged(event).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         var time = timeval()
         gettimeofday(&time, nil)
         var seconds = time.tv_sec
@@ -51,15 +61,10 @@ struct TextLogHandler: LogHandler {
 }
 
 /// One JSON object per line on standard error: time, level, label, message, metadata.
-struct JSONLogHandler: LogHandler {
+struct JSONLogHandler: MetadataKeepingLogHandler {
     let label: String
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
 
     func log(event: LogEvent) {
         var fields: [String: String] = [
@@ -68,7 +73,7 @@ struct JSONLogHandler: LogHandler {
             "label": label,
             "message": "\(event.message)",
         ]
-        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
+        for (key, value) in merged(event) {
             fields[key] = "\(value)"
         }
         let encoder = JSONEncoder()

@@ -122,6 +122,10 @@ struct PipelineTests {
             ("steps:\n  - name: a\n    command: [cat, \"{steps.b.out}\"]\n    outputs: [out]\n  - name: b\n    command: [cat, \"{steps.a.out}\"]\n    outputs: [out]\n", "cycle"),
             ("steps:\n  - name: a\n    validate: {model: steps.nope.model, data: x.csv, label: y, gates: []}\n", "no step nope"),
             ("steps:\n  - name: a\n    dataset: {csv: x.csv}\n    command: [echo, hi]\n", "exactly one of"),
+            ("steps:\n  - name: a\n    dataset: {hub: \"http://h\", view: v, labels: l.csv, labels_stream: s, label: y}\n", "labels_stream: S, label: FIELD"),
+            ("steps:\n  - name: a\n    dataset: {hub: \"http://h\", view: v, labels_stream: s}\n", "labels_stream: S, label: FIELD"),
+            ("steps:\n  - name: a\n    deploy: {version: steps.r.version}\n", "replicas"),
+            ("steps:\n  - name: a\n    dataset: {csv: x.csv}\n  - name: b\n    deploy: {version: steps.a.model, replicas: [\"http://h:1\"]}\n", "makes only csv"),
         ]
         for (body, message) in cases {
             try ("name: broken\n" + body).write(toFile: space.file, atomically: true, encoding: .utf8)

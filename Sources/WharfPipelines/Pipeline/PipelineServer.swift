@@ -93,13 +93,8 @@ public final class PipelineServer: Sendable {
             return try JSONBody.response(["id": id, "pipeline": name, "trigger": trigger], status: .accepted)
         }
         router.get("/v1/runs") { request, _ in
-            let filter = request.uri.queryParameters["pipeline"].map(String.init)
-            if let filter { try RegistryName.check(filter, kind: "pipeline") }
-            let limitText = request.uri.queryParameters["limit"].map(String.init) ?? "100"
-            guard let limit = Int(limitText), (1...1000).contains(limit) else {
-                throw WharfError(.invalidInput, "limit: \"\(limitText.prefix(20))\" must be a whole number from 1 to 1000")
-            }
-            return try JSONBody.response(["runs": try await self.history.runs(pipeline: filter, limit: limit)])
+            let query = try RunQuery(request)
+            return try JSONBody.response(["runs": try await self.history.runs(pipeline: query.pipeline, limit: query.limit)])
         }
         router.get("/v1/runs/:id") { _, context in
             let id = try context.parameters.require("id")

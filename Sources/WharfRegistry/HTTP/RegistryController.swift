@@ -106,13 +106,8 @@ struct RegistryController: Sendable {
             return try JSONBody.response(run)
         }
         router.get("/v1/runs") { request, _ in
-            let pipeline = request.uri.queryParameters["pipeline"].map(String.init)
-            if let pipeline { try RegistryName.check(pipeline, kind: "pipeline") }
-            let limitText = request.uri.queryParameters["limit"].map(String.init) ?? "100"
-            guard let limit = Int(limitText), (1...1000).contains(limit) else {
-                throw WharfError(.invalidInput, "limit: \"\(limitText.prefix(20))\" must be a whole number from 1 to 1000")
-            }
-            return try JSONBody.response(Lists.Runs(runs: try await store.runs(pipeline: pipeline, limit: limit)))
+            let query = try RunQuery(request)
+            return try JSONBody.response(Lists.Runs(runs: try await store.runs(pipeline: query.pipeline, limit: query.limit)))
         }
         router.get("/v1/runs/:id") { _, context in
             let id = try context.parameters.require("id")
