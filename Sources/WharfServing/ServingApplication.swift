@@ -32,22 +32,28 @@ public struct ModelServer: Sendable {
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
-        router.add(middleware: RequestIDMiddleware())
-        router.add(middleware: MetricsMiddleware())
-        router.add(middleware: ErrorMiddleware())
-        InferenceController<BasicRequestContext>(
+        let requestID = RequestIDMiddleware<BasicRequestContext>()
+        let httpMetrics = MetricsMiddleware<BasicRequestContext>()
+        let errors = ErrorMiddleware<BasicRequestContext>()
+        router.add(middleware: requestID)
+        router.add(middleware: httpMetrics)
+        router.add(middleware: errors)
+        let controller = InferenceController<BasicRequestContext>(
             service: InferenceService(store: store),
             manager: manager,
             readiness: readiness,
             maxBodyBytes: configuration.maxBodyBytes,
             predictionLog: configuration.predictionLog,
             featureFiller: configuration.featureFiller
-        ).addRoutes(to: router)
+        )
+        controller.addRoutes(to: router)
         if let metrics {
             MetricsEndpoint<BasicRequestContext>(registry: metrics).addRoutes(to: router)
         }
+        let responder = ServingResponder(router: router.buildResponder(), requestID: requestID, metrics: httpMetrics, errors: errors,
+                                         controller: controller)
         return Application(
-            router: router,
+            responder: responder,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "wharf"),
             services: [ModelLoaderService(manager: manager, readiness: readiness, pollInterval: configuration.pollInterval)]
                 + (configuration.predictionLog.map { [PredictionLogShipper(log: $0, logger: logger)] } ?? []),

@@ -269,4 +269,41 @@ struct RouterTests {
             }
         }
     }
+
+    /// Inference paths are recognised without the router (ServingResponder), with the same
+    /// parameters, endpoint label and middleware; near misses still go to the router.
+    @Test func inferenceTakesTheFastPathWithTheRoutersLabels() async throws {
+        let server = await ServingFixtures.server(["fast": ServingFixtures.model("xgb3_binary_logistic.json")])
+        let app = server.buildApplication(logger: ServingFixtures.logger, metrics: ServingFixtures.registry)
+        try await app.test(.router) { client in
+            let body = ServingFixtures.requestBody(Array(repeating: 0.5, count: 8), rows: 1, features: 8)
+            try await client.execute(uri: "/v2/models/fast/infer", method: .post, headers: [.requestID: "fast-1"], body: body) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.requestID] == "fast-1")
+                let json = try ServingFixtures.json(response.body)
+                #expect(json["model_name"] as? String == "fast")
+            }
+            try await client.execute(uri: "/v2/models/fast/versions/1/infer", method: .post, body: body) { response in
+                #expect(response.status == .ok)
+                let json = try ServingFixtures.json(response.body)
+                #expect(json["model_version"] as? String == "1")
+            }
+            try await client.execute(uri: "/v2/models/fast/versions/9/infer", method: .post, body: body) { response in
+                #expect(response.status == .notFound)
+                let message = try ServingFixtures.errorMessage(response.body)
+                #expect(message?.contains("9") == true)
+                #expect(response.headers[.requestID] != nil)
+            }
+            try await client.execute(uri: "/v2/models/nope/infer", method: .post, body: body) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v2/models//infer", method: .post, body: body) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v2/models/fast/infer/", method: .post, body: body) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/v2/models/fast/versions/1/extra/infer", method: .post, body: body) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v2/models/fast/infer", method: .get) { #expect($0.status != .ok) }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(text.contains(#"/v2/models/{model}/infer""#), "\(text.prefix(2000))")
+                #expect(text.contains(#"/v2/models/{model}/versions/{version}/infer""#))
+            }
+        }
+    }
 }

@@ -77,7 +77,7 @@ struct InferenceController<Context: RequestContext>: Sendable {
         }
     }
 
-    private func infer(_ request: Request, _ context: Context, version: String?) async throws -> Response {
+    func infer(_ request: Request, _ context: Context, version: String?) async throws -> Response {
         let started = ContinuousClock.now
         let name = try context.parameters.require("model")
         let headerLength = try request.headers[.inferenceHeaderContentLength].map { text throws(WharfError) -> Int in
