@@ -200,7 +200,6 @@ struct LocalPlatform: Service {
             """
     }
 
-
     private func startServers(model: String, reference: String, label: String, port: inout Int, token: String) async throws -> [String] {
         var urls: [String] = []
         for replica in 1...command.replicas {

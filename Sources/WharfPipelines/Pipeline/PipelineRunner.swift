@@ -11,8 +11,9 @@ import WharfCore
 /// from the cache (`<state>/cache/<key>/`, the key a SHA-256 of both) instead of run again. A
 /// failed step — a gate that does not hold, a program that fails or outlives its timeout after
 /// its retries — ends the run; the steps after it are skipped, so nothing downstream (register,
-/// deploy) sees an unvalidated model. Every run is recorded in `<state>/runs/<id>.json`, with
-/// each step's outcome, attempts, duration, outputs and log.
+/// deploy) sees an unvalidated model. Every run is recorded in its ``RunHistory`` (the
+/// registry's database, or `<state>/runs/`) with each step's outcome, attempts, duration,
+/// outputs, metrics and the end of its log; whole logs stay in `<state>/runs/<id>/`.
 public struct PipelineRunner: Sendable {
     public var stateDirectory: String
     /// The `wharf` executable native steps run.
