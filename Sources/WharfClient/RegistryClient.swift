@@ -115,14 +115,23 @@ public struct RegistryClient: Sendable {
         try await send(.POST, "/v1/models/\(try segment(name, "model"))/versions/\(version)/validations", body: record, as: ModelVersion.self)
     }
 
-    public func setAlias(_ name: String, _ alias: String, version: Int, reason: String? = nil, force: Bool = false) async throws -> AuditEntry {
+    /// Moves the alias; with `dryRun`, only checks that the registry would (its promotion
+    /// policy), throwing its refusal.
+    public func setAlias(_ name: String, _ alias: String, version: Int, reason: String? = nil, force: Bool = false,
+                         dryRun: Bool = false) async throws -> AuditEntry {
         struct Move: Encodable {
             var version: Int
             var reason: String?
             var force: Bool
+            var dryRun: Bool?
+
+            enum CodingKeys: String, CodingKey {
+                case version, reason, force
+                case dryRun = "dry_run"
+            }
         }
         return try await send(.PUT, "/v1/models/\(try segment(name, "model"))/aliases/\(try segment(alias, "alias"))",
-                              body: Move(version: version, reason: reason, force: force), as: AuditEntry.self)
+                              body: Move(version: version, reason: reason, force: force, dryRun: dryRun ? true : nil), as: AuditEntry.self)
     }
 
     public func deleteAlias(_ name: String, _ alias: String, reason: String? = nil) async throws -> AuditEntry {

@@ -203,9 +203,9 @@ struct RegistryAPITests {
             let client = registry.client()
             _ = try await Self.register(client, "risk", file: Self.weak)
             _ = try await Self.register(client, "risk", file: Self.strong)
-            func refusal(_ version: Int) async throws -> String? {
+            func refusal(_ version: Int, dryRun: Bool = false) async throws -> String? {
                 do {
-                    _ = try await client.setAlias("risk", "production", version: version)
+                    _ = try await client.setAlias("risk", "production", version: version, dryRun: dryRun)
                     return nil
                 } catch let error as WharfError {
                     #expect(error.code == .forbidden)
@@ -223,8 +223,13 @@ struct RegistryAPITests {
                                              metrics: ["roc_auc": 0.99], gates: [], passed: true)
             _ = try await client.addValidation("risk", 2, otherData)
             #expect(try await refusal(2)?.contains("used other data") == true)
+            // A dry run gives the same answer and moves nothing.
+            #expect(try await refusal(2, dryRun: true)?.contains("used other data") == true)
             let passing = ValidationRecord(data: dataset, metrics: ["roc_auc": 0.91], gates: [], passed: true)
             let validated = try await client.addValidation("risk", 2, passing)
+            let wouldMove = try await client.setAlias("risk", "production", version: 2, dryRun: true)
+            #expect(wouldMove.toVersion == 2 && wouldMove.fromVersion == nil && !wouldMove.forced)
+            #expect((try? await client.alias("risk", "production")) == nil)
             #expect(validated.state == .validated)
             #expect(validated.validations.last?.by == "tester")
             let promoted = try await client.setAlias("risk", "production", version: 2, reason: "beats v1")

@@ -233,7 +233,7 @@ struct PipelineTests {
         #expect(try await WharfCLI.waitForStatus(registry + "/v1/health/ready", status: 200))
         #expect(try await WharfCLI.waitForStatus(gateway + "/v2/health/live", status: 200))
 
-        func write(deploy: Bool) throws {
+        func write(deploy: Bool, check: Bool = true) throws {
             let last = deploy
                 ? "deploy: {version: steps.register.version, replicas: [\(candidateURL)], steps: [50, 100], interval: 1500ms, min_requests: 5, wait: 60s}"
                 : "promote: {version: steps.register.version, alias: production}"
@@ -246,8 +246,7 @@ struct PipelineTests {
                     train: {data: steps.data.csv, label: diagnosis, task: binary, params: {max_depth: 3, num_rounds: 20}}
                   - name: register
                     register: {model: steps.train.model, name: cancer, training_data: steps.data.csv, validation_data: validation.csv}
-                  - name: check
-                    validate: {model: steps.register.version, data: validation.csv, label: diagnosis, gates: ["roc_auc>=0.95"]}
+                \(check ? "  - name: check\n    validate: {model: steps.register.version, data: validation.csv, label: diagnosis, gates: [\"roc_auc>=0.95\"]}" : "")
                   - name: ship
                     \(last)
                 """.write(toFile: space.file, atomically: true, encoding: .utf8)
@@ -329,6 +328,27 @@ struct PipelineTests {
         #expect(try await targets() == ["2=100@\(productionURL)"])
         #expect(badLoad.failures.isEmpty, "\(badLoad.failures.count) of \(badLoad.count) client requests failed")
         #expect(badLoad.count > 20)
+
+        // Version 4 skips validation: the registry would refuse to make it production, so the
+        // rollout stops before it gets any traffic; production and the deployment stay on 2.
+        servers.append(try GatewayIntegrationTests.Server(["serve", "--registry", registry, "--model", "cancer@candidate", "--port", String(base + 3),
+                                                           "--poll-seconds", "0.2", "--cache-dir", space.directory + "/cache-candidate"]))
+        #expect(try await WharfCLI.waitForStatus(candidateURL + "/v2/health/ready", status: 200))
+        let lastLoad = GatewayIntegrationTests.Load()
+        let lastLoading = Task { await lastLoad.run(gateway + "/v2/models/cancer/infer", body: request) }
+        try newData(30)
+        try write(deploy: true, check: false)
+        let (refusedStatus, refused) = try run()
+        lastLoad.stop.store(true, ordering: .relaxed)
+        await lastLoading.value
+        #expect(refusedStatus == 1, "\(refused)")
+        #expect(space.outcomes(refused) == ["data:succeeded", "train:succeeded", "register:succeeded", "ship:failed"])
+        let refusedShip = (refused["steps"] as? [[String: Any]])?.last
+        #expect((refusedShip?["log_tail"] as? String)?.contains("so it gets no traffic") == true, "\(refusedShip ?? [:])")
+        #expect(!lastLoad.versions.contains("4"), "\(lastLoad.versions)")
+        #expect(try production() == 2)
+        #expect(try await targets() == ["2=100@\(productionURL)"])
+        #expect(lastLoad.failures.isEmpty, "\(lastLoad.failures.count) of \(lastLoad.count) client requests failed")
     }
 
     /// Triggers: enough new events in a hub stream start a run, once; a schedule starts one too.

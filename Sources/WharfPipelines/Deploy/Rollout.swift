@@ -11,15 +11,17 @@ import WharfCore
 /// Two sets of model servers take part: **candidate** replicas, which follow
 /// `NAME@<candidate alias>`, and **production** replicas, which follow `NAME@<alias>`
 /// (production). The rollout
-/// 1. waits for a canary of the model that is already running to end (rollouts queue);
+/// 1. waits for a canary of the model that is already running to end (rollouts queue), and asks
+///    the registry whether the version may become production (a dry run of the alias move), so
+///    a version its promotion policy refuses never gets live traffic;
 /// 2. points the candidate alias at the version and waits until every candidate replica is
 ///    ready with it;
 /// 3. starts the gateway's canary towards the candidate replicas, and follows it step by step;
 ///    the gateway rolls it back by itself when the error rate or p99 crosses its limit, and the
 ///    rollout then ends `rolled_back` with the gateway's reason: production never moved;
 /// 4. when the canary has promoted the version (all traffic on the candidate replicas), moves
-///    the production alias in the registry (its promotion policy applies: a failure puts the
-///    previous deployment back), waits until the production replicas have swapped to the
+///    the production alias in the registry (its promotion policy applies again, in case a
+///    validation changed meanwhile: a refusal puts the previous deployment back), waits until the production replicas have swapped to the
 ///    version, and routes all traffic to them again, labelled with the version.
 ///
 /// Every request is answered throughout: the canary shifts traffic between replicas that are
@@ -71,6 +73,12 @@ public struct Rollout: Sendable {
             throw WharfError(.conflict, "\(model)@\(label) is already deployed: \(stable.targets.map { "\($0.version) \($0.weight)%" }.joined(separator: ", "))")
         }
         let production = productionReplicas ?? Array(Set(stable.targets.flatMap(\.replicas))).sorted()
+        // No live traffic for a version the registry would not make production.
+        do {
+            _ = try await registry.setAlias(model, alias, version: version, reason: "rollout of \(model)@\(version)", dryRun: true)
+        } catch let error as WharfError where error.code == .forbidden {
+            throw WharfError(.forbidden, "\(model)@\(version) cannot become \(alias), so it gets no traffic: \(error.message)")
+        }
 
         _ = try await registry.setAlias(model, candidateAlias, version: version, reason: "rollout of \(model)@\(version)")
         progress("\(candidateAlias) → \(version); waiting for \(replicas.count) candidate replica(s)")

@@ -17,6 +17,14 @@ struct RegistryController: Sendable {
         var version: Int
         var reason: String?
         var force: Bool?
+        /// Check the move against the promotion policy without making it (200 and the entry it
+        /// would write, or the refusal it would get): a rollout asks before sending traffic.
+        var dryRun: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case version, reason, force
+            case dryRun = "dry_run"
+        }
     }
 
     struct Reason: Codable {
@@ -88,6 +96,13 @@ struct RegistryController: Sendable {
             let (name, alias) = try Self.alias(context)
             let move = try await JSONBody.decode(AliasMove.self, from: request)
             let forced = try await policy.check(store: store, name: name, alias: alias, version: move.version, force: move.force ?? false, reason: move.reason)
+            if move.dryRun == true {
+                guard let target = try await store.version(name: name, version: move.version) else { throw RegistryStoreError.unknownVersion(name, move.version) }
+                guard target.state != .archived else { throw RegistryStoreError.archived(name, move.version) }
+                let current = try await store.alias(name: name, alias: alias)
+                return try JSONBody.response(AuditEntry(id: 0, name: name, action: "alias.set", alias: alias, fromVersion: current?.version, toVersion: move.version,
+                                                        actor: Self.actor(request), reason: move.reason, forced: forced, at: Date()))
+            }
             let entry = try await store.setAlias(name: name, alias: alias, version: move.version, actor: Self.actor(request), reason: move.reason, forced: forced)
             return try JSONBody.response(entry)
         }

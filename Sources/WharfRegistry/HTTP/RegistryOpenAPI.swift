@@ -341,8 +341,9 @@ paths:
                 version: {type: integer, minimum: 1}
                 reason: {type: string}
                 force: {type: boolean}
+                dry_run: {type: boolean, description: "check the move against the promotion policy without making it (the answer is the entry it would write; nothing is stored)"}
       responses:
-        "200": {description: moved, content: {application/json: {schema: {$ref: "#/components/schemas/AuditEntry"}}}}
+        "200": {description: moved (or, with dry_run, would be), content: {application/json: {schema: {$ref: "#/components/schemas/AuditEntry"}}}}
         "400": {$ref: "#/components/responses/error"}
         "403": {$ref: "#/components/responses/error"}
         "404": {$ref: "#/components/responses/error"}
