@@ -28,13 +28,17 @@ struct ServingResponder: HTTPResponder {
             return try await router.respond(to: request, context: context)
         }
         var context = context
+        // Appended, not a dictionary literal: the literal's initializer is generic and was
+        // instantiated at run time on every request.
+        var parameters = Parameters()
+        parameters.append(key: "model", value: model)
         if let version {
-            context.coreContext.parameters = ["model": model, "version": version]
+            parameters.append(key: "version", value: version)
             context.coreContext.endpointPath.value = Self.versionedInferPath
         } else {
-            context.coreContext.parameters = ["model": model]
             context.coreContext.endpointPath.value = Self.inferPath
         }
+        context.coreContext.parameters = parameters
         let controller = controller
         let errors = errors
         let metrics = metrics
@@ -48,19 +52,22 @@ struct ServingResponder: HTTPResponder {
     }
 
     /// `/v2/models/M/infer` → (M, nil); `/v2/models/M/versions/V/infer` → (M, V); anything
-    /// else (other paths, empty segments, a trailing slash, a query left in) → nil.
+    /// else (other paths, empty segments, a trailing slash) → nil. No allocation: this runs for
+    /// every request.
     static func inferTarget(_ path: String) -> (model: Substring, version: Substring?)? {
         guard path.hasPrefix("/v2/models/"), path.hasSuffix("/infer") else { return nil }
-        // "", "v2", "models", M, "infer"  or  "", "v2", "models", M, "versions", V, "infer"
-        let segments = path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
-        guard segments.dropFirst().allSatisfy({ !$0.isEmpty }) else { return nil }
-        switch segments.count {
-        case 5:
-            return (Substring(segments[3]), nil)
-        case 7 where segments[4].elementsEqual("versions".utf8):
-            return (Substring(segments[3]), Substring(segments[5]))
-        default:
-            return nil
-        }
+        let utf8 = path.utf8
+        let start = utf8.index(utf8.startIndex, offsetBy: 11)  // "/v2/models/"
+        let end = utf8.index(utf8.endIndex, offsetBy: -6)  // "/infer"
+        guard start < end else { return nil }
+        let middle = path[start..<end]
+        let slash = UInt8(ascii: "/")
+        guard let cut = middle.utf8.firstIndex(of: slash) else { return (middle, nil) }
+        let model = middle[..<cut]
+        let rest = middle[middle.utf8.index(after: cut)...]
+        guard !model.isEmpty, rest.hasPrefix("versions/") else { return nil }
+        let version = rest[rest.utf8.index(rest.startIndex, offsetBy: 9)...]
+        guard !version.isEmpty, !version.utf8.contains(slash) else { return nil }
+        return (model, version)
     }
 }
