@@ -38,8 +38,44 @@ struct PipelineTests {
         }
 
         func run() throws -> (status: Int32, run: [String: Any]) {
-            let result = try WharfCLI.run(["pipeline", "run", file, "--state-dir", state, "--json"])
-            return (result.status, (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? ["stderr": result.stderr])
+            Self.parsed(try WharfCLI.run(["pipeline", "run", file, "--state-dir", state, "--json"]))
+        }
+
+        /// `pipeline run --json`'s status and run (or its standard error).
+        static func parsed(_ result: WharfCLI.Result) -> (Int32, [String: Any]) {
+            (result.status, (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? ["stderr": result.stderr])
+        }
+
+        /// data → train → register → (check with `gate`) → ship, against a registry; `ship` is the
+        /// last step's action.
+        func writeRegistered(gate: String?, ship: String) throws {
+            let check = gate.map { "  - name: check\n    validate: {model: steps.register.version, data: validation.csv, label: diagnosis, gates: [\"\($0)\"]}" } ?? ""
+            try """
+                name: cancer
+                steps:
+                  - name: data
+                    dataset: {csv: train.csv}
+                  - name: train
+                    train: {data: steps.data.csv, label: diagnosis, task: binary, params: {max_depth: 3, num_rounds: 20}}
+                  - name: register
+                    register: {model: steps.train.model, name: cancer, training_data: steps.data.csv, validation_data: validation.csv}
+                \(check)
+                  - name: ship
+                    \(ship)
+                """.write(toFile: file, atomically: true, encoding: .utf8)
+        }
+
+        /// New data: the first `rows` rows of the validation set added to the training set.
+        func addTrainingRows(_ rows: Int) throws {
+            let validation = try String(contentsOfFile: directory + "/validation.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+            try (try String(contentsOfFile: directory + "/train.csv", encoding: .utf8) + validation.prefix(rows).joined(separator: "\n") + "\n")
+                .write(toFile: directory + "/train.csv", atomically: true, encoding: .utf8)
+        }
+
+        /// The version `cancer@production` points at.
+        static func production(_ registry: String) throws -> Int? {
+            let shown = try WharfCLI.run(["models", "show", "cancer@production", "--registry", registry]).stdout
+            return (try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [String: Any])?["version"] as? Int
         }
 
         func outcomes(_ run: [String: Any]) -> [String] {
@@ -151,50 +187,30 @@ struct PipelineTests {
         defer { server.stop() }
         #expect(try await WharfCLI.waitForStatus(registry + "/v1/health/ready", status: 200))
         func write(gate: String) throws {
-            try """
-                name: cancer
-                steps:
-                  - name: data
-                    dataset: {csv: train.csv}
-                  - name: train
-                    train: {data: steps.data.csv, label: diagnosis, task: binary, params: {max_depth: 3, num_rounds: 20}}
-                  - name: register
-                    register: {model: steps.train.model, name: cancer, training_data: steps.data.csv, validation_data: validation.csv}
-                  - name: check
-                    validate: {model: steps.register.version, data: validation.csv, label: diagnosis, gates: ["\(gate)"]}
-                  - name: ship
-                    promote: {version: steps.register.version, alias: production}
-                """.write(toFile: space.file, atomically: true, encoding: .utf8)
+            try space.writeRegistered(gate: gate, ship: "promote: {version: steps.register.version, alias: production}")
         }
         func run() throws -> (Int32, [String: Any]) {
-            let result = try WharfCLI.run(["pipeline", "run", space.file, "--state-dir", space.state, "--registry", registry, "--token", "pipeline-token", "--json"])
-            return (result.status, (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? ["stderr": result.stderr])
-        }
-        func production() throws -> String {
-            try WharfCLI.run(["models", "show", "cancer", "--registry", registry]).stdout
+            Workspace.parsed(try WharfCLI.run(["pipeline", "run", space.file, "--state-dir", space.state, "--registry", registry, "--token", "pipeline-token", "--json"]))
         }
         try write(gate: "roc_auc>=0.95")
         let (status, first) = try run()
         #expect(status == 0, "\(first)")
         #expect(space.outcomes(first) == ["data:succeeded", "train:succeeded", "register:succeeded", "check:succeeded", "ship:succeeded"])
-        let promoted = try WharfCLI.run(["models", "show", "cancer@production", "--registry", registry]).stdout
-        #expect((try JSONSerialization.jsonObject(with: Data(promoted.utf8)) as? [String: Any])?["version"] as? Int == 1, "\(promoted.prefix(400))")
+        #expect(try Workspace.production(registry) == 1)
 
         // Unchanged: nothing registered or moved again.
         #expect(space.outcomes(try run().1) == ["data:cached", "train:cached", "register:cached", "check:cached", "ship:cached"])
 
         // A stricter gate on new data: the new version is registered but never promoted.
-        try (String(contentsOfFile: space.directory + "/train.csv", encoding: .utf8)
-             + (try String(contentsOfFile: space.directory + "/validation.csv", encoding: .utf8)).split(separator: "\n").dropFirst().prefix(10).joined(separator: "\n") + "\n")
-            .write(toFile: space.directory + "/train.csv", atomically: true, encoding: .utf8)
+        try space.addTrainingRows(10)
         try write(gate: "roc_auc>=0.99999")
         let (failedStatus, failed) = try run()
         #expect(failedStatus == 1)
         #expect(space.outcomes(failed) == ["data:succeeded", "train:succeeded", "register:succeeded", "check:failed", "ship:skipped"])
-        let detail = try JSONSerialization.jsonObject(with: Data(try production().utf8)) as? [String: Any]
+        let model = try WharfCLI.run(["models", "show", "cancer", "--registry", registry]).stdout
+        let detail = try JSONSerialization.jsonObject(with: Data(model.utf8)) as? [String: Any]
         #expect((detail?["versions"] as? [Any])?.count == 2)
-        let current = try WharfCLI.run(["models", "show", "cancer@production", "--registry", registry]).stdout
-        #expect((try JSONSerialization.jsonObject(with: Data(current.utf8)) as? [String: Any])?["version"] as? Int == 1, "\(current.prefix(400))")
+        #expect(try Workspace.production(registry) == 1)
 
         // The three runs are in the registry's database (none in the state directory), the
         // failed one with its gate's metrics and the end of its log.
@@ -234,46 +250,22 @@ struct PipelineTests {
         #expect(try await WharfCLI.waitForStatus(gateway + "/v2/health/live", status: 200))
 
         func write(deploy: Bool, check: Bool = true) throws {
-            let last = deploy
-                ? "deploy: {version: steps.register.version, replicas: [\(candidateURL)], steps: [50, 100], interval: 1500ms, min_requests: 5, wait: 60s}"
-                : "promote: {version: steps.register.version, alias: production}"
-            try """
-                name: cancer
-                steps:
-                  - name: data
-                    dataset: {csv: train.csv}
-                  - name: train
-                    train: {data: steps.data.csv, label: diagnosis, task: binary, params: {max_depth: 3, num_rounds: 20}}
-                  - name: register
-                    register: {model: steps.train.model, name: cancer, training_data: steps.data.csv, validation_data: validation.csv}
-                \(check ? "  - name: check\n    validate: {model: steps.register.version, data: validation.csv, label: diagnosis, gates: [\"roc_auc>=0.95\"]}" : "")
-                  - name: ship
-                    \(last)
-                """.write(toFile: space.file, atomically: true, encoding: .utf8)
+            try space.writeRegistered(
+                gate: check ? "roc_auc>=0.95" : nil,
+                ship: deploy
+                    ? "deploy: {version: steps.register.version, replicas: [\(candidateURL)], steps: [50, 100], interval: 1500ms, min_requests: 5, wait: 60s}"
+                    : "promote: {version: steps.register.version, alias: production}")
         }
         let arguments = ["pipeline", "run", space.file, "--state-dir", space.state, "--registry", registry, "--token", token,
                          "--gateway", gateway, "--gateway-key", key, "--json"]
-        func parsed(_ result: WharfCLI.Result) -> (Int32, [String: Any]) {
-            (result.status, (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? ["stderr": result.stderr])
-        }
-        func run() throws -> (Int32, [String: Any]) { parsed(try WharfCLI.run(arguments)) }
-        func production() throws -> Int? {
-            let shown = try WharfCLI.run(["models", "show", "cancer@production", "--registry", registry]).stdout
-            return (try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [String: Any])?["version"] as? Int
-        }
+        func run() throws -> (Int32, [String: Any]) { Workspace.parsed(try WharfCLI.run(arguments)) }
+        func production() throws -> Int? { try Workspace.production(registry) }
         func targets() async throws -> [String] {
             let status = try await HubTests.request("GET", gateway + "/v1/deployments/cancer", token: key).json
             return ((status["spec"] as? [String: Any])?["targets"] as? [[String: Any]] ?? []).map {
                 "\($0["version"] ?? "?")=\($0["weight"] ?? "?")@\(($0["replicas"] as? [String] ?? []).joined(separator: ","))"
             }
         }
-        func newData(_ rows: Int) throws {
-            let validation = try String(contentsOfFile: space.directory + "/validation.csv", encoding: .utf8).split(separator: "\n").dropFirst()
-            let extra = validation.prefix(rows).joined(separator: "\n") + "\n"
-            try (try String(contentsOfFile: space.directory + "/train.csv", encoding: .utf8) + extra)
-                .write(toFile: space.directory + "/train.csv", atomically: true, encoding: .utf8)
-        }
-
         // Version 1 by promotion; a production replica and a candidate replica follow the aliases.
         try write(deploy: false)
         let (bootstrap, first) = try run()
@@ -291,7 +283,7 @@ struct PipelineTests {
         let request = try String(contentsOf: WharfCLI.packageRoot.appendingPathComponent("examples/breast-cancer/request.json"), encoding: .utf8)
         let load = GatewayIntegrationTests.Load()
         let loading = Task { await load.run(gateway + "/v2/models/cancer/infer", body: request) }
-        try newData(10)
+        try space.addTrainingRows(10)
         try write(deploy: true)
         let (status, second) = try run()
         try await Task.sleep(for: .milliseconds(500))
@@ -308,7 +300,7 @@ struct PipelineTests {
         // production stays on 2, served by the production replica.
         let badLoad = GatewayIntegrationTests.Load()
         let badLoading = Task { await badLoad.run(gateway + "/v2/models/cancer/infer", body: request) }
-        try newData(20)
+        try space.addTrainingRows(20)
         let third = Task.detached { try WharfCLI.run(arguments) }
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
@@ -317,7 +309,7 @@ struct PipelineTests {
             try await Task.sleep(for: .milliseconds(100))
         }
         servers[3].kill()
-        let (failedStatus, failed) = parsed(try await third.value)
+        let (failedStatus, failed) = Workspace.parsed(try await third.value)
         badLoad.stop.store(true, ordering: .relaxed)
         await badLoading.value
         #expect(failedStatus == 1, "\(failed)")
@@ -336,7 +328,7 @@ struct PipelineTests {
         #expect(try await WharfCLI.waitForStatus(candidateURL + "/v2/health/ready", status: 200))
         let lastLoad = GatewayIntegrationTests.Load()
         let lastLoading = Task { await lastLoad.run(gateway + "/v2/models/cancer/infer", body: request) }
-        try newData(30)
+        try space.addTrainingRows(30)
         try write(deploy: true, check: false)
         let (refusedStatus, refused) = try run()
         lastLoad.stop.store(true, ordering: .relaxed)

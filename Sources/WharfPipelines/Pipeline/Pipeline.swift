@@ -290,19 +290,24 @@ public struct PipelineDefinition: Sendable, Decodable {
             }
         }
 
+        /// What the step reads, as written: files and `steps.X.Y` (a command: its references).
+        public var inputs: [String] {
+            switch action {
+            case .dataset(let csv): [csv]
+            case .hubDataset(let dataset): dataset.labels.map { [$0] } ?? []
+            case .train(let train): [train.data] + (train.valid.map { [$0] } ?? [])
+            case .validate(let validate): [validate.model, validate.data]
+            case .register(let register): [register.model] + [register.trainingData, register.validationData].compactMap { $0 }
+            case .promote(let promote): [promote.version]
+            case .deploy(let deploy): [deploy.version]
+            case .command: references.map { "steps.\($0.step).\($0.output)" }
+            }
+        }
+
         /// Every `steps.X.Y` the step reads (in its fields or its command's arguments).
         public var references: [(step: String, output: String)] {
-            var texts: [String] = []
-            switch action {
-            case .dataset(let csv): texts = [csv]
-            case .hubDataset(let dataset): texts = dataset.labels.map { [$0] } ?? []
-            case .train(let train): texts = [train.data] + (train.valid.map { [$0] } ?? [])
-            case .validate(let validate): texts = [validate.model, validate.data]
-            case .register(let register): texts = [register.model] + [register.trainingData, register.validationData].compactMap { $0 }
-            case .promote(let promote): texts = [promote.version]
-            case .deploy(let deploy): texts = [deploy.version]
-            case .command(let arguments, _): texts = arguments
-            }
+            let texts: [String]
+            if case .command(let arguments, _) = action { texts = arguments } else { texts = inputs }
             var found: [(String, String)] = []
             for text in texts {
                 var rest = Substring(text)

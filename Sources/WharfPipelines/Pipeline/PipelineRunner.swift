@@ -211,18 +211,7 @@ public struct PipelineRunner: Sendable {
     /// The step's definition with every input replaced by its content hash.
     private func cacheKey(_ step: PipelineDefinition.Step, resolve: (String) throws -> String, produced: [String: [String: Artifact]]) throws -> String {
         var material = "wharf-pipeline-step-1\n\(step.name)\n\(step.canonical)\n"
-        var inputs: [String] = []
-        switch step.action {
-        case .dataset(let csv): inputs = [csv]
-        case .hubDataset(let dataset): inputs = dataset.labels.map { [$0] } ?? []
-        case .train(let train): inputs = [train.data] + (train.valid.map { [$0] } ?? [])
-        case .validate(let validate): inputs = [validate.model, validate.data]
-        case .register(let register): inputs = [register.model] + [register.trainingData, register.validationData].compactMap { $0 }
-        case .promote(let promote): inputs = [promote.version]
-        case .deploy(let deploy): inputs = [deploy.version]
-        case .command: inputs = step.references.map { "steps.\($0.step).\($0.output)" }
-        }
-        for input in inputs {
+        for input in step.inputs {
             if input.hasPrefix("steps.") {
                 let parts = input.dropFirst("steps.".count).split(separator: ".", maxSplits: 1).map(String.init)
                 material += "\(input)=\(produced[parts[0]]?[parts[1]]?.sha256 ?? "?")\n"
