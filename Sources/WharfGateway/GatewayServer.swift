@@ -51,6 +51,7 @@ public struct GatewayServer: Sendable {
     let access: AccessControl
     let router: InferenceRouter
     let canaries: CanaryController
+    let upstream: UpstreamClient
     let http: HTTPClient
     let logger: Logger
 
@@ -70,7 +71,8 @@ public struct GatewayServer: Sendable {
         // once: async-http-client would otherwise keep reconnecting until the deadline.
         client.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: client)
-        router = InferenceRouter(store: store, http: http, logger: logger)
+        upstream = UpstreamClient(connectionsPerEndpoint: configuration.connectionsPerReplica)
+        router = InferenceRouter(store: store, upstream: upstream, http: http, logger: logger)
         canaries = CanaryController(store: store, logger: logger)
         self.logger = logger
     }
@@ -82,7 +84,7 @@ public struct GatewayServer: Sendable {
         let routes = Router(context: BasicRequestContext.self)
         routes.add(middleware: RequestIDMiddleware())
         routes.add(middleware: ErrorMiddleware())
-        GatewayInferenceController<BasicRequestContext>(router: router, access: access, maxBodyBytes: configuration.maxBodyBytes).addRoutes(to: routes)
+        GatewayInferenceController<BasicRequestContext>(router: router, access: access).addRoutes(to: routes)
         DeploymentController<BasicRequestContext>(store: store, canaries: canaries, access: access).addRoutes(to: routes)
         routes.get("/openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml"], body: ResponseBody(byteBuffer: ByteBuffer(string: GatewayOpenAPI.document)))
@@ -90,12 +92,16 @@ public struct GatewayServer: Sendable {
         if let metrics {
             MetricsEndpoint<BasicRequestContext>(registry: metrics).addRoutes(to: routes)
         }
+        let serverName = "wharf-gateway"
+        let forwarding = InferenceForwarder.Settings(
+            router: router, access: access, maxBodyBytes: configuration.maxBodyBytes, serverName: serverName, logger: logger)
         return Application(
             router: routes,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "wharf-gateway"),
+            server: .forwardingHTTP1(forwarding),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: serverName),
             services: [
                 HealthChecker(directory: store.directory, http: http, interval: configuration.healthInterval, logger: logger),
-                ClientShutdown(http: http),
+                ClientShutdown(http: http, upstream: upstream),
             ],
             onServerRunning: onServerRunning,
             logger: logger
@@ -103,12 +109,14 @@ public struct GatewayServer: Sendable {
     }
 }
 
-/// Closes the forwarding client's connections when the service group stops.
+/// Closes the forwarding clients' connections when the service group stops.
 struct ClientShutdown: Service {
     let http: HTTPClient
+    let upstream: UpstreamClient
 
     func run() async throws {
         try? await gracefulShutdown()
+        await upstream.shutdown()
         try await http.shutdown()
     }
 }

@@ -15,22 +15,29 @@ public struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        let id = request.headers[.requestID].flatMap { Self.isAcceptable($0) ? $0 : nil } ?? Self.makeID()
+        let id = request.headers[.requestID].flatMap { RequestIDs.isAcceptable($0) ? $0 : nil } ?? RequestIDs.makeID()
         context.logger[metadataKey: "request_id"] = .string(id)
         var response = try await next(request, context)
         response.headers[.requestID] = id
         return response
     }
+}
 
+/// Request ids: the caller's when acceptable, otherwise a new one.
+public enum RequestIDs {
     /// Ids from callers are echoed into headers and logs: keep them short and printable.
-    static func isAcceptable(_ id: String) -> Bool {
+    public static func isAcceptable(_ id: String) -> Bool {
         !id.isEmpty && id.utf8.count <= 128 && id.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
 
     /// Sixteen lower-case hex digits, written straight into the string (this runs for every
     /// request that comes without an id).
-    static func makeID() -> String {
+    public static func makeID() -> String {
         var random = SystemRandomNumberGenerator()
+        return makeID(using: &random)
+    }
+
+    public static func makeID(using random: inout some RandomNumberGenerator) -> String {
         let value = random.next() as UInt64
         return String(unsafeUninitializedCapacity: 16) { buffer in
             let digits: StaticString = "0123456789abcdef"

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOHTTP1
 import Synchronization
 import WharfCore
 
@@ -87,7 +88,17 @@ final class AccessControl: Sendable {
     /// 403 (scope), 429 (rate) with Retry-After.
     @discardableResult
     func authorize(_ request: Request, scope: String) throws -> APIKey? {
-        guard let presented = Self.presentedKey(request) else {
+        try authorize(presentedKey: Self.presentedKey(bearer: request.headers[.authorization], apiKey: request.headers[.apiKey]), scope: scope)
+    }
+
+    /// The same, for the forwarding path's HTTP/1 headers.
+    @discardableResult
+    func authorize(headers: HTTPHeaders, scope: String) throws -> APIKey? {
+        try authorize(presentedKey: Self.presentedKey(bearer: headers.first(name: "authorization"), apiKey: headers.first(name: "x-api-key")), scope: scope)
+    }
+
+    private func authorize(presentedKey: String?, scope: String) throws -> APIKey? {
+        guard let presented = presentedKey else {
             if scope.hasPrefix("infer:"), openInference { return nil }
             throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this needs an API key (Authorization: Bearer <key> or X-API-Key)")
         }
@@ -118,11 +129,12 @@ final class AccessControl: Sendable {
         return key
     }
 
-    static func presentedKey(_ request: Request) -> String? {
-        if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
-            return String(header.dropFirst("Bearer ".count))
+    /// `Authorization: Bearer <key>`, else `X-API-Key`.
+    static func presentedKey(bearer: String?, apiKey: String?) -> String? {
+        if let bearer, bearer.hasPrefix("Bearer ") {
+            return String(bearer.dropFirst("Bearer ".count))
         }
-        return request.headers[HTTPField.Name("x-api-key")!]
+        return apiKey
     }
 
     var all: [APIKey] { keys.withLock { $0.values.sorted { $0.id < $1.id } } }
@@ -163,6 +175,10 @@ final class AccessControl: Sendable {
             throw WharfError(.io, "cannot save the keys to \(file)")
         }
     }
+}
+
+extension HTTPField.Name {
+    static let apiKey = HTTPField.Name("x-api-key")!
 }
 
 extension Duration {

@@ -9,11 +9,10 @@ import Synchronization
 import WharfCore
 import WharfHTTP
 
-/// The OIP v2 face of the gateway: health, and inference routed to deployments.
+/// The OIP v2 face of the gateway beside inference: health, server and model metadata.
 struct GatewayInferenceController<Context: RequestContext>: Sendable {
     let router: InferenceRouter
     let access: AccessControl
-    let maxBodyBytes: Int
 
     func addRoutes(to routes: Router<Context>) {
         routes.get("/v2/health/live") { _, _ in Response.emptyOK }
@@ -23,24 +22,7 @@ struct GatewayInferenceController<Context: RequestContext>: Sendable {
         }
         routes.get("/v2/models/:model") { request, context in try await metadata(request, context, suffix: "") }
         routes.get("/v2/models/:model/ready") { request, context in try await metadata(request, context, suffix: "/ready") }
-        routes.post("/v2/models/:model/infer") { request, context in try await infer(request, context, version: nil) }
-        routes.post("/v2/models/:model/versions/:version/infer") { request, context in
-            try await infer(request, context, version: try context.parameters.require("version"))
-        }
-    }
-
-    private func infer(_ request: Request, _ context: Context, version: String?) async throws -> Response {
-        let model = try context.parameters.require("model")
-        try RegistryName.check(model, kind: "model")
-        try access.authorize(request, scope: "infer:\(model)")
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: maxBodyBytes)
-        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-            throw WharfError(.payloadTooLarge, "the request body is larger than \(maxBodyBytes) bytes")
-        }
-        let requestID = context.logger[metadataKey: "request_id"].map { "\($0)" }
-        return try await router.infer(model: model, version: version, body: body, headers: request.headers, requestID: requestID)
+        // POST …/infer never reaches the router: the gateway's InferenceForwarder answers it.
     }
 
     /// Model metadata and readiness come from a replica of the deployment's main version.

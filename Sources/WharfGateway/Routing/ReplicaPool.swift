@@ -5,6 +5,8 @@ import WharfCore
 /// check, and a circuit breaker fed by the requests themselves (passive ejection).
 public final class Replica: Sendable {
     public let url: String
+    /// Where the raw forwarding client connects; nil for https replicas.
+    let endpoint: UpstreamEndpoint?
 
     struct State {
         var outstanding = 0
@@ -26,6 +28,7 @@ public final class Replica: Sendable {
 
     public init(url: String) {
         self.url = url
+        self.endpoint = UpstreamEndpoint(url: url)
     }
 
     public struct Snapshot: Sendable, Hashable, Codable {
@@ -110,17 +113,39 @@ public struct ReplicaPool: Sendable {
     }
 
     /// A replica for one request (already acquired), not among `excluded`; nil when none may
-    /// take one now.
+    /// take one now. The least loaded first; replicas with equal load are drawn at random, so
+    /// idle replicas share. Runs for every forwarded request, so it allocates nothing.
     func acquire(excluding excluded: Set<String>, random: inout some RandomNumberGenerator) -> Replica? {
         let now = ContinuousClock.now
-        var candidates = replicas.filter { !excluded.contains($0.url) }
-        // Shuffled, then sorted by load: the least loaded first, and replicas with equal load
-        // in shuffled order (Swift's sort keeps equal elements in order), so idle replicas share.
-        if candidates.count > 1 {
-            candidates.shuffle(using: &random)
+        var passed = [Bool](repeating: false, count: 0)
+        var passedBits: UInt64 = 0
+        func isPassed(_ index: Int) -> Bool { index < 64 ? passedBits & (1 << UInt64(index)) != 0 : passed[index - 64] }
+        func pass(_ index: Int) {
+            if index < 64 { passedBits |= 1 << UInt64(index) } else { passed[index - 64] = true }
         }
-        candidates.sort { $0.outstanding < $1.outstanding }
-        for replica in candidates where replica.acquire(now: now) { return replica }
-        return nil
+        if replicas.count > 64 { passed = [Bool](repeating: false, count: replicas.count - 64) }
+        while true {
+            var best = -1
+            var bestLoad = Int.max
+            var ties: UInt64 = 0
+            for index in replicas.indices where !isPassed(index) {
+                let replica = replicas[index]
+                if !excluded.isEmpty, excluded.contains(replica.url) {
+                    pass(index)
+                    continue
+                }
+                let load = replica.outstanding
+                if load < bestLoad {
+                    (best, bestLoad, ties) = (index, load, 1)
+                } else if load == bestLoad {
+                    // Reservoir sampling: each of the tied replicas is kept with equal chance.
+                    ties += 1
+                    if random.next(upperBound: ties) == 0 { best = index }
+                }
+            }
+            guard best >= 0 else { return nil }
+            if replicas[best].acquire(now: now) { return replicas[best] }
+            pass(best)
+        }
     }
 }

@@ -1,0 +1,326 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypesHTTP1
+import WharfCore
+import WharfHTTP
+
+/// The gateway's inference path, as a channel handler in each client connection, right after
+/// the HTTP/1 codec and before Hummingbird: `POST /v2/models/{m}[/versions/{v}]/infer` is read, authorised,
+/// routed and forwarded on the connection's own event loop, and answered from there; every
+/// other request passes through to Hummingbird's router untouched.
+///
+/// Why not a route: a Hummingbird route runs in a task, and the forwarding client on its own
+/// loop, so each forwarded request woke three threads and copied through two HTTP stacks. Here
+/// one thread reads the request, writes it to a pooled replica connection and writes the
+/// answer back, with NIO's HTTP/1 types throughout (no conversion to swift-http-types).
+///
+/// HTTP/1.1 keeps answers in request order. The two paths never overlap on one connection: a
+/// request that arrives while the other path still owes an answer waits (reads are held too),
+/// and goes on once that answer has been written.
+final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    struct Settings: Sendable {
+        var router: InferenceRouter
+        var access: AccessControl
+        var maxBodyBytes: Int
+        var serverName: String
+        var logger: Logger
+    }
+
+    private let settings: Settings
+
+    private enum State {
+        case idle
+        /// Reading an inference request's body.
+        case collecting(Inference)
+        /// A body over the limit: 413 is written, the rest of the body is dropped.
+        case discarding
+        /// Forwarded; the answer is not written yet.
+        case awaitingAnswer
+        /// Passing a request's parts on to the router.
+        case passingThrough
+    }
+
+    private struct Inference {
+        var head: HTTPRequestHead
+        var target: Target
+        var requestID: String
+        var body: ByteBuffer?
+        var closeAfter: Bool
+    }
+
+    struct Target: Equatable {
+        var model: String
+        var version: String?
+    }
+
+    private var state = State.idle
+    /// Answers the router still owes for requests passed to it.
+    private var routerAnswersOwed = 0
+    private var waiting = CircularBuffer<HTTPServerRequestPart>()
+    /// This loop's connections to the replicas.
+    private var upstream: UpstreamLoopPool?
+    private var readHeld = false
+    private var quiesceHeld = false
+    private var isRemoved = false
+
+    init(settings: Settings) {
+        self.settings = settings
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        upstream = settings.router.upstream.pool(for: context.eventLoop)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        isRemoved = true
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if waiting.isEmpty, canTake(part) {
+            take(part, context: context)
+        } else {
+            waiting.append(part)
+        }
+    }
+
+    /// Whether `part` can be handled now without answering out of order.
+    private func canTake(_ part: HTTPServerRequestPart) -> Bool {
+        if case .awaitingAnswer = state { return false }
+        if case .head(let head) = part, case .idle = state, routerAnswersOwed > 0, Self.target(of: head) != nil { return false }
+        return true
+    }
+
+    private func take(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch (state, part) {
+        case (.idle, .head(let head)):
+            guard let target = Self.target(of: head) else {
+                routerAnswersOwed += 1
+                state = .passingThrough
+                context.fireChannelRead(wrapInboundOut(part))
+                return
+            }
+            let requestID = head.headers.first(name: "x-request-id").flatMap { RequestIDs.isAcceptable($0) ? $0 : nil }
+                ?? RequestIDs.makeID(using: &upstream!.random)
+            state = .collecting(Inference(head: head, target: target, requestID: requestID, body: nil, closeAfter: !head.isKeepAlive))
+        case (.collecting(var inference), .body(var chunk)):
+            state = .idle  // drops the state's reference, so the body below is not copied on write
+            let size = (inference.body?.readableBytes ?? 0) + chunk.readableBytes
+            guard size <= settings.maxBodyBytes else {
+                state = .discarding
+                inference.closeAfter = true
+                respond(to: inference, with: ErrorAnswer(
+                    status: .contentTooLarge, message: "the request body is larger than \(settings.maxBodyBytes) bytes"), context: context)
+                return
+            }
+            if inference.body == nil {
+                inference.body = chunk
+            } else {
+                inference.body!.writeBuffer(&chunk)
+            }
+            state = .collecting(inference)
+        case (.collecting(let inference), .end):
+            state = .awaitingAnswer
+            forward(inference, context: context)
+        case (.discarding, .end):
+            state = .idle
+        case (.discarding, _):
+            break
+        case (.passingThrough, .end):
+            state = .idle
+            context.fireChannelRead(wrapInboundOut(part))
+        default:
+            // Anything else is the router's to judge (it refuses parts out of order).
+            context.fireChannelRead(wrapInboundOut(part))
+        }
+    }
+
+    /// The model (and deployment version) of an inference request, or nil for other requests:
+    /// `POST /v2/models/{m}/infer` or `POST /v2/models/{m}/versions/{v}/infer`, any query.
+    static func target(of head: HTTPRequestHead) -> Target? {
+        guard head.method == .POST else { return nil }
+        return head.uri.utf8.withContiguousStorageIfAvailable { uri -> Target? in
+            let prefix: StaticString = "/v2/models/"
+            let suffix: StaticString = "/infer"
+            var end = uri.count
+            if let query = uri.firstIndex(of: UInt8(ascii: "?")) { end = query }
+            guard end > prefix.utf8CodeUnitCount + suffix.utf8CodeUnitCount,
+                  memcmp(uri.baseAddress!, prefix.utf8Start, prefix.utf8CodeUnitCount) == 0,
+                  memcmp(uri.baseAddress! + end - suffix.utf8CodeUnitCount, suffix.utf8Start, suffix.utf8CodeUnitCount) == 0
+            else { return nil }
+            let inner = UnsafeBufferPointer(rebasing: uri[prefix.utf8CodeUnitCount..<(end - suffix.utf8CodeUnitCount)])
+            guard let slash = inner.firstIndex(of: UInt8(ascii: "/")) else {
+                return Target(model: String(decoding: inner, as: UTF8.self), version: nil)
+            }
+            // {m}/versions/{v}
+            let model = UnsafeBufferPointer(rebasing: inner[..<slash])
+            let rest = UnsafeBufferPointer(rebasing: inner[(slash + 1)...])
+            let versions: StaticString = "versions/"
+            guard !model.isEmpty, rest.count > versions.utf8CodeUnitCount,
+                  memcmp(rest.baseAddress!, versions.utf8Start, versions.utf8CodeUnitCount) == 0
+            else { return nil }
+            let version = UnsafeBufferPointer(rebasing: rest[versions.utf8CodeUnitCount...])
+            guard !version.contains(UInt8(ascii: "/")) else { return nil }
+            return Target(model: String(decoding: model, as: UTF8.self), version: String(decoding: version, as: UTF8.self))
+        } ?? nil
+    }
+
+    private func forward(_ inference: Inference, context: ChannelHandlerContext) {
+        let model = inference.target.model
+        do {
+            try RegistryName.check(model, kind: "model")
+            try settings.access.authorize(headers: inference.head.headers, scope: "infer:\(model)")
+        } catch {
+            return respond(to: inference, with: errorAnswer(error, inference), context: context)
+        }
+        settings.router.route(
+            model: model, version: inference.target.version, body: inference.body ?? context.channel.allocator.buffer(capacity: 0),
+            headers: inference.head.headers, requestID: inference.requestID, pool: upstream!
+        ) { result in
+            guard !self.isRemoved else { return }
+            switch result {
+            case .success(let forwarded):
+                self.respond(to: inference, status: forwarded.status, headers: forwarded.headers, body: forwarded.body, context: context)
+            case .failure(let error):
+                self.respond(to: inference, with: self.errorAnswer(error, inference), context: context)
+            }
+        }
+    }
+
+    private func errorAnswer(_ error: any Error, _ inference: Inference) -> ErrorAnswer {
+        var logger = settings.logger
+        logger[metadataKey: "request_id"] = .string(inference.requestID)
+        let method = (try? HTTPRequest.Method(inference.head.method)) ?? .post
+        return ErrorAnswer(for: error, method: method, path: String(inference.head.uri.prefix(200)), logger: logger)
+    }
+
+    private func respond(to inference: Inference, with error: ErrorAnswer, context: ChannelHandlerContext) {
+        respond(to: inference, status: HTTPResponseStatus(statusCode: error.status.code), headers: HTTPHeaders(error.headers), body: error.body,
+                context: context)
+    }
+
+    private func respond(to inference: Inference, status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, context: ChannelHandlerContext) {
+        var headers = headers
+        headers.add(name: "x-request-id", value: inference.requestID)
+        headers.add(name: "content-length", value: String(body.readableBytes))
+        headers.add(name: "server", value: settings.serverName)
+        if inference.closeAfter {
+            headers.add(name: "connection", value: "close")
+        } else if inference.head.version.major == 1, inference.head.version.minor == 0 {
+            headers.add(name: "connection", value: "keep-alive")
+        }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: inference.head.version, status: status, headers: headers))), promise: nil)
+        if body.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        if inference.closeAfter {
+            context.close(promise: nil)
+            return
+        }
+        if case .awaitingAnswer = state { state = .idle }
+        resume(context: context)
+    }
+
+    /// Takes the requests that waited, as far as the order allows, then lets reads go on.
+    private func resume(context: ChannelHandlerContext) {
+        while let part = waiting.first, canTake(part) {
+            waiting.removeFirst()
+            take(part, context: context)
+        }
+        guard waiting.isEmpty, !isBusy else { return }
+        if quiesceHeld, routerAnswersOwed == 0 {
+            quiesceHeld = false
+            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        if readHeld {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    /// An inference is being read or answered on this connection.
+    private var isBusy: Bool {
+        switch state {
+        case .collecting, .awaitingAnswer, .discarding: true
+        case .idle, .passingThrough: false
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // Shutting down: the router's connection handler closes idle connections at once, and it
+        // does not see the inference in flight here, so it hears of it once that is answered.
+        if event is ChannelShouldQuiesceEvent, isBusy || !waiting.isEmpty {
+            quiesceHeld = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    // MARK: Outbound
+
+    func read(context: ChannelHandlerContext) {
+        if case .awaitingAnswer = state {
+            readHeld = true
+        } else if !waiting.isEmpty {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        context.write(data, promise: promise)
+        if case .end = unwrapOutboundIn(data), routerAnswersOwed > 0 {
+            routerAnswersOwed -= 1
+            if routerAnswersOwed == 0 { resume(context: context) }
+        }
+    }
+}
+
+/// Hummingbird's HTTP/1 child channel with the ``InferenceForwarder`` put right after NIO's
+/// HTTP/1 codec, ahead of the conversion to swift-http-types that Hummingbird's router needs.
+struct ForwardingHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
+    typealias Value = HTTP1Channel.Value
+
+    let inner: HTTP1Channel
+    let settings: InferenceForwarder.Settings
+
+    var responder: HTTPChannelHandler.Responder { inner.responder }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let pipeline = channel.pipeline.syncOperations
+            let conversion = try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)
+            try pipeline.addHandler(InferenceForwarder(settings: settings), position: .before(conversion))
+            return value
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await inner.handle(value: value, logger: logger)
+    }
+}
+
+extension HTTPServerBuilder {
+    /// HTTP/1 with the gateway's inference path in front of the router.
+    static func forwardingHTTP1(_ settings: InferenceForwarder.Settings) -> HTTPServerBuilder {
+        HTTPServerBuilder { responder in
+            ForwardingHTTP1Channel(inner: HTTP1Channel(responder: responder), settings: settings)
+        }
+    }
+}

@@ -1,0 +1,417 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import WharfCore
+
+/// Where a plain-HTTP replica listens, read once from its URL (`http://host[:port][/prefix]`).
+struct UpstreamEndpoint: Hashable, Sendable {
+    var host: String
+    var port: Int
+    /// Put before `/v2/...` (a replica behind a path-routing proxy); empty for most.
+    var pathPrefix: String
+    /// The `Host` header: as written in the URL.
+    var authority: String
+
+    /// nil for URLs the raw client does not speak (https: TLS goes through async-http-client).
+    init?(url: String) {
+        guard url.hasPrefix("http://") else { return nil }
+        var rest = Substring(url.dropFirst("http://".count))
+        var prefix = ""
+        if let slash = rest.firstIndex(of: "/") {
+            prefix = String(rest[slash...])
+            rest = rest[..<slash]
+            while prefix.hasSuffix("/") { prefix.removeLast() }
+        }
+        guard !rest.isEmpty, !rest.contains("@") else { return nil }
+        authority = String(rest)
+        var portText: Substring?
+        if rest.hasPrefix("[") {
+            // [v6 address]:port
+            guard let close = rest.firstIndex(of: "]") else { return nil }
+            host = String(rest[rest.index(after: rest.startIndex)..<close])
+            let after = rest[rest.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { return nil }
+                portText = after.dropFirst()
+            }
+        } else if let colon = rest.lastIndex(of: ":") {
+            host = String(rest[..<colon])
+            portText = rest[rest.index(after: colon)...]
+        } else {
+            host = String(rest)
+        }
+        if let portText {
+            guard let port = Int(portText), (1...65535).contains(port) else { return nil }
+            self.port = port
+        } else {
+            port = 80
+        }
+        guard !host.isEmpty else { return nil }
+        pathPrefix = prefix
+    }
+}
+
+/// Why a forwarded request got no answer.
+enum UpstreamError: Error, Equatable {
+    /// No connection could be made (refused, unreachable): nothing was sent.
+    case connectFailed(String)
+    /// The connection closed or broke before the whole answer came back.
+    case connectionLost
+    /// No whole answer before the deadline; the connection was closed.
+    case timedOut
+    /// The answer was larger than the client takes.
+    case responseTooLarge
+}
+
+struct UpstreamResponse: Sendable {
+    var status: HTTPResponseStatus
+    var headers: HTTPHeaders
+    var body: ByteBuffer
+}
+
+/// The gateway's HTTP/1.1 client for forwarding inference: keep-alive connections to each
+/// replica, opened and used on the event loop of the client connection that needs them, so a
+/// forwarded request never leaves its thread (no task, no hop, no lock on the way). Each event
+/// loop has its own pool, with at most `connectionsPerEndpoint` connections to each replica;
+/// requests beyond wait, in order, for the next free one.
+final class UpstreamClient: Sendable {
+    let connectionsPerEndpoint: Int
+    /// Largest answer taken from a replica.
+    static let maxResponseBytes = 256 << 20
+    private let pools = NIOLockedValueBox([ObjectIdentifier: NIOLoopBound<UpstreamLoopPool>]())
+
+    init(connectionsPerEndpoint: Int) {
+        self.connectionsPerEndpoint = max(1, connectionsPerEndpoint)
+    }
+
+        /// This loop's pool; made on first use. Call on `eventLoop`, once per client connection.
+    func pool(for eventLoop: any EventLoop) -> UpstreamLoopPool {
+        let key = ObjectIdentifier(eventLoop)
+        let bound = pools.withLockedValue { pools in
+            if let existing = pools[key] { return existing }
+            let made = NIOLoopBound(UpstreamLoopPool(eventLoop: eventLoop, connectionsPerEndpoint: connectionsPerEndpoint), eventLoop: eventLoop)
+            pools[key] = made
+            return made
+        }
+        return bound.value
+    }
+
+    /// Closes every pooled connection (requests in flight are failed).
+    func shutdown() async {
+        let all = pools.withLockedValue { pools in
+            defer { pools = [:] }
+            return Array(pools.values)
+        }
+        for bound in all {
+            try? await bound.eventLoop.submit { bound.value.closeAll() }.get()
+        }
+    }
+}
+
+/// The connections of one event loop, by replica. Used only on that loop.
+final class UpstreamLoopPool {
+    let eventLoop: any EventLoop
+    let connectionsPerEndpoint: Int
+    private var endpoints: [UpstreamEndpoint: EndpointConnections] = [:]
+    private var closed = false
+    /// For traffic splits, replica ties and request ids on this loop: drawing from the system's
+    /// generator costs a system call each time.
+    var random = SeededGenerator(seed: UInt64.random(in: .min ... .max))
+
+    final class EndpointConnections {
+        var idle: [UpstreamConnection] = []
+        /// Open or being opened.
+        var count = 0
+        var waiting = CircularBuffer<UpstreamExchange>()
+    }
+
+    init(eventLoop: any EventLoop, connectionsPerEndpoint: Int) {
+        self.eventLoop = eventLoop
+        self.connectionsPerEndpoint = connectionsPerEndpoint
+    }
+
+    /// Sends one request; `completion` is called once, on this loop. `headers` should not
+    /// hold `Host` or `Content-Length`: they are added here.
+    func execute(
+        _ endpoint: UpstreamEndpoint, method: HTTPMethod = .POST, path: String, headers: HTTPHeaders, body: ByteBuffer, timeout: TimeAmount,
+        completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
+    ) {
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: endpoint.pathPrefix + path, headers: headers)
+        head.headers.add(name: "host", value: endpoint.authority)
+        head.headers.add(name: "content-length", value: String(body.readableBytes))
+        let exchange = UpstreamExchange(endpoint: endpoint, head: head, body: body, completion: completion)
+        guard !closed else {
+            exchange.fail(.connectionLost)
+            return
+        }
+        exchange.timeout = eventLoop.assumeIsolated().scheduleTask(in: timeout) { [exchange] in
+            exchange.timeout = nil
+            // The connection carrying it (if any) is in an unknown state: close it.
+            let connection = exchange.connection
+            exchange.fail(.timedOut)
+            connection?.close()
+        }
+        dispatch(exchange)
+    }
+
+    /// Gives the exchange a connection: an idle one, a new one, or a place in the queue.
+    private func dispatch(_ exchange: UpstreamExchange) {
+        let connections = endpoints[exchange.endpoint] ?? {
+            let made = EndpointConnections()
+            endpoints[exchange.endpoint] = made
+            return made
+        }()
+        while let connection = connections.idle.popLast() {
+            if connection.isUsable {
+                connection.send(exchange)
+                return
+            }
+        }
+        if connections.count < connectionsPerEndpoint {
+            connect(exchange.endpoint, connections, first: exchange)
+        } else {
+            connections.waiting.append(exchange)
+        }
+    }
+
+    private func connect(_ endpoint: UpstreamEndpoint, _ connections: EndpointConnections, first exchange: UpstreamExchange) {
+        connections.count += 1
+        let pool = NIOLoopBound(self, eventLoop: eventLoop)
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(.seconds(1))
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
+                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint, pool: pool.value))
+                }
+            }
+        bootstrap.connect(host: endpoint.host, port: endpoint.port).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let channel):
+                guard let connection = try? channel.pipeline.syncOperations.handler(type: UpstreamConnection.self) else {
+                    channel.close(promise: nil)
+                    self.connectionClosed(endpoint)
+                    exchange.fail(.connectionLost)
+                    return
+                }
+                if exchange.isFinished {
+                    self.release(connection)
+                } else {
+                    connection.send(exchange)
+                }
+            case .failure(let error):
+                connections.count -= 1
+                exchange.fail(.connectFailed("\(error)"))
+                // Those queued behind it would wait for a connection that will not come: the
+                // replica is down, so fail them now rather than at their deadline.
+                while let waiting = connections.waiting.popFirst() { waiting.fail(.connectFailed("\(error)")) }
+            }
+        }
+    }
+
+    /// A connection finished its exchange and may carry another.
+    func release(_ connection: UpstreamConnection) {
+        guard !closed, let connections = endpoints[connection.endpoint] else {
+            connection.close()
+            return
+        }
+        while let next = connections.waiting.popFirst() {
+            if !next.isFinished {
+                connection.send(next)
+                return
+            }
+        }
+        connections.idle.append(connection)
+    }
+
+    /// A connection closed (by either side): it no longer counts, and a waiting exchange may
+    /// open a new one.
+    func connectionClosed(_ endpoint: UpstreamEndpoint) {
+        guard let connections = endpoints[endpoint] else { return }
+        connections.count -= 1
+        connections.idle.removeAll { !$0.isUsable }
+        while let next = connections.waiting.popFirst() {
+            if !next.isFinished {
+                if closed {
+                    next.fail(.connectionLost)
+                } else {
+                    connect(endpoint, connections, first: next)
+                    return
+                }
+            }
+        }
+    }
+
+    /// A request that failed on a kept-alive connection before any answer arrived: the replica
+    /// most likely closed the idle connection as it was reused. Sent again, once, on another.
+    func resend(_ exchange: UpstreamExchange) {
+        exchange.resent = true
+        dispatch(exchange)
+    }
+
+    func closeAll() {
+        closed = true
+        for connections in endpoints.values {
+            while let waiting = connections.waiting.popFirst() { waiting.fail(.connectionLost) }
+            for connection in connections.idle { connection.close() }
+            connections.idle = []
+        }
+    }
+}
+
+/// One forwarded request: what to send, where the answer goes, its deadline.
+final class UpstreamExchange {
+    let endpoint: UpstreamEndpoint
+    let head: HTTPRequestHead
+    let body: ByteBuffer
+    private var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
+    var timeout: Scheduled<Void>?
+    /// The connection carrying it now.
+    var connection: UpstreamConnection?
+    var resent = false
+    private(set) var isFinished = false
+
+    init(endpoint: UpstreamEndpoint, head: HTTPRequestHead, body: ByteBuffer, completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void) {
+        self.endpoint = endpoint
+        self.head = head
+        self.body = body
+        self.completion = completion
+    }
+
+    func succeed(_ response: UpstreamResponse) {
+        guard !isFinished else { return }
+        isFinished = true
+        timeout?.cancel()
+        timeout = nil
+        connection = nil
+        let completion = self.completion
+        self.completion = nil
+        completion?(.success(response))
+    }
+
+    func fail(_ error: UpstreamError) {
+        guard !isFinished else { return }
+        isFinished = true
+        timeout?.cancel()
+        timeout = nil
+        connection = nil
+        let completion = self.completion
+        self.completion = nil
+        completion?(.failure(error))
+    }
+}
+
+/// One keep-alive connection to a replica, carrying one exchange at a time.
+final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    let endpoint: UpstreamEndpoint
+    private let pool: UpstreamLoopPool
+    private var context: ChannelHandlerContext?
+    private var current: UpstreamExchange?
+    private var responseHead: HTTPResponseHead?
+    private var responseBody: ByteBuffer?
+    /// Whether this connection carried an exchange before the current one.
+    private var reused = false
+    private var isClosed = false
+
+    init(endpoint: UpstreamEndpoint, pool: UpstreamLoopPool) {
+        self.endpoint = endpoint
+        self.pool = pool
+    }
+
+    var isUsable: Bool { !isClosed && current == nil && (context?.channel.isActive ?? false) }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func send(_ exchange: UpstreamExchange) {
+        guard let context, !isClosed else {
+            pool.resend(exchange)
+            return
+        }
+        current = exchange
+        exchange.connection = self
+        responseHead = nil
+        responseBody = nil
+        context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
+        if exchange.body.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(exchange.body))), promise: nil)
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            // 1xx (100 Continue, say) comes before the real answer.
+            guard head.status.code >= 200 else { return }
+            responseHead = head
+        case .body(var chunk):
+            guard current != nil else { return }
+            if responseBody == nil {
+                responseBody = chunk
+            } else {
+                guard responseBody!.readableBytes + chunk.readableBytes <= UpstreamClient.maxResponseBytes else {
+                    current?.fail(.responseTooLarge)
+                    current = nil
+                    close()
+                    return
+                }
+                responseBody!.writeBuffer(&chunk)
+            }
+        case .end:
+            guard let exchange = current, let head = responseHead else { return }
+            current = nil
+            reused = true
+            let body = responseBody ?? context.channel.allocator.buffer(capacity: 0)
+            responseHead = nil
+            responseBody = nil
+            let keepAlive = head.isKeepAlive
+            exchange.succeed(UpstreamResponse(status: head.status, headers: head.headers, body: body))
+            if keepAlive {
+                pool.release(self)
+            } else {
+                close()
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish(context: context)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        finish(context: context)
+        self.context = nil
+    }
+
+    private func finish(context: ChannelHandlerContext) {
+        guard !isClosed else { return }
+        isClosed = true
+        if let exchange = current {
+            current = nil
+            exchange.connection = nil
+            if reused, responseHead == nil, !exchange.resent, !exchange.isFinished {
+                pool.resend(exchange)
+            } else {
+                exchange.fail(.connectionLost)
+            }
+        }
+        pool.connectionClosed(endpoint)
+    }
+
+    func close() {
+        guard let context, !isClosed else { return }
+        context.close(promise: nil)
+    }
+}
