@@ -22,8 +22,8 @@ import WharfHTTP
 /// answer back, with NIO's HTTP/1 types throughout (no conversion to swift-http-types).
 ///
 /// HTTP/1.1 keeps answers in request order. The two paths never overlap on one connection: a
-/// request that arrives while the other path still owes an answer waits (reads are held too),
-/// and goes on once that answer has been written.
+/// request that arrives while the other path still owes an answer waits (and reads stop while
+/// one does), and goes on once that answer has been written.
 final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -274,12 +274,13 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Outbound
 
     func read(context: ChannelHandlerContext) {
-        if case .awaitingAnswer = state {
-            readHeld = true
-        } else if !waiting.isEmpty {
-            readHeld = true
-        } else {
+        // Reads stop only while pipelined requests wait, so that they cannot pile up. Not while
+        // an answer is owed: a client that waits for it sends nothing meanwhile, and stopping
+        // reads would cost two epoll_ctl calls a request.
+        if waiting.isEmpty {
             context.read()
+        } else {
+            readHeld = true
         }
     }
 
