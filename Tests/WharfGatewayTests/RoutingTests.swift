@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOHTTP1
 import Synchronization
 import Testing
 import WharfCore
@@ -155,5 +156,45 @@ struct CanaryTests {
         let c = #"{"outputs":[{"name":"p","data":[0.5,0.75]}]}"#
         #expect(OutputComparison.agree(.init(string: a), .init(string: b)))
         #expect(!OutputComparison.agree(.init(string: a), .init(string: c)))
+    }
+}
+
+@Suite("The inference path's parsing")
+struct ForwardingParsingTests {
+    private func target(_ uri: String, method: NIOHTTP1.HTTPMethod = .POST) -> InferenceForwarder.Target? {
+        InferenceForwarder.target(of: HTTPRequestHead(version: .http1_1, method: method, uri: uri))
+    }
+
+    @Test func inferencePathsAreRecognisedAndNothingElse() {
+        #expect(target("/v2/models/champ/infer") == .init(model: "champ", version: nil))
+        #expect(target("/v2/models/champ/infer?debug=1") == .init(model: "champ", version: nil))
+        #expect(target("/v2/models/champ/versions/canary/infer") == .init(model: "champ", version: "canary"))
+        // Left to the router (which answers 404 or 405 in its usual way).
+        #expect(target("/v2/models/champ/infer", method: .GET) == nil)
+        #expect(target("/v2/models/champ") == nil)
+        #expect(target("/v2/models//infer") == nil)
+        #expect(target("/v2/models/infer") == nil)
+        #expect(target("/v2/models/champ/versions//infer") == nil)
+        #expect(target("/v2/models/champ/versions/1/2/infer") == nil)
+        #expect(target("/v2/models/champ/other/1/infer") == nil)
+        #expect(target("/v2/models/champ/inferx") == nil)
+        #expect(target("/v1/models/champ/infer") == nil)
+        // Names are the router's to check: a hostile one is taken, then refused with 400.
+        #expect(target("/v2/models/..%2F/infer") == .init(model: "..%2F", version: nil))
+    }
+
+    @Test func replicaURLsAreReadOnce() {
+        let plain = UpstreamEndpoint(url: "http://10.0.0.5:8080")
+        #expect(plain?.host == "10.0.0.5" && plain?.port == 8080 && plain?.pathPrefix == "" && plain?.authority == "10.0.0.5:8080")
+        let prefixed = UpstreamEndpoint(url: "http://models.internal/champ/")
+        #expect(prefixed?.host == "models.internal" && prefixed?.port == 80 && prefixed?.pathPrefix == "/champ")
+        let v6 = UpstreamEndpoint(url: "http://[::1]:9000")
+        #expect(v6?.host == "::1" && v6?.port == 9000 && v6?.authority == "[::1]:9000")
+        // https goes through async-http-client; nonsense is refused.
+        #expect(UpstreamEndpoint(url: "https://10.0.0.5:8443") == nil)
+        #expect(UpstreamEndpoint(url: "http://") == nil)
+        #expect(UpstreamEndpoint(url: "http://host:0") == nil)
+        #expect(UpstreamEndpoint(url: "http://host:99999") == nil)
+        #expect(UpstreamEndpoint(url: "http://user@host:80") == nil)
     }
 }

@@ -203,4 +203,187 @@ struct GatewayIntegrationTests {
         let reason = (final["canary"] as? [String: Any])?["reason"] as? String ?? ""
         #expect(reason.contains("error rate"), "\(reason)")
     }
+
+    @Test func theInferencePathKeepsHTTPOrderLimitsAndDeadlines() async throws {
+        try await ProcessTestGate.shared.run { try await self.theInferencePathKeepsHTTPOrderLimitsAndDeadlinesBody() }
+    }
+
+    /// The gateway answers inference itself, ahead of its router: on one connection, pipelined
+    /// requests of both kinds are answered in order; the body limit, `Connection: close` and a
+    /// replica that never answers are handled there too.
+    private func theInferencePathKeepsHTTPOrderLimitsAndDeadlinesBody() async throws {
+        let base = WharfCLI.ports(3)
+        let weak = WharfCLI.fixtures.appendingPathComponent("metrics").appendingPathComponent("champion_weak.json").path
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-gateway-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let hanging = try HangingReplica(port: base + 2)
+        defer { hanging.close() }
+        let server = try Server(["serve", "--model", "champ=\(weak)", "--port", String(base + 1)])
+        let gateway = try Server(["gateway", "--port", String(base), "--data-dir", data, "--admin-key", Self.adminKey,
+                                  "--open-inference", "--max-body-bytes", "4096"])
+        defer {
+            gateway.stop()
+            server.stop()
+        }
+        let gatewayURL = "http://127.0.0.1:\(base)"
+        #expect(try await WharfCLI.waitForStatus(gatewayURL + "/v2/health/ready", status: 200, seconds: 60))
+        #expect(try await WharfCLI.waitForStatus("http://127.0.0.1:\(base + 1)/v2/health/ready", status: 200, seconds: 60))
+        _ = try deploy(["set", "champ", "--target", "1=100@http://127.0.0.1:\(base + 1)"], gateway: gatewayURL)
+        _ = try deploy(["set", "stuck", "--target", "1=100@http://127.0.0.1:\(base + 2)", "--timeout-ms", "300", "--retries", "0"],
+                       gateway: gatewayURL)
+
+        // Four pipelined requests in one write: router, inference, router, inference (closing).
+        let body = Self.eightFeatures
+        func infer(_ id: String, close: Bool = false) -> String {
+            "POST /v2/models/champ/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nx-request-id: \(id)\r\n"
+                + (close ? "Connection: close\r\n" : "") + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        }
+        let pipelined = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n" + infer("first")
+            + "GET /v2 HTTP/1.1\r\nHost: x\r\n\r\n" + infer("second", close: true)
+        let answers = try RawHTTP.exchange(port: base, request: pipelined)
+        #expect(answers.map(\.status) == [200, 200, 200, 200], "\(answers.map(\.head))")
+        if answers.count == 4 {
+            #expect(answers[0].body.isEmpty)
+            #expect(answers[1].header("x-request-id") == "first" && answers[1].body.contains("\"outputs\""))
+            #expect(answers[2].body.contains("wharf-gateway"))
+            #expect(answers[3].header("x-request-id") == "second" && answers[3].header("connection") == "close")
+        }
+
+        // Over the body limit: 413 with the limit named, and the connection closed.
+        let large = "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,1],\"datatype\":\"FP64\",\"data\":[" + String(repeating: "1,", count: 3000) + "1]}]}"
+        let refused = try RawHTTP.exchange(
+            port: base, request: "POST /v2/models/champ/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(large.utf8.count)\r\n\r\n\(large)")
+        #expect(refused.first?.status == 413)
+        #expect(refused.first?.body.contains("4096 bytes") == true, "\(refused.first?.body ?? "")")
+
+        // A ready replica that never answers: 503 after the deployment's timeout, not later, twice
+        // (the first closes its connection; the second needs a new one).
+        for _ in 0..<2 {
+            let started = Date()
+            let stuck = await Self.infer(gatewayURL + "/v2/models/stuck/infer")
+            let waited = Date().timeIntervalSince(started)
+            #expect(stuck.status == 503)
+            #expect(waited >= 0.29 && waited < 2, "the stuck replica's 503 took \(waited) s")
+        }
+        // The gateway still answers promptly afterwards.
+        #expect(await Self.infer(gatewayURL + "/v2/models/champ/infer").ok)
+    }
+}
+
+/// One HTTP/1.1 exchange over a plain socket: the bytes written as given, every answer read back
+/// until the server closes the connection (or 5 s pass).
+enum RawHTTP {
+    struct Answer {
+        var head: String
+        var status: Int
+        var headers: [(String, String)]
+        var body: String
+
+        func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name }?.1 }
+    }
+
+    static func exchange(port: Int, request: String) throws -> [Answer] {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw CocoaError(.fileReadUnknown) }
+        defer { Glibc.close(fd) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw CocoaError(.fileReadUnknown) }
+        let bytes = Array(request.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let written = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            guard written > 0 else { break }
+            sent += written
+        }
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { break }
+            received += chunk[..<count]
+        }
+        return parse(received)
+    }
+
+    /// Answers with a Content-Length (all the gateway sends).
+    static func parse(_ bytes: [UInt8]) -> [Answer] {
+        var answers: [Answer] = []
+        var rest = bytes[...]
+        let separator: [UInt8] = [13, 10, 13, 10]
+        while let end = rest.firstRange(of: separator) {
+            let head = String(decoding: rest[..<end.lowerBound], as: UTF8.self)
+            var lines = head.components(separatedBy: "\r\n")
+            let statusLine = lines.removeFirst()
+            let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") ?? 0
+            let headers = lines.compactMap { line -> (String, String)? in
+                guard let colon = line.firstIndex(of: ":") else { return nil }
+                return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+            }
+            let length = Int(headers.first { $0.0.lowercased() == "content-length" }?.1 ?? "0") ?? 0
+            let bodyStart = end.upperBound
+            let bodyEnd = min(rest.endIndex, bodyStart + length)
+            answers.append(Answer(head: head, status: status, headers: headers,
+                                  body: String(decoding: rest[bodyStart..<bodyEnd], as: UTF8.self)))
+            rest = rest[bodyEnd...]
+        }
+        return answers
+    }
+}
+
+/// A replica that is ready (it answers every GET with 200) and never answers an inference:
+/// the connection stays open and silent, as when a model hangs.
+final class HangingReplica: @unchecked Sendable {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var yes: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 64) == 0 else {
+            Glibc.close(fd)
+            throw CocoaError(.fileWriteUnknown)
+        }
+        let listener = fd
+        Thread.detachNewThread {
+            while true {
+                let connection = accept(listener, nil, nil)
+                guard connection >= 0 else { return }
+                Thread.detachNewThread { Self.serve(connection) }
+            }
+        }
+    }
+
+    private static func serve(_ connection: Int32) {
+        defer { Glibc.close(connection) }
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { return }
+            let text = String(decoding: chunk[..<count], as: UTF8.self)
+            for _ in text.components(separatedBy: "GET ").dropFirst() {
+                let answer = Array("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".utf8)
+                _ = answer.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, 0) }
+            }
+        }
+    }
+
+    func close() {
+        shutdown(fd, Int32(SHUT_RDWR))
+        Glibc.close(fd)
+    }
 }

@@ -265,17 +265,23 @@ public struct RegisteredModel: Sendable, Hashable, Codable {
 /// (no '/', no "..") is allowed.
 public enum RegistryName {
     public static func check(_ name: String, kind: String) throws(WharfError) {
-        let bytes = Array(name.utf8)
-        guard !bytes.isEmpty, bytes.count <= 64 else {
-            throw WharfError(.invalidInput, "\(kind) name must have 1 to 64 characters, not \(bytes.count)")
+        // Byte by byte, without allocating: the gateway checks a model name on every request.
+        var count = 0
+        var valid = true
+        var previous: UInt8 = 0
+        for byte in name.utf8 {
+            let isAlphanumeric = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+            let isPunctuation = byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+            if !(isAlphanumeric || (isPunctuation && count > 0)) || (byte == UInt8(ascii: ".") && previous == UInt8(ascii: ".")) {
+                valid = false
+            }
+            previous = byte
+            count += 1
         }
-        let allowed: (UInt8) -> Bool = { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+        guard count > 0, count <= 64 else {
+            throw WharfError(.invalidInput, "\(kind) name must have 1 to 64 characters, not \(count)")
         }
-        guard bytes.allSatisfy(allowed), allowed(bytes[0]), bytes[0] != UInt8(ascii: "."), bytes[0] != UInt8(ascii: "_"), bytes[0] != UInt8(ascii: "-"),
-              !name.contains("..")
-        else {
+        guard valid else {
             throw WharfError(.invalidInput, "\(kind) name \"\(name.prefix(80))\" may hold only letters, digits, '.', '_' and '-' (never \"..\"), and must start with a letter or digit")
         }
     }

@@ -73,6 +73,8 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     private var upstream: UpstreamLoopPool?
     private var readHeld = false
     private var quiesceHeld = false
+    /// Parts passed to the router that no read-complete event has followed yet.
+    private var passedOnSinceReadComplete = false
     private var isRemoved = false
 
     init(settings: Settings) {
@@ -111,7 +113,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             guard let target = Self.target(of: head) else {
                 routerAnswersOwed += 1
                 state = .passingThrough
-                context.fireChannelRead(wrapInboundOut(part))
+                passOn(part, context: context)
                 return
             }
             let requestID = head.headers.first(name: "x-request-id").flatMap { RequestIDs.isAcceptable($0) ? $0 : nil }
@@ -142,11 +144,21 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             break
         case (.passingThrough, .end):
             state = .idle
-            context.fireChannelRead(wrapInboundOut(part))
+            passOn(part, context: context)
         default:
             // Anything else is the router's to judge (it refuses parts out of order).
-            context.fireChannelRead(wrapInboundOut(part))
+            passOn(part, context: context)
         }
+    }
+
+    private func passOn(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        passedOnSinceReadComplete = true
+        context.fireChannelRead(wrapInboundOut(part))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        passedOnSinceReadComplete = false
+        context.fireChannelReadComplete()
     }
 
     /// The model (and deployment version) of an inference request, or nil for other requests:
@@ -241,6 +253,11 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         while let part = waiting.first, canTake(part) {
             waiting.removeFirst()
             take(part, context: context)
+        }
+        // The router's channel hands reads on at the end of a read cycle; this is outside one.
+        if passedOnSinceReadComplete {
+            passedOnSinceReadComplete = false
+            context.fireChannelReadComplete()
         }
         guard waiting.isEmpty, !isBusy else { return }
         if quiesceHeld, routerAnswersOwed == 0 {
