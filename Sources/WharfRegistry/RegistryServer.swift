@@ -94,6 +94,7 @@ public struct RegistryServer: Sendable {
         ).addRoutes(to: router)
         return Application(
             router: router,
+            server: .wharfHTTP1,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "wharf-registry"),
             services: backgroundServices,
             onServerRunning: onServerRunning,

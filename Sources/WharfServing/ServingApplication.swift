@@ -54,6 +54,7 @@ public struct ModelServer: Sendable {
                                          controller: controller)
         return Application(
             responder: responder,
+            server: .wharfHTTP1,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "wharf"),
             services: [ModelLoaderService(manager: manager, readiness: readiness, pollInterval: configuration.pollInterval)]
                 + (configuration.predictionLog.map { [PredictionLogShipper(log: $0, logger: logger)] } ?? []),

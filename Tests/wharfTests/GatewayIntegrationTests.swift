@@ -209,8 +209,8 @@ struct GatewayIntegrationTests {
     }
 
     /// The gateway answers inference itself, ahead of its router: on one connection, pipelined
-    /// requests of both kinds are answered in order; the body limit, `Connection: close` and a
-    /// replica that never answers are handled there too.
+    /// requests of both kinds are answered in order; the body limit, `Connection: close`,
+    /// `Expect: 100-continue` and a replica that never answers are handled there too.
     private func theInferencePathKeepsHTTPOrderLimitsAndDeadlinesBody() async throws {
         let base = WharfCLI.ports(3)
         let weak = WharfCLI.fixtures.appendingPathComponent("metrics").appendingPathComponent("champion_weak.json").path
@@ -247,6 +247,14 @@ struct GatewayIntegrationTests {
             #expect(answers[1].header("x-request-id") == "first" && answers[1].body.contains("\"outputs\""))
             #expect(answers[2].body.contains("wharf-gateway"))
             #expect(answers[3].header("x-request-id") == "second" && answers[3].header("connection") == "close")
+        }
+
+        // `Expect: 100-continue` (curl's way with bodies over 1 MB) is answered at once, by the
+        // gateway and by the model server alike.
+        for port in [base, base + 1] {
+            let expecting = "POST /v2/models/champ/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n"
+                + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            #expect(try RawHTTP.exchange(port: port, request: expecting).map(\.status) == [100, 200], "port \(port)")
         }
 
         // Over the body limit: 413 with the limit named, and the connection closed.

@@ -12,9 +12,9 @@ import WharfCore
 import WharfHTTP
 
 /// The gateway's inference path, as a channel handler in each client connection, right after
-/// the HTTP/1 codec and before Hummingbird: `POST /v2/models/{m}[/versions/{v}]/infer` is read, authorised,
-/// routed and forwarded on the connection's own event loop, and answered from there; every
-/// other request passes through to Hummingbird's router untouched.
+/// the HTTP/1 codec and before Hummingbird: `POST /v2/models/{m}[/versions/{v}]/infer` is
+/// read, authorised, routed and forwarded on the connection's own event loop, and answered from
+/// there; every other request passes through to Hummingbird's router untouched.
 ///
 /// Why not a route: a Hummingbird route runs in a task, and the forwarding client on its own
 /// loop, so each forwarded request woke three threads and copied through two HTTP stacks. Here
@@ -119,6 +119,10 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             let requestID = head.headers.first(name: "x-request-id").flatMap { RequestIDs.isAcceptable($0) ? $0 : nil }
                 ?? RequestIDs.makeID(using: &upstream!.random)
             state = .collecting(Inference(head: head, target: target, requestID: requestID, body: nil, closeAfter: !head.isKeepAlive))
+            // curl and others wait (a second, for curl) for leave to send a large body.
+            if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
         case (.collecting(var inference), .body(var chunk)):
             state = .idle  // drops the state's reference, so the body below is not copied on write
             let size = (inference.body?.readableBytes ?? 0) + chunk.readableBytes
@@ -338,7 +342,7 @@ extension HTTPServerBuilder {
     /// HTTP/1 with the gateway's inference path in front of the router.
     static func forwardingHTTP1(_ settings: InferenceForwarder.Settings) -> HTTPServerBuilder {
         HTTPServerBuilder { responder in
-            ForwardingHTTP1Channel(inner: HTTP1Channel(responder: responder), settings: settings)
+            ForwardingHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: .wharf), settings: settings)
         }
     }
 }

@@ -85,7 +85,7 @@ final class UpstreamClient: Sendable {
         self.connectionsPerEndpoint = max(1, connectionsPerEndpoint)
     }
 
-        /// This loop's pool; made on first use. Call on `eventLoop`, once per client connection.
+    /// This loop's pool; made on first use. Call on `eventLoop`, once per client connection.
     func pool(for eventLoop: any EventLoop) -> UpstreamLoopPool {
         let key = ObjectIdentifier(eventLoop)
         let bound = pools.withLockedValue { pools in
@@ -120,6 +120,7 @@ final class UpstreamLoopPool {
     var random = SeededGenerator(seed: UInt64.random(in: .min ... .max))
 
     final class EndpointConnections {
+        /// Free connections, the most recently used last (taken first, so the others can age out).
         var idle: [UpstreamConnection] = []
         /// Open or being opened.
         var count = 0
@@ -269,7 +270,39 @@ final class UpstreamLoopPool {
                 return
             }
         }
+        connection.idleSince = .now()
         connections.idle.append(connection)
+        if sweep == nil { scheduleSweep() }
+    }
+
+    // MARK: Idle connections
+    //
+    // A connection unused for `idleTimeout` is closed, so that replicas taken out of every
+    // deployment (a rolled-back canary, a moved server) do not keep connections forever.
+
+    static let idleTimeout = TimeAmount.seconds(60)
+    private var sweep: Scheduled<Void>?
+
+    private func scheduleSweep() {
+        sweep = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Self.idleTimeout.nanoseconds / 2)) { self.sweepIdle() }
+    }
+
+    private func sweepIdle() {
+        sweep = nil
+        let oldest = NIODeadline.now() - Self.idleTimeout
+        var anyIdle = false
+        for (endpoint, connections) in endpoints {
+            // Oldest first: the list is in the order the connections were freed.
+            while let first = connections.idle.first, first.idleSince < oldest {
+                connections.idle.removeFirst()
+                first.close()
+            }
+            anyIdle = anyIdle || !connections.idle.isEmpty
+            if connections.count == 0, connections.waiting.isEmpty {
+                endpoints[endpoint] = nil
+            }
+        }
+        if anyIdle, !closed { scheduleSweep() }
     }
 
     /// A connection closed (by either side): it no longer counts, and a waiting exchange may
@@ -363,6 +396,8 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     let endpoint: UpstreamEndpoint
     private let pool: UpstreamLoopPool
     private var context: ChannelHandlerContext?
+    /// When it was last put back in the pool.
+    var idleSince = NIODeadline.now()
     private var current: UpstreamExchange?
     private var responseHead: HTTPResponseHead?
     private var responseBody: ByteBuffer?

@@ -102,7 +102,7 @@ public final class PipelineServer: Sendable {
             guard let run = try await self.history.run(id: id) else { throw WharfError(.notFound, "no run \(id)") }
             return try JSONBody.response(run)
         }
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "wharf-pipelines"),
+        return Application(router: router, server: .wharfHTTP1, configuration: .init(address: .hostname(host, port: port), serverName: "wharf-pipelines"),
                            onServerRunning: onServerRunning, logger: logger)
     }
 }
