@@ -366,17 +366,15 @@ final class UpstreamExchange {
     }
 
     func succeed(_ response: UpstreamResponse) {
-        guard !isFinished else { return }
-        isFinished = true
-        connection = nil
-        let completion = self.completion
-        self.completion = nil
-        pool?.exchangeFinished()
-        pool = nil
-        completion?(.success(response))
+        finish(.success(response))
     }
 
     func fail(_ error: UpstreamError) {
+        finish(.failure(error))
+    }
+
+    /// The first outcome wins; later ones (a timeout racing the answer) are dropped.
+    private func finish(_ outcome: Result<UpstreamResponse, UpstreamError>) {
         guard !isFinished else { return }
         isFinished = true
         connection = nil
@@ -384,7 +382,7 @@ final class UpstreamExchange {
         self.completion = nil
         pool?.exchangeFinished()
         pool = nil
-        completion?(.failure(error))
+        completion?(outcome)
     }
 }
 
