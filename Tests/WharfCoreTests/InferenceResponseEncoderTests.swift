@@ -29,4 +29,24 @@ struct InferenceResponseEncoderTests {
         #expect(!header.contains("model_version"))
         #expect(Array(encoded.body[length...]) == withUnsafeBytes(of: (0.5).bitPattern.littleEndian) { Array($0) })
     }
+
+    /// Integers are written digit by digit in place; every other finite number keeps Swift's
+    /// shortest round-trip text.
+    @Test func numbersAreWrittenExactly() {
+        func text(_ write: (inout JSONWriter) -> Void) -> String {
+            var writer = JSONWriter()
+            write(&writer)
+            return String(decoding: writer.bytes, as: UTF8.self)
+        }
+        for value in [0, 7, 10, 99, -1, -10, 123_456_789_012_345, Int.max, Int.min] {
+            #expect(text { $0.integer(value) } == String(value))
+        }
+        let numbers: [(Double, String)] = [
+            (0, "0"), (-0.0, "0"), (3, "3"), (-42, "-42"), (999_999_999_999_999, "999999999999999"),
+            (1e15, "1000000000000000.0"), (0.5, "0.5"), (0.9765836000442505, "0.9765836000442505"), (.nan, "null"), (.infinity, "null"),
+        ]
+        for (value, expected) in numbers {
+            #expect(text { $0.number(value) } == expected, "\(value)")
+        }
+    }
 }

@@ -33,12 +33,31 @@ public struct JSONWriter: Sendable {
     public mutating func number(_ value: Double) {
         if value.isFinite {
             if value == value.rounded(), abs(value) < 1e15 {
-                raw(String(Int64(value)))
+                integer(Int(value))
             } else {
                 raw(value.description)
             }
         } else {
             raw("null")
+        }
+    }
+
+    /// An integer's decimal digits, written in place (labels and shapes: every response has some).
+    public mutating func integer(_ value: Int) {
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        guard magnitude >= 10 else {
+            bytes.append(UInt8(ascii: "0") + UInt8(magnitude))
+            return
+        }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var count = 0
+            while magnitude > 0 {
+                digits[19 - count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+                count += 1
+            }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: digits[(20 - count)...]))
         }
     }
 

@@ -30,8 +30,13 @@ public enum InferenceResponseEncoder {
             if index > 0 { json.raw(",") }
             json.raw("{\"name\":")
             json.string(output.name)
-            json.raw(",\"datatype\":\"\(output.datatype.rawValue)\",\"shape\":[")
-            json.raw(output.shape.map(String.init).joined(separator: ","))
+            json.raw(",\"datatype\":\"")
+            json.raw(output.datatype.rawValue)
+            json.raw("\",\"shape\":[")
+            for (index, dimension) in output.shape.enumerated() {
+                if index > 0 { json.raw(",") }
+                json.integer(dimension)
+            }
             json.raw("]")
             if output.binary {
                 let before = binary.count

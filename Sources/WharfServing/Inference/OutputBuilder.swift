@@ -9,7 +9,7 @@ import WharfCore
 /// | XGBoost `multi:softmax` | `label` INT64 [N] |
 /// | XGBoost `binary:logitraw` | `margin` FP64 [N], `label` INT64 [N] (margin > 0) |
 /// | regression | `prediction` FP64 [N] |
-enum OutputBuilder {
+package enum OutputBuilder {
     struct Spec: Sendable {
         var name: String
         var datatype: TensorDatatype
@@ -33,7 +33,7 @@ enum OutputBuilder {
         }
     }
 
-    static func outputs(
+    package static func outputs(
         for request: InferenceRequest,
         metadata: ModelMetadata,
         values: [Double],
