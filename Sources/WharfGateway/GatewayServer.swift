@@ -27,7 +27,7 @@ public struct GatewayConfiguration: Sendable {
     public var openInference: Bool
     public var healthInterval: Duration
     public var maxBodyBytes: Int
-    /// Connections kept to each replica (the forwarding pool).
+    /// Connections the forwarding client keeps to each replica, per event loop.
     public var connectionsPerReplica: Int
 
     public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String? = ".wharf", adminKeySHA256: String? = nil,
