@@ -90,6 +90,9 @@ struct ReplicaTests {
         }
         #expect(replica.snapshot.breakerOpen)
         #expect(!replica.acquire(now: start + .milliseconds(100)))
+        // Still ready (its readiness answers while its inferences fail): the breaker stays open.
+        replica.recordHealth(ready: true)
+        #expect(!replica.acquire(now: start + .milliseconds(100)))
         // After the cooldown one trial request goes through; a second waits for its outcome.
         #expect(replica.acquire(now: start + .seconds(1)))
         #expect(!replica.acquire(now: start + .seconds(1)))

@@ -264,15 +264,18 @@ struct GatewayIntegrationTests {
         #expect(refused.first?.status == 413)
         #expect(refused.first?.body.contains("4096 bytes") == true, "\(refused.first?.body ?? "")")
 
-        // A ready replica that never answers: 503 after the deployment's timeout, not later, twice
-        // (the first closes its connection; the second needs a new one).
-        for _ in 0..<2 {
+        // A ready replica that never answers: 503 after the deployment's timeout, not later, each
+        // time on a new connection (a timed-out one is closed); after three, its breaker is open
+        // and the next client gets 503 at once, though the replica's readiness still answers.
+        for _ in 0..<3 {
             let started = Date()
             let stuck = await Self.infer(gatewayURL + "/v2/models/stuck/infer")
             let waited = Date().timeIntervalSince(started)
             #expect(stuck.status == 503)
             #expect(waited >= 0.29 && waited < 2, "the stuck replica's 503 took \(waited) s")
         }
+        let ejected = await Self.infer(gatewayURL + "/v2/models/stuck/infer")
+        #expect(ejected.status == 503 && ejected.seconds < 0.2, "with its breaker open: \(ejected.status) after \(ejected.seconds) s")
         // The gateway still answers promptly afterwards.
         #expect(await Self.infer(gatewayURL + "/v2/models/champ/infer").ok)
     }

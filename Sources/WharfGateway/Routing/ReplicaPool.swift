@@ -88,12 +88,14 @@ public final class Replica: Sendable {
     }
 
     /// An active health check's result. A replica that is ready again (restarted, say) gets
-    /// its breaker closed at once rather than after the cooldown.
+    /// its breaker closed at once rather than after the cooldown. One that stayed ready keeps an
+    /// open breaker: a server whose readiness answers while its inferences fail or hang is
+    /// exactly what the breaker is for.
     func recordHealth(ready: Bool) {
         state.withLock { state in
             let wasReady = state.ready
             state.ready = ready
-            if ready, !wasReady || state.openUntil != nil {
+            if ready, !wasReady {
                 state.openUntil = nil
                 state.consecutiveFailures = 0
                 state.cooldown = .milliseconds(500)
