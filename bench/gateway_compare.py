@@ -7,12 +7,15 @@ Everything runs on loopback (127.0.0.1) on free ports picked at run time. The sc
 connections (-t2, or -t1 at one connection), POST /v2/models/{m}/infer with one row (shape
 [1,30], FP32, JSON: the same body as serve_compare.py):
   * direct:     to replica A itself
+  * relay x1:   through bench/tcp_relay.c (built with the system's C compiler; left out when there
+                is none), a TCP relay with no HTTP in it, in front of replica A: the floor of one
+                more hop on this machine, for reading the gateway's figures (not judged)
   * gateway x1: to the gateway, whose deployment has one replica (A)
   * gateway x2: to the gateway, whose deployment has two replicas (A and B)
 The deployment is switched between one and two replicas on the same gateway with
-`wharf deploy set` (which replaces the spec). The three setups are measured one after the other
-at each connection count (direct, x1, x2 at 1 connection, then at 16, then at 64), so that the
-figures compared are measured close together in time; each setup gets a warm-up first.
+`wharf deploy set` (which replaces the spec). The setups are measured one after the other at
+each connection count (direct, relay, x1, x2 at 1 connection, then at 16, then at 64), so that
+the figures compared are measured close together in time; each setup gets a warm-up first.
 
 Reported per point: requests/s, p50, p99 and errors (wrk's connect/read/write/timeout errors plus
 responses with a status >= 400), from wrk and the Lua script of serve_compare.py whose done()
@@ -45,8 +48,8 @@ the model servers share the same cores here (2 on the reference VM), so at 16 an
 the gateway's CPU is taken from the model server's: these are figures of the whole machine.
 
 Usage (from the repository root, after `swift build -c release`; any Python >= 3.9, stdlib only):
-    python3 bench/gateway_compare.py                 # 10 s a point, about 100 s
-    python3 bench/gateway_compare.py --quick         # 3 s a point, about 35 s
+    python3 bench/gateway_compare.py                 # 10 s a point, about 3 minutes
+    python3 bench/gateway_compare.py --quick         # 3 s a point, about 1 minute
     python3 bench/gateway_compare.py --json out.json --keep-logs
 """
 from __future__ import annotations
@@ -69,7 +72,7 @@ import serve_compare as sc  # noqa: E402  (free ports, bodies, wrk script, proce
 
 ROOT = sc.ROOT
 MODEL_NAME = sc.MODEL_NAME
-SETUPS = ("direct", "gateway x1", "gateway x2")
+SETUPS = ("direct", "relay x1", "gateway x1", "gateway x2")
 ADDED_P50_LIMIT_US = 150
 THROUGHPUT_RATIO_MIN = 0.60
 # Paces each connection: wrk calls delay() before every request on a connection. The waits are
@@ -108,6 +111,21 @@ def start_gateway(args, tmp: Path, key: str) -> sc.Server:
     server = sc.Server("gateway", cmd, port, log=tmp / "gateway.log")
     server.wait_ready(timeout=30)
     return server
+
+
+def start_relay(tmp: Path, upstream: sc.Server) -> sc.Server | None:
+    """bench/tcp_relay.c, built with the system's C compiler, in front of `upstream`; None (and
+    the relay's points left out) when there is no compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    binary = tmp / "tcp_relay"
+    if cc is None or subprocess.run([cc, "-O2", "-pthread", str(ROOT / "bench" / "tcp_relay.c"), "-o",
+                                     str(binary)], capture_output=True).returncode != 0:
+        print("no C compiler: the relay x1 points are left out", flush=True)
+        return None
+    port = sc.free_port()
+    relay = sc.Server("relay", [str(binary), str(port), str(upstream.port)], port, log=tmp / "relay.log")
+    relay.wait_ready(timeout=10)
+    return relay
 
 
 def url(server: sc.Server) -> str:
@@ -216,7 +234,7 @@ def targets(comps: list[dict]) -> list[dict]:
     out = []
     for c in comps:
         # The latency the gateway adds: where the load does not saturate the machine.
-        if not (c["paced"] or c["conns"] == 1):
+        if not c["setup"].startswith("gateway") or not (c["paced"] or c["conns"] == 1):
             continue
         load = f"paced {c['conns']} conns" if c["paced"] else f"{c['conns']} conn"
         out.append({"target": f"added_p50_{'paced_' if c['paced'] else ''}{c['conns']}_{c['setup'][-2:]}",
@@ -224,7 +242,7 @@ def targets(comps: list[dict]) -> list[dict]:
                             f"{c['setup']} (µs)",
                     "value": c["added_p50_us"], "pass": c["added_p50_us"] <= ADDED_P50_LIMIT_US})
     for c in comps:
-        if c["paced"] or c["conns"] not in (16, 64):
+        if not c["setup"].startswith("gateway") or c["paced"] or c["conns"] not in (16, 64):
             continue
         out.append({"target": f"throughput_ratio_{c['conns']}_{c['setup'][-2:]}",
                     "text": f"gateway keeps >= {THROUGHPUT_RATIO_MIN:.0%} of direct req/s, "
@@ -239,12 +257,12 @@ def print_point(p: dict):
     paced = " paced" if p.get("paced") else ""
     print(f"   {p['setup']:<10} {p['conns']:>3} conns{paced} {p['rps']:>8.0f} req/s  p50 "
           f"{p['p50_us']/1000:7.3f} ms  p99 {p['p99_us']/1000:7.3f} ms  errors {p['errors']}  "
-          f"CPUs: gateway {p['gateway_cpus']:.2f} servers {p['servers_cpus']:.2f} "
+          f"CPUs: proxy {p['gateway_cpus']:.2f} servers {p['servers_cpus']:.2f} "
           f"wrk {p['wrk_cpus']:.2f} other {p['other_cpus']:.2f}{share}", flush=True)
 
 
 def print_report(points: list[dict], comps: list[dict], checks: list[dict]):
-    print("\n| setup | conns | req/s | p50 ms | p99 ms | errors | CPUs gateway / servers / wrk / other "
+    print("\n| setup | conns | req/s | p50 ms | p99 ms | errors | CPUs proxy / servers / wrk / other "
           "| replica A share |")
     print("|---|---:|---:|---:|---:|---:|---|---:|")
     for p in points:
@@ -253,7 +271,7 @@ def print_report(points: list[dict], comps: list[dict], checks: list[dict]):
         print(f"| {p['setup']} | {p['conns']}{paced} | {p['rps']:.0f} | {p['p50_us']/1000:.3f} | "
               f"{p['p99_us']/1000:.3f} | {p['errors']} | {p['gateway_cpus']:.2f} / "
               f"{p['servers_cpus']:.2f} / {p['wrk_cpus']:.2f} / {p['other_cpus']:.2f} | {share} |")
-    print("\n| conns | through | p50 added µs | p99 added µs | req/s gateway / direct |")
+    print("\n| conns | through | p50 added µs | p99 added µs | req/s through / direct |")
     print("|---:|---|---:|---:|---:|")
     for c in comps:
         paced = " paced" if c["paced"] else ""
@@ -311,20 +329,25 @@ def main() -> int:
         servers.append(b)
         gateway = start_gateway(args, tmp, key)
         servers.append(gateway)
+        relay = start_relay(tmp, a)
+        setups = SETUPS if relay else tuple(s for s in SETUPS if s != "relay x1")
+        if relay:
+            servers.append(relay)
         print(f"replicas A :{a.port}, B :{b.port} ready in {a.cold_start_ms:.0f} / "
               f"{b.cold_start_ms:.0f} ms; gateway :{gateway.port} ready in "
               f"{gateway.cold_start_ms:.0f} ms", flush=True)
         direct = post(url(a), raw)
         if post(url(b), raw) != direct:
             raise RuntimeError("replicas A and B answer the same body differently")
-        groups = {"gateway": [gateway], "servers": [a, b]}
+        # The proxy column is the gateway's CPU, or the relay's at the relay's points.
+        groups = {"gateway": [gateway] + ([relay] if relay else []), "servers": [a, b]}
         replicas = {"gateway x1": [a], "gateway x2": [a, b]}
         current = None
 
         def use(setup: str):
             """Point the deployment at the setup's replicas (when it changes) and check it."""
             nonlocal current
-            if setup == "direct" or current == setup:
+            if setup in ("direct", "relay x1") or current == setup:
                 return
             deployed[setup] = deploy(args, gateway, key, replicas[setup])
             current = setup
@@ -332,15 +355,16 @@ def main() -> int:
                 check_answer(gateway, direct, raw, setup)
 
         def target_of(setup: str) -> str:
-            return f"{url(a if setup == 'direct' else gateway)}/v2/models/{MODEL_NAME}/infer"
+            server = {"direct": a, "relay x1": relay}.get(setup, gateway)
+            return f"{url(server)}/v2/models/{MODEL_NAME}/infer"
 
-        for setup in SETUPS:  # warm-up, not reported
+        for setup in setups:  # warm-up, not reported
             use(setup)
             run_wrk(wrk, script, target_of(setup), 16, args.warmup, body, groups)
         print(f"answers through the gateway equal the direct answer ({len(direct)} B)", flush=True)
 
         for conns in conn_counts:
-            for setup in SETUPS:
+            for setup in setups:
                 use(setup)
                 before = (served_requests(a), served_requests(b))
                 r = run_wrk(wrk, script, target_of(setup), conns, args.duration, body, groups)
@@ -354,7 +378,7 @@ def main() -> int:
 
         for conns in [c for c in conn_counts if c in (16, 64)] if args.paced_rate > 0 else []:
             delay_ms = max(1, round(conns * 1000 / args.paced_rate))
-            for setup in SETUPS:
+            for setup in setups:
                 use(setup)
                 r = run_wrk(wrk, script, target_of(setup), conns, args.duration, body, groups, delay_ms)
                 r.update(setup=setup, conns=conns, paced=True, delay_ms=delay_ms, replica_a_share=None)

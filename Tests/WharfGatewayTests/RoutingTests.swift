@@ -199,5 +199,128 @@ struct ForwardingParsingTests {
         #expect(UpstreamEndpoint(url: "http://host:0") == nil)
         #expect(UpstreamEndpoint(url: "http://host:99999") == nil)
         #expect(UpstreamEndpoint(url: "http://user@host:80") == nil)
+        #expect(UpstreamEndpoint(url: "http://host/a b") == nil)
+        #expect(UpstreamEndpoint(url: "http://host/a\r\nx: y") == nil)
+    }
+}
+
+@Suite("Reading replicas' answers")
+struct UpstreamResponseParserTests {
+    private let kept = InferenceRouter.responseHeaders
+
+    private func parser(maxBody: Int = 1 << 20) -> UpstreamResponseParser {
+        UpstreamResponseParser(keeping: kept, maxBodyBytes: maxBody)
+    }
+
+    /// Feeds `text` in pieces of `piece` bytes; the answer once it is whole.
+    private func read(_ text: String, piece: Int = .max) throws -> UpstreamResponseParser.Answer? {
+        var parser = parser()
+        let bytes = Array(text.utf8)
+        var start = 0
+        while start < bytes.count {
+            let end = min(bytes.count, start + piece)
+            if let answer = try parser.feed(ByteBuffer(bytes: bytes[start..<end])) {
+                #expect(end == bytes.count, "the answer ended before its last byte")
+                return answer
+            }
+            start = end
+        }
+        return nil
+    }
+
+    private func failure(_ text: String, maxBody: Int = 1 << 20) -> UpstreamResponseParser.Failure? {
+        var parser = parser(maxBody: maxBody)
+        do {
+            _ = try parser.feed(ByteBuffer(string: text))
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func aLengthDelimitedAnswerKeepsOnlyThePassedHeaders() throws {
+        let text = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Wharf-Model-Version:  3 \r\nx-internal: secret\r\n"
+            + "Content-Length: 11\r\n\r\n{\"ok\":true}"
+        for piece in [1, 2, 7, 1000] {
+            let answer = try #require(try read(text, piece: piece))
+            #expect(answer.status == .ok)
+            #expect(answer.keepAlive)
+            #expect(String(buffer: answer.body) == #"{"ok":true}"#)
+            #expect(answer.headers.first(name: "content-type") == "application/json")
+            #expect(answer.headers.first(name: "x-wharf-model-version") == "3")
+            #expect(!answer.headers.contains(name: "x-internal"))
+        }
+    }
+
+    @Test func interimAnswersAreSkippedAndChunkedBodiesJoined() throws {
+        let text = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + "5;ext=1\r\nhello\r\n1A\r\n, the model is overloaded.\r\n0\r\nx-trailer: t\r\n\r\n"
+        for piece in [1, 3, 1000] {
+            let answer = try #require(try read(text, piece: piece))
+            #expect(answer.status == .serviceUnavailable)
+            #expect(answer.headers.first(name: "retry-after") == "1")
+            #expect(String(buffer: answer.body) == "hello, the model is overloaded.")
+            #expect(answer.keepAlive)
+        }
+    }
+
+    @Test func theConnectionIsKeptOnlyWhenTheReplicaSaysSo() throws {
+        #expect(try read("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")?.keepAlive == false)
+        #expect(try read("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")?.keepAlive == false)
+        #expect(try read("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n")?.keepAlive == true)
+        #expect(try read("HTTP/1.1 204 No Content\r\n\r\n")?.body.readableBytes == 0)
+    }
+
+    @Test func anAnswerWithoutLengthEndsWithTheConnection() throws {
+        var parser = parser()
+        #expect(try parser.feed(ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\npart one, ")) == nil)
+        #expect(try parser.feed(ByteBuffer(string: "part two")) == nil)
+        let finished = parser.finishAtClose()
+        let answer = try #require(finished)
+        #expect(String(buffer: answer.body) == "part one, part two")
+        #expect(!answer.keepAlive)
+        // A length-delimited answer cut short is not whole.
+        var cut = self.parser()
+        #expect(try cut.feed(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")) == nil)
+        #expect(cut.finishAtClose() == nil)
+        #expect(cut.hasStarted)
+    }
+
+    @Test func ambiguousOrBrokenFramingIsRefused() {
+        let malformed: [String] = [
+            "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
+            "HTTP/1.1 2x0 OK\r\n\r\n",
+            "HTTP/2 200 OK\r\n\r\n",
+            "ICY 200 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabc",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY",
+            "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        ]
+        for text in malformed {
+            guard case .malformed = failure(text) else {
+                Issue.record("accepted: \(text.debugDescription)")
+                continue
+            }
+        }
+        #expect(failure("HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n", maxBody: 1000) == .tooLarge)
+        #expect(failure("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7D0\r\n", maxBody: 1000) == .tooLarge)
+        #expect(failure("HTTP/1.1 200 OK\r\nx: " + String(repeating: "a", count: 70_000)) != nil)
+    }
+
+    @Test func requestHeadsLeaveOutWhatCouldBreakTheFraming() {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "x-evil", value: "a\r\nx-injected: 1")
+        headers.add(name: "bad name", value: "v")
+        let head = UpstreamLoopPool.requestHead(method: .POST, path: "/v2/models/m/infer", authority: "10.0.0.5:8080", headers: headers, bodyBytes: 42)
+        #expect(String(buffer: head) == "POST /v2/models/m/infer HTTP/1.1\r\nhost: 10.0.0.5:8080\r\ncontent-type: application/json\r\ncontent-length: 42\r\n\r\n")
     }
 }

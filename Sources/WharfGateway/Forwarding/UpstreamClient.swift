@@ -15,7 +15,8 @@ struct UpstreamEndpoint: Hashable, Sendable {
 
     /// nil for URLs the raw client does not speak (https: TLS goes through async-http-client).
     init?(url: String) {
-        guard url.hasPrefix("http://") else { return nil }
+        // The prefix goes into request lines as it is: no spaces or control bytes.
+        guard url.hasPrefix("http://"), url.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else { return nil }
         var rest = Substring(url.dropFirst("http://".count))
         var prefix = ""
         if let slash = rest.firstIndex(of: "/") {
@@ -62,6 +63,8 @@ enum UpstreamError: Error, Equatable {
     case timedOut
     /// The answer was larger than the client takes.
     case responseTooLarge
+    /// The answer was not HTTP/1.1 the gateway can read.
+    case badAnswer
 }
 
 struct UpstreamResponse: Sendable {
@@ -138,9 +141,7 @@ final class UpstreamLoopPool {
         _ endpoint: UpstreamEndpoint, method: HTTPMethod = .POST, path: String, headers: HTTPHeaders, body: ByteBuffer, timeout: TimeAmount,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
-        var head = HTTPRequestHead(version: .http1_1, method: method, uri: endpoint.pathPrefix + path, headers: headers)
-        head.headers.add(name: "host", value: endpoint.authority)
-        head.headers.add(name: "content-length", value: String(body.readableBytes))
+        let head = Self.requestHead(method: method, path: endpoint.pathPrefix + path, authority: endpoint.authority, headers: headers, bodyBytes: body.readableBytes)
         let exchange = UpstreamExchange(endpoint: endpoint, head: head, body: body, deadline: .now() + timeout, completion: completion)
         guard !closed else {
             exchange.fail(.connectionLost)
@@ -149,6 +150,36 @@ final class UpstreamLoopPool {
         exchange.pool = self
         watchDeadline(of: exchange)
         dispatch(exchange)
+    }
+
+    /// The request line and headers, written out: the connection sends them as they are. A
+    /// header whose name or value could break the framing (CR, LF, NUL, a colon in the name)
+    /// is left out; the router passes only a few, checked, headers anyway.
+    static func requestHead(method: HTTPMethod, path: String, authority: String, headers: HTTPHeaders, bodyBytes: Int) -> ByteBuffer {
+        var head = ByteBufferAllocator().buffer(capacity: 192 + path.utf8.count)
+        head.writeString(method.rawValue)
+        head.writeStaticString(" ")
+        head.writeString(path)
+        head.writeStaticString(" HTTP/1.1\r\nhost: ")
+        head.writeString(authority)
+        for (name, value) in headers where isSafe(name, isName: true) && isSafe(value, isName: false) {
+            head.writeStaticString("\r\n")
+            head.writeString(name)
+            head.writeStaticString(": ")
+            head.writeString(value)
+        }
+        head.writeStaticString("\r\ncontent-length: ")
+        head.writeString(String(bodyBytes))
+        head.writeStaticString("\r\n\r\n")
+        return head
+    }
+
+    private static func isSafe(_ text: String, isName: Bool) -> Bool {
+        if isName, text.isEmpty { return false }
+        for byte in text.utf8 where byte == 0x0D || byte == 0x0A || byte == 0 || (isName && !UpstreamResponseParser.isTokenByte(byte)) {
+            return false
+        }
+        return true
     }
 
     // MARK: Deadlines
@@ -230,7 +261,6 @@ final class UpstreamLoopPool {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                     try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint, pool: pool.value))
                 }
             }
@@ -343,7 +373,8 @@ final class UpstreamLoopPool {
 /// One forwarded request: what to send, where the answer goes, its deadline.
 final class UpstreamExchange {
     let endpoint: UpstreamEndpoint
-    let head: HTTPRequestHead
+    /// The request line and headers, ready to send.
+    let head: ByteBuffer
     let body: ByteBuffer
     let deadline: NIODeadline
     private var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
@@ -355,7 +386,7 @@ final class UpstreamExchange {
     private(set) var isFinished = false
 
     init(
-        endpoint: UpstreamEndpoint, head: HTTPRequestHead, body: ByteBuffer, deadline: NIODeadline,
+        endpoint: UpstreamEndpoint, head: ByteBuffer, body: ByteBuffer, deadline: NIODeadline,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
         self.endpoint = endpoint
@@ -386,10 +417,12 @@ final class UpstreamExchange {
     }
 }
 
-/// One keep-alive connection to a replica, carrying one exchange at a time.
+/// One keep-alive connection to a replica, carrying one exchange at a time. It writes the
+/// request's bytes and reads the answer itself (``UpstreamResponseParser``): no HTTP codec in
+/// the pipeline.
 final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let endpoint: UpstreamEndpoint
     private let pool: UpstreamLoopPool
@@ -397,8 +430,7 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     /// When it was last put back in the pool.
     var idleSince = NIODeadline.now()
     private var current: UpstreamExchange?
-    private var responseHead: HTTPResponseHead?
-    private var responseBody: ByteBuffer?
+    private var parser = UpstreamResponseParser(keeping: InferenceRouter.responseHeaders, maxBodyBytes: UpstreamClient.maxResponseBytes)
     /// Whether this connection carried an exchange before the current one.
     private var reused = false
     private var isClosed = false
@@ -421,48 +453,42 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
         }
         current = exchange
         exchange.connection = self
-        responseHead = nil
-        responseBody = nil
-        context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
+        parser.reset()
         if exchange.body.readableBytes > 0 {
-            context.write(wrapOutboundOut(.body(.byteBuffer(exchange.body))), promise: nil)
+            context.write(wrapOutboundOut(exchange.head), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(exchange.body), promise: nil)
+        } else {
+            context.writeAndFlush(wrapOutboundOut(exchange.head), promise: nil)
         }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            // 1xx (100 Continue, say) comes before the real answer.
-            guard head.status.code >= 200 else { return }
-            responseHead = head
-        case .body(var chunk):
-            guard current != nil else { return }
-            if responseBody == nil {
-                responseBody = chunk
-            } else {
-                guard responseBody!.readableBytes + chunk.readableBytes <= UpstreamClient.maxResponseBytes else {
-                    current?.fail(.responseTooLarge)
-                    current = nil
-                    close()
-                    return
-                }
-                responseBody!.writeBuffer(&chunk)
-            }
-        case .end:
-            guard let exchange = current, let head = responseHead else { return }
+        guard let exchange = current else {
+            // Nothing was asked: a replica that talks out of turn is not to be trusted.
+            close()
+            return
+        }
+        let answer: UpstreamResponseParser.Answer?
+        do {
+            answer = try parser.feed(unwrapInboundIn(data))
+        } catch {
             current = nil
-            reused = true
-            let body = responseBody ?? context.channel.allocator.buffer(capacity: 0)
-            responseHead = nil
-            responseBody = nil
-            let keepAlive = head.isKeepAlive
-            exchange.succeed(UpstreamResponse(status: head.status, headers: head.headers, body: body))
-            if keepAlive {
-                pool.release(self)
-            } else {
-                close()
-            }
+            exchange.fail(error == .tooLarge ? .responseTooLarge : .badAnswer)
+            close()
+            return
+        }
+        guard let answer else { return }
+        complete(exchange, with: answer)
+    }
+
+    private func complete(_ exchange: UpstreamExchange, with answer: UpstreamResponseParser.Answer) {
+        current = nil
+        reused = true
+        exchange.succeed(UpstreamResponse(status: answer.status, headers: answer.headers, body: answer.body))
+        if answer.keepAlive {
+            pool.release(self)
+        } else {
+            close()
         }
     }
 
@@ -483,10 +509,15 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     private func finish(context: ChannelHandlerContext) {
         guard !isClosed else { return }
         isClosed = true
-        if let exchange = current {
+        if let exchange = current, let answer = parser.finishAtClose() {
+            // An answer whose end is the close of the connection.
             current = nil
             exchange.connection = nil
-            if reused, responseHead == nil, !exchange.resent, !exchange.isFinished {
+            exchange.succeed(UpstreamResponse(status: answer.status, headers: answer.headers, body: answer.body))
+        } else if let exchange = current {
+            current = nil
+            exchange.connection = nil
+            if reused, !parser.hasStarted, !exchange.resent, !exchange.isFinished {
                 pool.resend(exchange)
             } else {
                 exchange.fail(.connectionLost)

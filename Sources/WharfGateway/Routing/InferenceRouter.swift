@@ -190,7 +190,8 @@ final class InferenceRouter: Sendable {
                          timeout: request.timeout) { result in
             switch result {
             case .success(let response):
-                completion(.success(Forwarded(status: response.status, headers: Self.passedBack(response.headers), body: response.body)))
+                // The raw client keeps only `responseHeaders`.
+                completion(.success(Forwarded(status: response.status, headers: response.headers, body: response.body)))
             case .failure(let error):
                 completion(.failure(error))
             }
