@@ -324,3 +324,72 @@ struct UpstreamResponseParserTests {
         #expect(String(buffer: head) == "POST /v2/models/m/infer HTTP/1.1\r\nhost: 10.0.0.5:8080\r\ncontent-type: application/json\r\ncontent-length: 42\r\n\r\n")
     }
 }
+
+@Suite("Plain inference requests, read at the byte level")
+struct PlainInferenceRequestTests {
+    private func parse(_ text: String, maxBody: Int = 1 << 20) -> PlainInferenceRequest.Parsed {
+        Array(text.utf8).withUnsafeBytes { PlainInferenceRequest.parse($0, maxBodyBytes: maxBody) }
+    }
+
+    private func isOther(_ text: String, maxBody: Int = 1 << 20) -> Bool {
+        if case .other = parse(text, maxBody: maxBody) { return true }
+        return false
+    }
+
+    @Test func plainRequestsAreTakenWithEveryHeader() throws {
+        let head = "POST /v2/models/champ/infer HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nAuthorization: Bearer k\r\n"
+            + "X-User:  42 \r\nConnection: keep-alive\r\nContent-Length: 7\r\n\r\n"
+        guard case .request(let request) = parse(head + "{\"a\":1}") else {
+            Issue.record("not taken")
+            return
+        }
+        #expect(request.model == "champ" && request.version == nil && request.path == "/v2/models/champ/infer")
+        #expect(request.headLength == head.utf8.count && request.contentLength == 7)
+        #expect(request.headers.first(name: "authorization") == "Bearer k")
+        #expect(request.headers.first(name: "x-user") == "42")
+        guard case .request(let versioned) = parse("POST /v2/models/champ/versions/canary/infer HTTP/1.1\r\nContent-Length: 0\r\n\r\n") else {
+            Issue.record("versioned path not taken")
+            return
+        }
+        #expect(versioned.model == "champ" && versioned.version == "canary")
+    }
+
+    @Test func partialHeadsWait() {
+        for text in ["P", "POST /v2/mod", "POST /v2/models/champ/infer HTTP/1.1\r\nContent-Length: 7\r\n"] {
+            guard case .incomplete = parse(text) else {
+                Issue.record("not waiting for more: \(text.debugDescription)")
+                continue
+            }
+        }
+    }
+
+    @Test func anythingElseIsLeftToTheCodec() {
+        let plain = "POST /v2/models/champ/infer HTTP/1.1\r\n"
+        let others = [
+            "GET /v2/health/ready HTTP/1.1\r\n\r\n",
+            "POST /v1/deployments HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "POST /v2/models/champ/infer?x=1 HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "POST /v2/models/ch%61mp/infer HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "POST /v2/models/champ/inferx HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "POST /v2/models/champ/other/1/infer HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "POST /v2/models//infer HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "POST /v2/models/champ/infer HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+            plain + "Transfer-Encoding: chunked\r\n\r\n",
+            plain + "Content-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            plain + "Content-Length: +1\r\n\r\n",
+            plain + "Expect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            plain + "Connection: close\r\nContent-Length: 1\r\n\r\n",
+            plain + "Upgrade: h2c\r\nContent-Length: 1\r\n\r\n",
+            plain + "Host: gw\r\n\r\n",
+            plain + "X-A: 1\r\n folded\r\nContent-Length: 1\r\n\r\n",
+            plain + "X-A: 1\nContent-Length: 1\r\n\r\n",
+            plain + "X-A: caf\u{E9}\r\nContent-Length: 1\r\n\r\n",
+            plain + "Bad Name: 1\r\nContent-Length: 1\r\n\r\n",
+            plain + "X-A: " + String(repeating: "a", count: 9000),
+        ]
+        for text in others where !isOther(text) {
+            Issue.record("taken: \(text.prefix(120).debugDescription)")
+        }
+        #expect(isOther(plain + "Content-Length: 2000\r\n\r\n", maxBody: 1000))
+    }
+}

@@ -249,6 +249,21 @@ struct GatewayIntegrationTests {
             #expect(answers[3].header("x-request-id") == "second" && answers[3].header("connection") == "close")
         }
 
+        // Plain inference requests first (read at the byte level, ahead of the HTTP codec), then a
+        // router request, which hands the connection to the codec for good, then inference again.
+        let unknown = "POST /v2/models/nosuch/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        let fastFirst = infer("fast-1") + unknown + infer("fast-2") + "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+            + infer("after", close: true)
+        let inOrder = try RawHTTP.exchange(port: base, request: fastFirst)
+        #expect(inOrder.map(\.status) == [200, 404, 200, 200, 200], "\(inOrder.map(\.head))")
+        if inOrder.count == 5 {
+            #expect(inOrder[0].header("x-request-id") == "fast-1" && inOrder[0].header("x-wharf-model-version") == "1")
+            #expect(inOrder[1].body.contains("no deployment for model nosuch"), "\(inOrder[1].body)")
+            #expect(inOrder[2].header("x-request-id") == "fast-2" && inOrder[2].body.contains("\"outputs\""))
+            #expect(inOrder[3].body.isEmpty)
+            #expect(inOrder[4].header("x-request-id") == "after" && inOrder[4].header("connection") == "close")
+        }
+
         // `Expect: 100-continue` (curl's way with bodies over 1 MB) is answered at once, by the
         // gateway and by the model server alike.
         for port in [base, base + 1] {

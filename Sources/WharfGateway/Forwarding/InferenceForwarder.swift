@@ -314,8 +314,9 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// Hummingbird's HTTP/1 child channel with the ``InferenceForwarder`` put right after NIO's
-/// HTTP/1 codec, ahead of the conversion to swift-http-types that Hummingbird's router needs.
+/// Hummingbird's HTTP/1 child channel with the ``InferenceFastPath`` ahead of NIO's HTTP/1
+/// codec and the ``InferenceForwarder`` right after it, ahead of the conversion to
+/// swift-http-types that Hummingbird's router needs.
 struct ForwardingHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     typealias Value = HTTP1Channel.Value
 
@@ -329,6 +330,10 @@ struct ForwardingHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             let pipeline = channel.pipeline.syncOperations
             let conversion = try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)
             try pipeline.addHandler(InferenceForwarder(settings: settings), position: .before(conversion))
+            // Ahead of the whole HTTP/1 codec (the encoder comes first): it reads bytes and
+            // writes bytes.
+            let encoder = try pipeline.handler(type: HTTPResponseEncoder.self)
+            try pipeline.addHandler(InferenceFastPath(settings: settings), position: .before(encoder))
             return value
         }
     }
