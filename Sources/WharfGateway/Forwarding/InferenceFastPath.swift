@@ -34,6 +34,8 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private var passingThrough = false
     /// Bytes read and not yet taken.
     private var pending: ByteBuffer?
+    /// The head at the front of `pending`, read while its body is still arriving.
+    private var headRead: PlainInferenceRequest?
     /// A request forwarded whose answer is not written yet.
     private var busy = false
     private var readHeld = false
@@ -95,7 +97,8 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// plain inference request. One request at a time: the next waits for this one's answer.
     private func takeRequests(context: ChannelHandlerContext) {
         while !passingThrough, !busy, let buffer = pending, buffer.readableBytes > 0 {
-            let parsed = buffer.withUnsafeReadableBytes { PlainInferenceRequest.parse($0, maxBodyBytes: settings.maxBodyBytes) }
+            let parsed = headRead.map { .request($0) }
+                ?? buffer.withUnsafeReadableBytes { PlainInferenceRequest.parse($0, maxBodyBytes: settings.maxBodyBytes) }
             switch parsed {
             case .incomplete:
                 return
@@ -103,7 +106,11 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
                 handOver(context: context)
                 return
             case .request(let request):
-                guard buffer.readableBytes >= request.headLength + request.contentLength else { return }
+                guard buffer.readableBytes >= request.headLength + request.contentLength else {
+                    headRead = request
+                    return
+                }
+                headRead = nil
                 var rest = buffer
                 rest.moveReaderIndex(forwardBy: request.headLength)
                 let body = rest.readSlice(length: request.contentLength)!
