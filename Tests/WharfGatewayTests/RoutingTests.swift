@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOEmbedded
 import NIOHTTP1
 import Synchronization
 import Testing
@@ -391,5 +392,88 @@ struct PlainInferenceRequestTests {
             Issue.record("taken: \(text.prefix(120).debugDescription)")
         }
         #expect(isOther(plain + "Content-Length: 2000\r\n\r\n", maxBody: 1000))
+    }
+}
+
+/// The byte-level reader must never take a request that NIO's HTTP/1 parser (which reads
+/// everything else on the connection) would frame differently: mutated requests are read by
+/// both, and every one the reader takes must be, for NIO, the same method, target, headers and
+/// body length, with the next request starting where the reader says.
+@Suite("The byte-level reader agrees with NIO's parser")
+struct PlainRequestDifferentialTests {
+    private static let base = Array(("POST /v2/models/champ/infer HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+        + "X-A: v\r\nContent-Length: 5\r\n\r\nhello").utf8)
+    private static let sentinel = Array("GET /sentinel HTTP/1.1\r\nHost: gw\r\n\r\n".utf8)
+    private static let bytes: [UInt8] = [0x0D, 0x0A, 0x20, 0x09, 0x3A, 0x2C, 0x30, 0x35, 0x39, 0x61, 0x41, 0x00, 0x7F, 0x80, 0xFF,
+                                         0x2F, 0x3F, 0x25, 0x2D, 0x2B, 0x3B, 0x22]
+    private static let insertions = ["Transfer-Encoding: chunked\r\n", "Content-Length: 5\r\n", "Content-Length: 6\r\n", " folded\r\n",
+                                     "\r\n", "Connection: close\r\n", "Content-Length: 05\r\n", "X-B: \u{1}\r\n", "Expect: 100-continue\r\n"]
+
+    private func mutate(_ request: [UInt8], random: inout some RandomNumberGenerator) -> [UInt8] {
+        var bytes = request
+        let headEnd = request.count - 5
+        for _ in 0...Int.random(in: 0...2, using: &random) {
+            let at = Int.random(in: 0..<headEnd, using: &random)
+            switch Int.random(in: 0..<4, using: &random) {
+            case 0: bytes[min(at, bytes.count - 1)] = Self.bytes.randomElement(using: &random)!
+            case 1: bytes.insert(Self.bytes.randomElement(using: &random)!, at: min(at, bytes.count))
+            case 2: if bytes.count > 10 { bytes.remove(at: min(at, bytes.count - 1)) }
+            default:
+                // At a line start, so that whole header lines come and go.
+                let lineStarts = bytes.indices.filter { $0 > 0 && bytes[$0 - 1] == 0x0A && $0 < headEnd }
+                if let start = lineStarts.randomElement(using: &random) {
+                    bytes.insert(contentsOf: Array(Self.insertions.randomElement(using: &random)!.utf8), at: start)
+                }
+            }
+        }
+        return bytes
+    }
+
+    /// NIO's reading of `bytes`: the first request's head and body length, and whether the
+    /// sentinel came next; nil when NIO refuses the bytes.
+    private func nioReading(_ bytes: [UInt8]) -> (head: HTTPRequestHead, bodyBytes: Int, sentinelNext: Bool)? {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder()))
+        defer { _ = try? channel.finish() }
+        guard (try? channel.writeInbound(ByteBuffer(bytes: bytes))) != nil else { return nil }
+        var parts: [HTTPServerRequestPart] = []
+        while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) { parts.append(part) }
+        guard case .head(let head)? = parts.first else { return nil }
+        var bodyBytes = 0
+        var index = 1
+        while index < parts.count, case .body(let chunk) = parts[index] {
+            bodyBytes += chunk.readableBytes
+            index += 1
+        }
+        guard index < parts.count, case .end = parts[index] else { return nil }
+        var sentinelNext = false
+        if index + 1 < parts.count, case .head(let next) = parts[index + 1] { sentinelNext = next.uri == "/sentinel" }
+        return (head, bodyBytes, sentinelNext)
+    }
+
+    @Test func everyRequestTakenIsFramedTheSameByNIO() {
+        var random = SeededGenerator(seed: 2026)
+        var taken = 0
+        for round in 0..<3000 {
+            let bytes = round == 0 ? Self.base : mutate(Self.base, random: &random)
+            guard case .request(let request) = bytes.withUnsafeBytes({ PlainInferenceRequest.parse($0, maxBodyBytes: 1 << 20) }) else {
+                continue
+            }
+            // The reader frames the request as head + Content-Length bytes.
+            guard request.headLength + request.contentLength <= bytes.count else { continue }
+            // What follows the request (a mutation may have pushed head lines into the body) is
+            // replaced by the sentinel: where the next request starts is what must agree.
+            let framed = Array(bytes[0..<(request.headLength + request.contentLength)])
+            taken += 1
+            guard let nio = nioReading(framed + Self.sentinel) else {
+                Issue.record("taken here, refused by NIO: \(String(decoding: bytes, as: UTF8.self).debugDescription)")
+                continue
+            }
+            #expect(nio.head.method == .POST && nio.head.uri == request.path && nio.head.version == .http1_1)
+            #expect(nio.bodyBytes == request.contentLength, "\(String(decoding: bytes, as: UTF8.self).debugDescription)")
+            #expect(nio.head.headers.map(\.name) == request.headers.map(\.name))
+            #expect(nio.head.headers.map { $0.value.trimmingCharacters(in: .whitespaces) } == request.headers.map(\.value))
+            #expect(nio.sentinelNext, "\(String(decoding: bytes, as: UTF8.self).debugDescription)")
+        }
+        #expect(taken > 300, "too few mutated requests were taken to compare (\(taken))")
     }
 }
