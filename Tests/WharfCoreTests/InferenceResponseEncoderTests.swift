@@ -1,5 +1,5 @@
 import Testing
-import WharfCore
+@testable import WharfCore
 
 @Suite("OIP response encoding")
 struct InferenceResponseEncoderTests {
@@ -47,6 +47,14 @@ struct InferenceResponseEncoderTests {
         ]
         for (value, expected) in numbers {
             #expect(text { $0.number(value) } == expected, "\(value)")
+        }
+        // Written in place, the text is `description`'s, and FP32 outputs `Float`'s.
+        var random = SeededGenerator(seed: 7)
+        for _ in 0..<2000 {
+            let value = Double(bitPattern: random.next() & 0x7FEF_FFFF_FFFF_FFFF) * (Bool.random(using: &random) ? 1 : -1)
+            guard value != value.rounded() || abs(value) >= 1e15 else { continue }
+            #expect(text { $0.number(value) } == value.description)
+            #expect(text { $0.numbers([value], as: .fp32) } == (Float(value).isFinite ? Float(value).description : "null"))
         }
     }
 }

@@ -35,7 +35,9 @@ public struct JSONWriter: Sendable {
             if value == value.rounded(), abs(value) < 1e15 {
                 integer(Int(value))
             } else {
-                raw(value.description)
+                // The same text as `description`, written straight into the bytes: a printed
+                // double is over 15 bytes, so `description` allocated a string for each one.
+                value.write(to: &self)
             }
         } else {
             raw("null")
@@ -66,7 +68,10 @@ public struct JSONWriter: Sendable {
             if index > 0 { bytes.append(UInt8(ascii: ",")) }
             switch datatype {
             case .bool: raw(value == 0 ? "false" : "true")
-            case .fp32: value.isFinite ? raw(Float(value).description) : raw("null")
+            case .fp32:
+                // A double beyond Float's range is infinite as FP32: null, as JSON has no inf.
+                let single = Float(value)
+                if single.isFinite { single.write(to: &self) } else { raw("null") }
             default: number(value)
             }
         }
@@ -85,5 +90,17 @@ public struct JSONWriter: Sendable {
             }
         }
         bytes.append(UInt8(ascii: "}"))
+    }
+}
+
+/// Lets the standard library print numbers into the bytes: `Double` and `Float` write their
+/// shortest round-trip text through `_writeASCII`, from a buffer on the stack.
+extension JSONWriter: TextOutputStream {
+    public mutating func write(_ string: String) {
+        bytes.append(contentsOf: string.utf8)
+    }
+
+    public mutating func _writeASCII(_ buffer: UnsafeBufferPointer<UInt8>) {
+        bytes.append(contentsOf: buffer)
     }
 }
