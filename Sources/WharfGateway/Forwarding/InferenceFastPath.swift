@@ -243,24 +243,17 @@ struct PlainInferenceRequest {
         let prefix: StaticString = "POST /v2/models/"
         let known = min(bytes.count, prefix.utf8CodeUnitCount)
         guard memcmp(bytes.baseAddress!, prefix.utf8Start, known) == 0 else { return .other }
-        guard let end = headEnd(bytes) else { return bytes.count > maxHeadBytes ? .other : .incomplete }
+        guard let end = HTTPHeadBytes.headEnd(in: bytes, within: maxHeadBytes + 4) else { return bytes.count > maxHeadBytes ? .other : .incomplete }
         var lines = HeadLines(bytes: UnsafeRawBufferPointer(rebasing: bytes[0..<end]))
         guard let requestLine = lines.next(), let (model, version, path) = target(requestLine) else { return .other }
         var headers = HTTPHeaders()
         headers.reserveCapacity(8)
         var contentLength: Int?
         while let line = lines.next() {
-            guard headers.count < maxHeaders, let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > 0 else { return .other }
-            let name = UnsafeRawBufferPointer(rebasing: line[..<colon])
-            guard name.allSatisfy(UpstreamResponseParser.isTokenByte) else { return .other }
-            var start = colon + 1
-            var stop = line.count
-            while start < stop, line[start] == 0x20 || line[start] == 0x09 { start += 1 }
-            while stop > start, line[stop - 1] == 0x20 || line[stop - 1] == 0x09 { stop -= 1 }
-            let value = UnsafeRawBufferPointer(rebasing: line[start..<stop])
+            guard headers.count < maxHeaders, let (name, value) = HTTPHeadBytes.field(line) else { return .other }
             // Visible ASCII, spaces and tabs only.
             guard value.allSatisfy({ ($0 >= 0x20 && $0 < 0x7F) || $0 == 0x09 }) else { return .other }
-            if UpstreamResponseParser.equalsLowercase(name, "content-length") {
+            if HTTPHeadBytes.equalsLowercase(name, "content-length") {
                 guard contentLength == nil, !value.isEmpty, value.count <= 15 else { return .other }
                 var length = 0
                 for byte in value {
@@ -269,11 +262,11 @@ struct PlainInferenceRequest {
                     length = length * 10 + Int(digit)
                 }
                 contentLength = length
-            } else if UpstreamResponseParser.equalsLowercase(name, "connection") {
-                guard UpstreamResponseParser.equalsLowercase(value, "keep-alive") else { return .other }
-            } else if UpstreamResponseParser.equalsLowercase(name, "transfer-encoding")
-                || UpstreamResponseParser.equalsLowercase(name, "expect")
-                || UpstreamResponseParser.equalsLowercase(name, "upgrade")
+            } else if HTTPHeadBytes.equalsLowercase(name, "connection") {
+                guard HTTPHeadBytes.equalsLowercase(value, "keep-alive") else { return .other }
+            } else if HTTPHeadBytes.equalsLowercase(name, "transfer-encoding")
+                || HTTPHeadBytes.equalsLowercase(name, "expect")
+                || HTTPHeadBytes.equalsLowercase(name, "upgrade")
             {
                 return .other
             }
@@ -314,18 +307,6 @@ struct PlainInferenceRequest {
             UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"): true
         default: false
         }
-    }
-
-    /// Offset of the CRLF CRLF that ends the head, within the first `maxHeadBytes`.
-    private static func headEnd(_ bytes: UnsafeRawBufferPointer) -> Int? {
-        let limit = min(bytes.count, maxHeadBytes + 4)
-        guard limit >= 4 else { return nil }
-        var index = 0
-        while index <= limit - 4 {
-            if bytes[index] == 0x0D, bytes[index + 1] == 0x0A, bytes[index + 2] == 0x0D, bytes[index + 3] == 0x0A { return index }
-            index += 1
-        }
-        return nil
     }
 }
 

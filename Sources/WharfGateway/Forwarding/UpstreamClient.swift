@@ -176,7 +176,7 @@ final class UpstreamLoopPool {
 
     private static func isSafe(_ text: String, isName: Bool) -> Bool {
         if isName, text.isEmpty { return false }
-        for byte in text.utf8 where byte == 0x0D || byte == 0x0A || byte == 0 || (isName && !UpstreamResponseParser.isTokenByte(byte)) {
+        for byte in text.utf8 where byte == 0x0D || byte == 0x0A || byte == 0 || (isName && !HTTPHeadBytes.isTokenByte(byte)) {
             return false
         }
         return true

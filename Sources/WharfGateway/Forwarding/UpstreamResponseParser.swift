@@ -114,7 +114,7 @@ struct UpstreamResponseParser {
 
     private mutating func readHead() throws(Failure) -> Head? {
         guard var buffer = pending else { return nil }
-        let scanned = buffer.withUnsafeReadableBytes { Self.headEnd(in: $0) }
+        let scanned = buffer.withUnsafeReadableBytes { HTTPHeadBytes.headEnd(in: $0, within: Self.maxHeadBytes + 4) }
         guard let end = scanned else {
             if buffer.readableBytes > Self.maxHeadBytes { throw .malformed("an answer head over \(Self.maxHeadBytes) bytes") }
             return nil
@@ -126,23 +126,6 @@ struct UpstreamResponseParser {
         buffer.moveReaderIndex(forwardBy: end + 4)
         pending = buffer
         return head
-    }
-
-    /// Offset of the CRLF CRLF ending the head, if it has arrived.
-    private static func headEnd(in bytes: UnsafeRawBufferPointer) -> Int? {
-        guard bytes.count >= 4 else { return nil }
-        var index = 0
-        let last = bytes.count - 4
-        while index <= last {
-            if bytes[index + 3] != 0x0A {
-                // The byte 3 ahead is not LF: no match can start before it.
-                index += bytes[index + 3] == 0x0D ? 1 : 4
-                continue
-            }
-            if bytes[index] == 0x0D, bytes[index + 1] == 0x0A, bytes[index + 2] == 0x0D { return index }
-            index += 1
-        }
-        return nil
     }
 
     /// The status line and headers (without the blank line).
@@ -170,16 +153,9 @@ struct UpstreamResponseParser {
         var chunked = false
         var close = !isHTTP11
         while let line = try lines.next() {
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > 0 else { throw .malformed("a header line without a name") }
-            let name = UnsafeRawBufferPointer(rebasing: line[..<colon])
-            guard name.allSatisfy(Self.isTokenByte) else { throw .malformed("a header name with invalid characters") }
-            var valueStart = colon + 1
-            var valueEnd = line.count
-            while valueStart < valueEnd, line[valueStart] == 0x20 || line[valueStart] == 0x09 { valueStart += 1 }
-            while valueEnd > valueStart, line[valueEnd - 1] == 0x20 || line[valueEnd - 1] == 0x09 { valueEnd -= 1 }
-            let value = UnsafeRawBufferPointer(rebasing: line[valueStart..<valueEnd])
+            guard let (name, value) = HTTPHeadBytes.field(line) else { throw .malformed("a header line without a valid name") }
             guard !value.contains(0) else { throw .malformed("a header value with a NUL byte") }
-            if Self.equalsLowercase(name, "content-length") {
+            if HTTPHeadBytes.equalsLowercase(name, "content-length") {
                 var length = 0
                 guard !value.isEmpty, value.count <= 18 else { throw .malformed("an invalid Content-Length") }
                 for byte in value {
@@ -189,18 +165,18 @@ struct UpstreamResponseParser {
                 }
                 guard contentLength == nil || contentLength == length else { throw .malformed("two different Content-Lengths") }
                 contentLength = length
-            } else if Self.equalsLowercase(name, "transfer-encoding") {
+            } else if HTTPHeadBytes.equalsLowercase(name, "transfer-encoding") {
                 // Only chunked, alone, is taken: another coding would leave the body unreadable.
-                guard Self.equalsLowercase(value, "chunked"), !chunked else { throw .malformed("a transfer coding other than chunked") }
+                guard HTTPHeadBytes.equalsLowercase(value, "chunked"), !chunked else { throw .malformed("a transfer coding other than chunked") }
                 chunked = true
-            } else if Self.equalsLowercase(name, "connection") {
+            } else if HTTPHeadBytes.equalsLowercase(name, "connection") {
                 Self.forEachToken(value) { token in
-                    if Self.equalsLowercase(token, "close") { close = true }
-                    if Self.equalsLowercase(token, "keep-alive") { close = false }
+                    if HTTPHeadBytes.equalsLowercase(token, "close") { close = true }
+                    if HTTPHeadBytes.equalsLowercase(token, "keep-alive") { close = false }
                 }
             } else {
                 for (index, kept) in keptNames.enumerated() where kept.count == name.count {
-                    if kept.withUnsafeBytes({ Self.equalsLowercase(name, $0) }) {
+                    if kept.withUnsafeBytes({ HTTPHeadBytes.equalsLowercase(name, $0) }) {
                         headers.add(name: keptHeaders[index], value: String(decoding: value, as: UTF8.self))
                         break
                     }
@@ -328,32 +304,6 @@ struct UpstreamResponseParser {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): Int(byte - UInt8(ascii: "A") + 10)
         default: nil
         }
-    }
-
-    /// RFC 9110 token characters.
-    static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
-            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
-            UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"): true
-        default: false
-        }
-    }
-
-    /// Whether `bytes`, ASCII-lowercased, equal `lowercase`.
-    static func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
-        lowercase.withUTF8Buffer { equalsLowercase(bytes, UnsafeRawBufferPointer($0)) }
-    }
-
-    private static func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lowercase: UnsafeRawBufferPointer) -> Bool {
-        guard bytes.count == lowercase.count else { return false }
-        for index in 0..<bytes.count {
-            let byte = bytes[index]
-            let lowered = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
-            guard lowered == lowercase[index] else { return false }
-        }
-        return true
     }
 
     /// Calls `body` with each comma-separated element of a header value, trimmed.
