@@ -97,8 +97,12 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// plain inference request. One request at a time: the next waits for this one's answer.
     private func takeRequests(context: ChannelHandlerContext) {
         while !passingThrough, !busy, let buffer = pending, buffer.readableBytes > 0 {
-            let parsed = headRead.map { .request($0) }
-                ?? buffer.withUnsafeReadableBytes { PlainInferenceRequest.parse($0, maxBodyBytes: settings.maxBodyBytes) }
+            let parsed: PlainInferenceRequest.Parsed
+            if let headRead {
+                parsed = .request(headRead)
+            } else {
+                parsed = buffer.withUnsafeReadableBytes { PlainInferenceRequest.parse($0, maxBodyBytes: settings.maxBodyBytes) }
+            }
             switch parsed {
             case .incomplete:
                 return
