@@ -264,6 +264,15 @@ struct GatewayIntegrationTests {
             #expect(inOrder[4].header("x-request-id") == "after" && inOrder[4].header("connection") == "close")
         }
 
+        // A client that sends its requests and then closes its side gets every answer, on the
+        // byte-level path and after a hand-over to the codec alike, and then the close.
+        let halfClosed = try RawHTTP.exchange(port: base, request: infer("half-1") + infer("half-2"), halfClose: true)
+        #expect(halfClosed.map { $0.header("x-request-id") } == ["half-1", "half-2"], "\(halfClosed.map(\.head))")
+        let handedOver = try RawHTTP.exchange(
+            port: base, request: "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n" + infer("half-3") + infer("half-4"), halfClose: true)
+        #expect(handedOver.map(\.status) == [200, 200, 200], "\(handedOver.map(\.head))")
+        #expect(handedOver.last?.header("x-request-id") == "half-4")
+
         // `Expect: 100-continue` (curl's way with bodies over 1 MB) is answered at once, by the
         // gateway and by the model server alike.
         for port in [base, base + 1] {
@@ -308,7 +317,9 @@ enum RawHTTP {
         func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name }?.1 }
     }
 
-    static func exchange(port: Int, request: String) throws -> [Answer] {
+    /// Sends `request` and reads until the server closes; `halfClose` closes the sending side
+    /// first, as a client that has nothing more to ask does.
+    static func exchange(port: Int, request: String, halfClose: Bool = false) throws -> [Answer] {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw CocoaError(.fileReadUnknown) }
         defer { Glibc.close(fd) }
@@ -322,6 +333,7 @@ enum RawHTTP {
             guard written > 0 else { break }
             sent += written
         }
+        if halfClose { shutdown(fd, Int32(SHUT_WR)) }
         var received: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {

@@ -40,6 +40,8 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private var busy = false
     private var readHeld = false
     private var quiesceHeld = false
+    /// The client closed its side after sending: answer what came whole, then close.
+    private var inputClosed = false
     /// Between a read and the read-complete event that ends its cycle.
     private var inReadCycle = false
     private var isRemoved = false
@@ -80,6 +82,13 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if !passingThrough, case ChannelEvent.inputClosed? = event as? ChannelEvent {
+            // The handlers behind would close the connection at once, losing the answers owed.
+            inputClosed = true
+            takeRequests(context: context)
+            if !busy, !passingThrough { context.close(promise: nil) }
+            return
+        }
         guard !passingThrough, event is ChannelShouldQuiesceEvent else {
             context.fireUserInboundEventTriggered(event)
             return
@@ -135,6 +144,7 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             if !inReadCycle { context.fireChannelReadComplete() }
         }
         pending = nil
+        if inputClosed { context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
         if readHeld {
             readHeld = false
             context.read()
@@ -204,6 +214,10 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         takeRequests(context: context)
+        if inputClosed, !busy, !passingThrough {
+            context.close(promise: nil)
+            return
+        }
         if !busy, readHeld {
             readHeld = false
             context.read()

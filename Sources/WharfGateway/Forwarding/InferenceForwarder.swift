@@ -73,6 +73,8 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     private var upstream: UpstreamLoopPool?
     private var readHeld = false
     private var quiesceHeld = false
+    /// The client closed its side while an inference was owed: passed on once it is answered.
+    private var inputClosedHeld = false
     /// Parts passed to the router that no read-complete event has followed yet.
     private var passedOnSinceReadComplete = false
     private var isRemoved = false
@@ -268,6 +270,10 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             quiesceHeld = false
             context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
+        if inputClosedHeld, routerAnswersOwed == 0 {
+            inputClosedHeld = false
+            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        }
         if readHeld {
             readHeld = false
             context.read()
@@ -287,6 +293,12 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         // does not see the inference in flight here, so it hears of it once that is answered.
         if event is ChannelShouldQuiesceEvent, isBusy || !waiting.isEmpty {
             quiesceHeld = true
+            return
+        }
+        // The client sent its requests and closed its side: the router's handlers would close
+        // the connection at once, so they hear of it once the inference owed is answered.
+        if case ChannelEvent.inputClosed? = event as? ChannelEvent, isBusy || !waiting.isEmpty {
+            inputClosedHeld = true
             return
         }
         context.fireUserInboundEventTriggered(event)
