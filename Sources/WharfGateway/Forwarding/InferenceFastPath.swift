@@ -15,7 +15,7 @@ import WharfHTTP
 /// A connection that sends only plain inference requests (`POST /v2/models/{m}[/versions/{v}]/infer`,
 /// HTTP/1.1, one `Content-Length`, keep-alive: what inference clients send) has them read,
 /// forwarded and answered here, from and to bytes, without the HTTP decoder, encoder and the
-/// pipeline steps between them (together a tenth to a fifth of the gateway's time per request).
+/// pipeline steps between them (a quarter to a third of the gateway's user CPU per request).
 /// The first request that is anything else (another route, another method or version, a query,
 /// `Transfer-Encoding`, `Expect`, `Connection: close`, an unusual byte) hands the connection,
 /// from that request's first byte on, to the codec and the handlers behind it for good: once
