@@ -154,11 +154,9 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Forwarding
 
     private func forward(_ request: PlainInferenceRequest, body: ByteBuffer, context: ChannelHandlerContext) {
-        let requestID = request.headers.first(name: "x-request-id").flatMap { RequestIDs.isAcceptable($0) ? $0 : nil }
-            ?? RequestIDs.makeID(using: &upstream!.random)
+        let requestID = settings.requestID(request.headers, random: &upstream!.random)
         do {
-            try RegistryName.check(request.model, kind: "model")
-            try settings.access.authorize(headers: request.headers, scope: "infer:\(request.model)")
+            try settings.admit(model: request.model, headers: request.headers)
         } catch {
             return answer(error: error, request: request, requestID: requestID, context: context)
         }
@@ -176,9 +174,7 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func answer(error: any Error, request: PlainInferenceRequest, requestID: String, context: ChannelHandlerContext) {
-        var logger = settings.logger
-        logger[metadataKey: "request_id"] = .string(requestID)
-        let error = ErrorAnswer(for: error, method: .post, path: String(request.path.prefix(200)), logger: logger)
+        let error = settings.errorAnswer(error, method: .post, path: request.path, requestID: requestID)
         answer(status: HTTPResponseStatus(statusCode: error.status.code), headers: HTTPHeaders(error.headers), body: error.body,
                requestID: requestID, context: context)
     }

@@ -36,6 +36,24 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         var maxBodyBytes: Int
         var serverName: String
         var logger: Logger
+
+        /// The client's `x-request-id` when it is acceptable, else a new one.
+        func requestID(_ headers: HTTPHeaders, random: inout SeededGenerator) -> String {
+            headers.first(name: "x-request-id").flatMap { RequestIDs.isAcceptable($0) ? $0 : nil } ?? RequestIDs.makeID(using: &random)
+        }
+
+        /// Refuses a hostile model name, or a caller whose key may not infer with the model.
+        func admit(model: String, headers: HTTPHeaders) throws {
+            try RegistryName.check(model, kind: "model")
+            try access.authorize(headers: headers, scope: "infer:\(model)")
+        }
+
+        /// The JSON error answer for `error`, logged with the request id.
+        func errorAnswer(_ error: any Error, method: HTTPRequest.Method, path: String, requestID: String) -> ErrorAnswer {
+            var logger = self.logger
+            logger[metadataKey: "request_id"] = .string(requestID)
+            return ErrorAnswer(for: error, method: method, path: String(path.prefix(200)), logger: logger)
+        }
     }
 
     private let settings: Settings
@@ -118,8 +136,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
                 passOn(part, context: context)
                 return
             }
-            let requestID = head.headers.first(name: "x-request-id").flatMap { RequestIDs.isAcceptable($0) ? $0 : nil }
-                ?? RequestIDs.makeID(using: &upstream!.random)
+            let requestID = settings.requestID(head.headers, random: &upstream!.random)
             state = .collecting(Inference(head: head, target: target, requestID: requestID, body: nil, closeAfter: !head.isKeepAlive))
             // curl and others wait (a second, for curl) for leave to send a large body.
             if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
@@ -200,8 +217,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     private func forward(_ inference: Inference, context: ChannelHandlerContext) {
         let model = inference.target.model
         do {
-            try RegistryName.check(model, kind: "model")
-            try settings.access.authorize(headers: inference.head.headers, scope: "infer:\(model)")
+            try settings.admit(model: model, headers: inference.head.headers)
         } catch {
             return respond(to: inference, with: errorAnswer(error, inference), context: context)
         }
@@ -220,10 +236,8 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func errorAnswer(_ error: any Error, _ inference: Inference) -> ErrorAnswer {
-        var logger = settings.logger
-        logger[metadataKey: "request_id"] = .string(inference.requestID)
         let method = (try? HTTPRequest.Method(inference.head.method)) ?? .post
-        return ErrorAnswer(for: error, method: method, path: String(inference.head.uri.prefix(200)), logger: logger)
+        return settings.errorAnswer(error, method: method, path: inference.head.uri, requestID: inference.requestID)
     }
 
     private func respond(to inference: Inference, with error: ErrorAnswer, context: ChannelHandlerContext) {
