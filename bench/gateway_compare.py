@@ -15,7 +15,8 @@ connections (-t2, or -t1 at one connection), POST /v2/models/{m}/infer with one 
 The deployment is switched between one and two replicas on the same gateway with
 `wharf deploy set` (which replaces the spec). The setups are measured one after the other at
 each connection count (direct, relay, x1, x2 at 1 connection, then at 16, then at 64), so that
-the figures compared are measured close together in time; each setup gets a warm-up first.
+the figures compared are measured close together in time; each setup gets a warm-up first,
+and every point one second of its own load, not measured, right before it.
 
 Reported per point: requests/s, p50, p99 and errors (wrk's connect/read/write/timeout errors plus
 responses with a status >= 400), from wrk and the Lua script of serve_compare.py whose done()
@@ -48,8 +49,8 @@ the model servers share the same cores here (2 on the reference VM), so at 16 an
 the gateway's CPU is taken from the model server's: these are figures of the whole machine.
 
 Usage (from the repository root, after `swift build -c release`; any Python >= 3.9, stdlib only):
-    python3 bench/gateway_compare.py                 # 10 s a point, about 3 minutes
-    python3 bench/gateway_compare.py --quick         # 3 s a point, about 1 minute
+    python3 bench/gateway_compare.py                 # 10 s a point, about 4 minutes
+    python3 bench/gateway_compare.py --quick         # 3 s a point, about 1.5 minutes
     python3 bench/gateway_compare.py --json out.json --keep-logs
 """
 from __future__ import annotations
@@ -363,9 +364,16 @@ def main() -> int:
             run_wrk(wrk, script, target_of(setup), 16, args.warmup, body, groups)
         print(f"answers through the gateway equal the direct answer ({len(direct)} B)", flush=True)
 
+        def settle(setup: str, conns: int, delay_ms: int = 0):
+            """One second of the point's own load before it is measured: replica B serves only
+            at the x2 points and the gateway's pools change with the deployment, while replica
+            A is warm all along (it serves every setup)."""
+            run_wrk(wrk, script, target_of(setup), conns, 1, body, groups, delay_ms)
+
         for conns in conn_counts:
             for setup in setups:
                 use(setup)
+                settle(setup, conns)
                 before = (served_requests(a), served_requests(b))
                 r = run_wrk(wrk, script, target_of(setup), conns, args.duration, body, groups)
                 after = (served_requests(a), served_requests(b))
@@ -380,6 +388,7 @@ def main() -> int:
             delay_ms = max(1, round(conns * 1000 / args.paced_rate))
             for setup in setups:
                 use(setup)
+                settle(setup, conns, delay_ms)
                 r = run_wrk(wrk, script, target_of(setup), conns, args.duration, body, groups, delay_ms)
                 r.update(setup=setup, conns=conns, paced=True, delay_ms=delay_ms, replica_a_share=None)
                 points.append(r)
