@@ -59,4 +59,34 @@ enum HTTPHeadBytes {
         }
         return true
     }
+
+    /// The CRLF-ended lines of a head (without the blank line that ends it), each without its
+    /// CRLF. A bare CR or LF ends the lines and sets `failed`: the caller refuses the head.
+    struct Lines {
+        let bytes: UnsafeRawBufferPointer
+        var position = 0
+        private(set) var failed = false
+
+        init(_ bytes: UnsafeRawBufferPointer) {
+            self.bytes = bytes
+        }
+
+        mutating func next() -> UnsafeRawBufferPointer? {
+            guard !failed, position < bytes.count else { return nil }
+            let start = position
+            while position < bytes.count {
+                let byte = bytes[position]
+                if byte == 0x0D, position + 1 < bytes.count, bytes[position + 1] == 0x0A {
+                    defer { position += 2 }
+                    return UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+                }
+                if byte == 0x0D || byte == 0x0A {
+                    failed = true
+                    return nil
+                }
+                position += 1
+            }
+            return UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+        }
+    }
 }

@@ -258,7 +258,7 @@ struct PlainInferenceRequest {
         let known = min(bytes.count, prefix.utf8CodeUnitCount)
         guard memcmp(bytes.baseAddress!, prefix.utf8Start, known) == 0 else { return .other }
         guard let end = HTTPHeadBytes.headEnd(in: bytes, within: maxHeadBytes + 4) else { return bytes.count > maxHeadBytes ? .other : .incomplete }
-        var lines = HeadLines(bytes: UnsafeRawBufferPointer(rebasing: bytes[0..<end]))
+        var lines = HTTPHeadBytes.Lines(UnsafeRawBufferPointer(rebasing: bytes[0..<end]))
         guard let requestLine = lines.next(), let (model, version, path) = target(requestLine) else { return .other }
         var headers = HTTPHeaders()
         headers.reserveCapacity(8)
@@ -286,7 +286,8 @@ struct PlainInferenceRequest {
             }
             headers.add(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self))
         }
-        guard let contentLength, contentLength <= maxBodyBytes else { return .other }
+        // A bare CR or LF anywhere in the head: NIO's parser judges it.
+        guard !lines.failed, let contentLength, contentLength <= maxBodyBytes else { return .other }
         return .request(PlainInferenceRequest(
             model: model, version: version, path: path, headers: headers, headLength: end + 4, contentLength: contentLength))
     }
@@ -321,32 +322,5 @@ struct PlainInferenceRequest {
             UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"): true
         default: false
         }
-    }
-}
-
-/// The CRLF-ended lines of a request head; nil at the end, and at a bare CR or LF (which then
-/// reads as a malformed line: the caller finds no colon or no target and leaves it to NIO).
-private struct HeadLines {
-    let bytes: UnsafeRawBufferPointer
-    var position = 0
-    var failed = false
-
-    mutating func next() -> UnsafeRawBufferPointer? {
-        guard !failed, position < bytes.count else { return nil }
-        let start = position
-        while position < bytes.count {
-            let byte = bytes[position]
-            if byte == 0x0D, position + 1 < bytes.count, bytes[position + 1] == 0x0A {
-                defer { position += 2 }
-                return UnsafeRawBufferPointer(rebasing: bytes[start..<position])
-            }
-            if byte == 0x0D || byte == 0x0A {
-                failed = true
-                // A line with a bare CR or LF in it: given back whole, so it fails the checks.
-                return UnsafeRawBufferPointer(rebasing: bytes[start..<(position + 1)])
-            }
-            position += 1
-        }
-        return UnsafeRawBufferPointer(rebasing: bytes[start..<position])
     }
 }

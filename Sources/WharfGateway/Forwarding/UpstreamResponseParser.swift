@@ -130,8 +130,10 @@ struct UpstreamResponseParser {
 
     /// The status line and headers (without the blank line).
     private func parseHead(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> Head {
-        var lines = LineReader(bytes: bytes)
-        guard let statusLine = try lines.next() else { throw .malformed("an empty answer head") }
+        var lines = HTTPHeadBytes.Lines(bytes)
+        guard let statusLine = lines.next() else {
+            throw .malformed(lines.failed ? "a bare CR or LF in the answer head" : "an empty answer head")
+        }
         // HTTP/1.x SSS[ reason]
         guard statusLine.count >= 12,
             Self.matches(statusLine, "HTTP/1."),
@@ -152,7 +154,7 @@ struct UpstreamResponseParser {
         var contentLength: Int?
         var chunked = false
         var close = !isHTTP11
-        while let line = try lines.next() {
+        while let line = lines.next() {
             guard let (name, value) = HTTPHeadBytes.field(line) else { throw .malformed("a header line without a valid name") }
             guard !value.contains(0) else { throw .malformed("a header value with a NUL byte") }
             if HTTPHeadBytes.equalsLowercase(name, "content-length") {
@@ -183,6 +185,7 @@ struct UpstreamResponseParser {
                 }
             }
         }
+        guard !lines.failed else { throw .malformed("a bare CR or LF in the answer head") }
         guard !(chunked && contentLength != nil) else { throw .malformed("both Content-Length and chunked") }
         let framing: Framing
         if code < 200 || code == 204 || code == 304 {
@@ -325,28 +328,5 @@ struct UpstreamResponseParser {
         prefix.withUTF8Buffer { expected in
             bytes.count >= expected.count && (0..<expected.count).allSatisfy { bytes[$0] == expected[$0] }
         }
-    }
-}
-
-/// CRLF-ended lines of a head, each without its CRLF; a bare CR or LF is an error.
-private struct LineReader {
-    let bytes: UnsafeRawBufferPointer
-    var position = 0
-
-    mutating func next() throws(UpstreamResponseParser.Failure) -> UnsafeRawBufferPointer? {
-        guard position < bytes.count else { return nil }
-        let start = position
-        while position < bytes.count {
-            let byte = bytes[position]
-            if byte == 0x0D {
-                guard position + 1 < bytes.count, bytes[position + 1] == 0x0A else { throw .malformed("a bare CR in the answer head") }
-                let line = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
-                position += 2
-                return line
-            }
-            guard byte != 0x0A else { throw .malformed("a bare LF in the answer head") }
-            position += 1
-        }
-        return UnsafeRawBufferPointer(rebasing: bytes[start..<position])
     }
 }
