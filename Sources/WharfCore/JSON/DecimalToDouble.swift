@@ -9,22 +9,36 @@
 /// nanoseconds a number instead of the tens of an x87 division.
 package enum DecimalToDouble {
     /// Powers of ten the table covers; numbers outside go to `strtod`.
-    package static let exponentRange = -128...128
+    package static var exponentRange: ClosedRange<Int> { -128...128 }
 
     /// 128-bit mantissas of 10^q for q in `exponentRange`, rounded down, normalised so that the
     /// top bit is set: (high word, low word). Computed once, exactly, by repeated multiplication
     /// and floor division by 5 of multi-word integers (about 0.1 ms).
     package static let powers: [(high: UInt64, low: UInt64)] = exponentRange.map(truncatedPowerOfTen)
 
+    /// `powers` at a fixed address, for loops that look it up once instead of once a number
+    /// (each read of a static goes through its lazy-initialisation check). Never freed.
+    package nonisolated(unsafe) static let powerTable: UnsafePointer<(high: UInt64, low: UInt64)> = {
+        let table = UnsafeMutablePointer<(high: UInt64, low: UInt64)>.allocate(capacity: powers.count)
+        table.initialize(from: powers, count: powers.count)
+        return UnsafePointer(table)
+    }()
+
     /// mantissa × 10^exponent rounded to the nearest double (ties to even), or nil when this
     /// method cannot decide. `mantissa` holds at most 19 digits.
     @inline(__always)
     package static func value(mantissa: UInt64, exponent: Int) -> Double? {
+        value(mantissa: mantissa, exponent: exponent, table: powerTable)
+    }
+
+    /// The same, with ``powerTable`` passed in.
+    @inline(__always)
+    package static func value(mantissa: UInt64, exponent: Int, table: UnsafePointer<(high: UInt64, low: UInt64)>) -> Double? {
         if mantissa == 0 { return 0 }
         guard exponentRange.contains(exponent) else { return nil }
         let leadingZeros = mantissa.leadingZeroBitCount
         let normalized = mantissa << UInt64(leadingZeros)
-        let power = powers.withUnsafeBufferPointer { $0[exponent - exponentRange.lowerBound] }
+        let power = table[exponent &- exponentRange.lowerBound]
         var (high, low) = normalized.multipliedFullWidth(by: power.high)
         // Only when the nine bits below the 55 kept are all ones can the low word of the power
         // carry into them; then add its product, and give up if they are still all ones.

@@ -18,6 +18,10 @@ package struct JSONScanner {
 
     package let bytes: UnsafeRawBufferPointer
     package internal(set) var position = 0
+    /// The number tables, looked up once here rather than once a number (each read of a
+    /// static goes through its lazy-initialisation check: 8–10 % of a large tensor's decode).
+    private let exactPowerTable = JSONScanner.exactPowers
+    private let powerTable = DecimalToDouble.powerTable
 
     package init(_ bytes: UnsafeRawBufferPointer) {
         self.bytes = bytes
@@ -163,11 +167,16 @@ package struct JSONScanner {
         return value
     }
 
-    private static let exactPowers: [Double] = (0...22).map { exponent in
+    /// 10^0...10^22, each exact in a double, at a fixed address. Never freed.
+    private nonisolated(unsafe) static let exactPowers: UnsafePointer<Double> = {
+        let table = UnsafeMutablePointer<Double>.allocate(capacity: 23)
         var value = 1.0
-        for _ in 0..<exponent { value *= 10 }
-        return value
-    }
+        for exponent in 0...22 {
+            table[exponent] = value
+            value *= 10
+        }
+        return UnsafePointer(table)
+    }()
 
     /// Reads a JSON number, correctly rounded: short decimals exactly by the fast path
     /// (at most 15 significant digits and a power of ten up to 22, both exact in a double),
@@ -260,19 +269,13 @@ package struct JSONScanner {
         position = index
         if digits <= 15, exponent >= -22, exponent <= 22 {
             let value = Double(mantissa)
-            let scaled = exponent < 0 ? value / Self.exactPower(-exponent) : value * Self.exactPower(exponent)
+            let scaled = exponent < 0 ? value / exactPowerTable[-exponent] : value * exactPowerTable[exponent]
             return Double(bitPattern: scaled.bitPattern | sign)
         }
-        if digits <= 19, let value = DecimalToDouble.value(mantissa: mantissa, exponent: exponent) {
+        if digits <= 19, let value = DecimalToDouble.value(mantissa: mantissa, exponent: exponent, table: powerTable) {
             return Double(bitPattern: value.bitPattern | sign)
         }
         return try slowNumber(start: start)
-    }
-
-    /// 10^exponent for 0...22, each exact in a double.
-    @inline(__always)
-    private static func exactPower(_ exponent: Int) -> Double {
-        exactPowers.withUnsafeBufferPointer { $0[exponent] }
     }
 
     private func slowNumber(start: Int) throws(Failure) -> Double {
