@@ -9,12 +9,15 @@ import Dispatch
 ///
 /// A 1000-row request of 30 features is about 600 kB of JSON, and turning its 30,000 decimals
 /// into doubles is most of the request's cost. The array's extent is found first with `memchr`
-/// (many gigabytes a second), its bytes are cut after commas into one chunk a core, and the
+/// (many gigabytes a second), its bytes are cut after commas into a few chunks a core, and the
 /// chunks are read at once by the ordinary token loop. Any error sends the whole array back to
 /// the one-pass reader, so that the message and its byte offset are exactly the same.
 extension JSONScanner {
     /// Arrays shorter than this are read in one pass: a fork costs more than it saves.
     static let chunkedDataThreshold = 64 * 1024
+    /// Chunks are handed out to the cores as they finish, so a core that runs slower (its
+    /// cache holds none of the body, or it shares its time with another thread) takes fewer.
+    static var chunksPerCore: Int { 4 }
     /// The least bytes worth a chunk of their own.
     static let minimumChunkBytes = 32 * 1024
 
@@ -89,11 +92,11 @@ extension JSONScanner {
         return close
     }
 
-    /// Up to one range a core over `start..<end` (the inside of an array, without its closing
+    /// Up to `chunksPerCore` ranges a core over `start..<end` (the inside of an array, without its closing
     /// bracket), each but the first starting just after a comma.
     func chunkRanges(from start: Int, to end: Int) -> [Range<Int>] {
         guard let base = bytes.baseAddress else { return [] }
-        let count = min(Self.processorCount, (end - start) / Self.minimumChunkBytes)
+        let count = min(Self.processorCount * Self.chunksPerCore, (end - start) / Self.minimumChunkBytes)
         guard count > 1 else { return [] }
         var ranges: [Range<Int>] = []
         var lower = start
