@@ -92,8 +92,8 @@ extension JSONScanner {
         return close
     }
 
-    /// Up to `chunksPerCore` ranges a core over `start..<end` (the inside of an array, without its closing
-    /// bracket), each but the first starting just after a comma.
+    /// Up to `chunksPerCore` ranges a core over `start..<end` (the inside of an array, without
+    /// its closing bracket), each but the first starting just after a comma.
     func chunkRanges(from start: Int, to end: Int) -> [Range<Int>] {
         guard let base = bytes.baseAddress else { return [] }
         let count = min(Self.processorCount * Self.chunksPerCore, (end - start) / Self.minimumChunkBytes)
