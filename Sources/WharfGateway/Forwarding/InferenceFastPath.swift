@@ -301,19 +301,11 @@ struct PlainInferenceRequest {
               memcmp(line.baseAddress! + line.count - version.utf8CodeUnitCount, version.utf8Start, version.utf8CodeUnitCount) == 0
         else { return nil }
         let path = UnsafeRawBufferPointer(rebasing: line[method..<(line.count - version.utf8CodeUnitCount)])
-        let segments = path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
-        // "", "v2", "models", m, ["versions", v,] "infer"
-        guard segments.count == 5 || segments.count == 7, segments.last!.elementsEqual("infer".utf8) else { return nil }
-        for segment in segments.dropFirst(3).dropLast() {
-            guard !segment.isEmpty, segment.allSatisfy(isNameByte) else { return nil }
-        }
-        let model = String(decoding: segments[3], as: UTF8.self)
-        var versionName: String?
-        if segments.count == 7 {
-            guard segments[4].elementsEqual("versions".utf8) else { return nil }
-            versionName = String(decoding: segments[5], as: UTF8.self)
-        }
-        return (model, versionName, String(decoding: path, as: UTF8.self))
+        // Names of plain characters only: a query, an escape or anything odd goes to the codec.
+        guard let target = InferenceForwarder.target(path: path),
+              target.model.utf8.allSatisfy(isNameByte), target.version?.utf8.allSatisfy(isNameByte) ?? true
+        else { return nil }
+        return (target.model, target.version, String(decoding: path, as: UTF8.self))
     }
 
     private static func isNameByte(_ byte: UInt8) -> Bool {

@@ -189,29 +189,36 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     static func target(of head: HTTPRequestHead) -> Target? {
         guard head.method == .POST else { return nil }
         return head.uri.utf8.withContiguousStorageIfAvailable { uri -> Target? in
-            let prefix: StaticString = "/v2/models/"
-            let suffix: StaticString = "/infer"
-            var end = uri.count
-            if let query = uri.firstIndex(of: UInt8(ascii: "?")) { end = query }
-            guard end > prefix.utf8CodeUnitCount + suffix.utf8CodeUnitCount,
-                  memcmp(uri.baseAddress!, prefix.utf8Start, prefix.utf8CodeUnitCount) == 0,
-                  memcmp(uri.baseAddress! + end - suffix.utf8CodeUnitCount, suffix.utf8Start, suffix.utf8CodeUnitCount) == 0
-            else { return nil }
-            let inner = UnsafeBufferPointer(rebasing: uri[prefix.utf8CodeUnitCount..<(end - suffix.utf8CodeUnitCount)])
-            guard let slash = inner.firstIndex(of: UInt8(ascii: "/")) else {
-                return Target(model: String(decoding: inner, as: UTF8.self), version: nil)
-            }
-            // {m}/versions/{v}
-            let model = UnsafeBufferPointer(rebasing: inner[..<slash])
-            let rest = UnsafeBufferPointer(rebasing: inner[(slash + 1)...])
-            let versions: StaticString = "versions/"
-            guard !model.isEmpty, rest.count > versions.utf8CodeUnitCount,
-                  memcmp(rest.baseAddress!, versions.utf8Start, versions.utf8CodeUnitCount) == 0
-            else { return nil }
-            let version = UnsafeBufferPointer(rebasing: rest[versions.utf8CodeUnitCount...])
-            guard !version.contains(UInt8(ascii: "/")) else { return nil }
-            return Target(model: String(decoding: model, as: UTF8.self), version: String(decoding: version, as: UTF8.self))
+            let end = uri.firstIndex(of: UInt8(ascii: "?")) ?? uri.count
+            return target(path: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: uri[..<end])))
         } ?? nil
+    }
+
+    /// The model and version an inference path names, `/v2/models/{m}/infer` or
+    /// `/v2/models/{m}/versions/{v}/infer` (without a query), or nil for any other path. Both
+    /// inference paths read it here; the byte-level one also checks the names' characters.
+    static func target(path: UnsafeRawBufferPointer) -> Target? {
+        let prefix: StaticString = "/v2/models/"
+        let suffix: StaticString = "/infer"
+        let end = path.count
+        guard end > prefix.utf8CodeUnitCount + suffix.utf8CodeUnitCount,
+              memcmp(path.baseAddress!, prefix.utf8Start, prefix.utf8CodeUnitCount) == 0,
+              memcmp(path.baseAddress! + end - suffix.utf8CodeUnitCount, suffix.utf8Start, suffix.utf8CodeUnitCount) == 0
+        else { return nil }
+        let inner = UnsafeRawBufferPointer(rebasing: path[prefix.utf8CodeUnitCount..<(end - suffix.utf8CodeUnitCount)])
+        guard let slash = inner.firstIndex(of: UInt8(ascii: "/")) else {
+            return Target(model: String(decoding: inner, as: UTF8.self), version: nil)
+        }
+        // {m}/versions/{v}
+        let model = UnsafeRawBufferPointer(rebasing: inner[..<slash])
+        let rest = UnsafeRawBufferPointer(rebasing: inner[(slash + 1)...])
+        let versions: StaticString = "versions/"
+        guard !model.isEmpty, rest.count > versions.utf8CodeUnitCount,
+              memcmp(rest.baseAddress!, versions.utf8Start, versions.utf8CodeUnitCount) == 0
+        else { return nil }
+        let version = UnsafeRawBufferPointer(rebasing: rest[versions.utf8CodeUnitCount...])
+        guard !version.contains(UInt8(ascii: "/")) else { return nil }
+        return Target(model: String(decoding: model, as: UTF8.self), version: String(decoding: version, as: UTF8.self))
     }
 
     private func forward(_ inference: Inference, context: ChannelHandlerContext) {
