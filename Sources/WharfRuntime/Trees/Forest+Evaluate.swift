@@ -175,7 +175,7 @@ private struct Walker<Semantics: SplitSemantics, Mode: WalkMode> {
         }
     }
 
-    /// For each row, four trees at a time: a single row still gets four overlapping walks.
+    /// For each row, eight trees at a time: a single row still gets eight overlapping walks.
     func treesAtOnce(_ block: Block, rows: Int, margins: UnsafeMutablePointer<Scalar>) {
         let groupCount = forest.groupCount
         let treeCount = forest.treeCount
@@ -185,21 +185,31 @@ private struct Walker<Semantics: SplitSemantics, Mode: WalkMode> {
                     let row = block.row(rowIndex)
                     let out = margins + rowIndex * groupCount
                     var tree = 0
-                    while tree + 4 <= treeCount {
+                    while tree + 8 <= treeCount {
                         var c0 = roots[tree], c1 = roots[tree + 1], c2 = roots[tree + 2], c3 = roots[tree + 3]
-                        // Leaves loop on themselves, so the deepest of the four sets the count.
-                        let depth = max(max(depths[tree], depths[tree + 1]), max(depths[tree + 2], depths[tree + 3]))
+                        var c4 = roots[tree + 4], c5 = roots[tree + 5], c6 = roots[tree + 6], c7 = roots[tree + 7]
+                        // Leaves loop on themselves, so the deepest of the eight sets the count.
+                        var depth = depths[tree]
+                        for other in (tree + 1)..<(tree + 8) { depth = max(depth, depths[other]) }
                         for _ in 0..<depth {
                             c0 = step(c0, row)
                             c1 = step(c1, row)
                             c2 = step(c2, row)
                             c3 = step(c3, row)
+                            c4 = step(c4, row)
+                            c5 = step(c5, row)
+                            c6 = step(c6, row)
+                            c7 = step(c7, row)
                         }
                         out[Int(forest.groups[tree])] += leafValue(c0, row) * forest.weights[tree]
                         out[Int(forest.groups[tree + 1])] += leafValue(c1, row) * forest.weights[tree + 1]
                         out[Int(forest.groups[tree + 2])] += leafValue(c2, row) * forest.weights[tree + 2]
                         out[Int(forest.groups[tree + 3])] += leafValue(c3, row) * forest.weights[tree + 3]
-                        tree += 4
+                        out[Int(forest.groups[tree + 4])] += leafValue(c4, row) * forest.weights[tree + 4]
+                        out[Int(forest.groups[tree + 5])] += leafValue(c5, row) * forest.weights[tree + 5]
+                        out[Int(forest.groups[tree + 6])] += leafValue(c6, row) * forest.weights[tree + 6]
+                        out[Int(forest.groups[tree + 7])] += leafValue(c7, row) * forest.weights[tree + 7]
+                        tree += 8
                     }
                     while tree < treeCount {
                         var c = roots[tree]
