@@ -42,6 +42,27 @@ struct InferenceRequestDecoderTests {
         #expect(request.inputs[0].data == texts.map { Double($0)! })
     }
 
+    /// FP32 data holds float32 values, as numpy and the binary extension give them: each number
+    /// becomes the Float nearest to its nearest double, wherever "datatype" comes in the input.
+    @Test func fp32DataIsRoundedToFloat() throws {
+        let texts = ["0.1", "-2.5e-3", "123456789.123456789", "3.4028234e38", "1e-40", "16777217", "-0", "0.30157917737960815"]
+        let data = texts.joined(separator: ",")
+        let first = try decode(#"{"inputs":[{"name":"x","shape":[\#(texts.count)],"datatype":"FP32","data":[\#(data)]}]}"#)
+        let last = try decode(#"{"inputs":[{"name":"x","shape":[\#(texts.count)],"data":[\#(data)],"datatype":"FP32"}]}"#)
+        let fp64 = try decode(#"{"inputs":[{"name":"x","shape":[\#(texts.count)],"datatype":"FP64","data":[\#(data)]}]}"#)
+        let floats = texts.map { Double(Float(Double($0)!)).bitPattern }
+        #expect(first.inputs[0].data.map(\.bitPattern) == floats)
+        #expect(last.inputs[0].data.map(\.bitPattern) == floats)
+        #expect(fp64.inputs[0].data.map(\.bitPattern) == texts.map { Double($0)!.bitPattern })
+        #expect(first.inputs[0].data[0] != 0.1)
+    }
+
+    @Test func fp32BeyondFloatRangeIsAnError() throws {
+        #expect(failure(#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,-1e39]}]}"#).contains("-1e+39 is beyond the range of FP32"))
+        #expect(failure(#"{"inputs":[{"name":"x","shape":[2],"data":[1e39,1],"datatype":"FP32"}]}"#).contains("input 'x': 1e+39 is beyond the range of FP32"))
+        #expect(try decode(#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP64","data":[1e39]}]}"#).inputs[0].data == [1e39])
+    }
+
     @Test func parametersOutputsAndUnknownKeys() throws {
         let request = try decode(#"""
             {"id": 7, "unknown": {"deep": [1, {"x": null}]}, "parameters": {"binary_data_output": true, "entity_id": "u1", "k": 3},
@@ -265,6 +286,16 @@ struct ChunkedDataTests {
             #expect(values.count == expected.count)
             #expect(zip(values, expected).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) })
         }
+    }
+
+    /// FP32 in chunks: every value the Float nearest to it, as in one pass.
+    @Test func largeFP32ArraysAreRoundedToFloat() throws {
+        var random = SeededGenerator(seed: 5)
+        let texts = (0..<(2_000 * 30)).map { _ in String(Double(Int64(bitPattern: random.next()) % 10_000_000_000) / 12_345.678) }
+        let json = #"{"inputs":[{"name":"x","shape":[2000,30],"datatype":"FP32","data":[\#(texts.joined(separator: ","))]}]}"#
+        #expect(json.utf8.count > 64 * 1024)
+        let values = try decode(json).inputs[0].data
+        #expect(values.map(\.bitPattern) == texts.map { Double(Float(Double($0)!)).bitPattern })
     }
 
     /// A fault anywhere in a large array (at a chunk's edge too) gets the message and byte

@@ -172,6 +172,42 @@ struct RouterTests {
         }
     }
 
+    /// JSON FP32 numbers are float32 values, as in binary: a double-precision model (LightGBM)
+    /// answers the two alike, and as it answers the rows rounded to float32.
+    @Test func jsonFP32IsFloat32LikeBinary() async throws {
+        let path = ServingFixtures.model("lgb_binary.txt")
+        let model = try ModelLoader.load(path: path)
+        let (values, rows) = try ServingFixtures.rows("lgb_binary", model: model)
+        let features = model.metadata.featureCount
+        let expected = try model.predict(values.map { Double(Float($0)) }, rows: rows)
+        let shape = #""shape":[\#(rows),\#(features)],"datatype":"FP32""#
+        let data = values.map { $0.isNaN ? "null" : "\($0)" }.joined(separator: ",")
+        let json = #"{"inputs":[{"name":"input-0",\#(shape),"data":[\#(data)]}]}"#
+        let binary = values.flatMap { value in withUnsafeBytes(of: Float(value).bitPattern.littleEndian) { Array($0) } }
+        let header = #"{"inputs":[{"name":"input-0",\#(shape),"parameters":{"binary_data_size":\#(binary.count)}}]}"#
+        let server = await ServingFixtures.server(["lgb": path])
+        let app = server.buildApplication(logger: ServingFixtures.logger)
+        try await app.test(.router) { client in
+            var answers: [[Double]] = []
+            try await client.execute(uri: "/v2/models/lgb/infer", method: .post, body: ByteBuffer(string: json)) { response in
+                #expect(response.status == .ok)
+                answers.append(ServingFixtures.outputData(try ServingFixtures.json(response.body), "probability"))
+            }
+            try await client.execute(
+                uri: "/v2/models/lgb/infer", method: .post,
+                headers: [.inferenceHeaderContentLength: String(header.utf8.count)],
+                body: ByteBuffer(bytes: Array(header.utf8) + binary)
+            ) { response in
+                #expect(response.status == .ok)
+                answers.append(ServingFixtures.outputData(try ServingFixtures.json(response.body), "probability"))
+            }
+            #expect(answers.count == 2)
+            #expect(answers.first == answers.last)
+            #expect(answers.first?.count == rows)
+            #expect(answers.first.map { zip($0, expected).allSatisfy { abs($0 - $1) <= 1e-12 } } == true)
+        }
+    }
+
     @Test func badRequestsGetClearErrors() async throws {
         let server = await ServingFixtures.server(maxBodyBytes: 4096)
         let app = server.buildApplication(logger: ServingFixtures.logger)

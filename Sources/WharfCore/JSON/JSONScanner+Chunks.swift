@@ -25,7 +25,7 @@ extension JSONScanner {
 
     /// Reads the array at the current position in chunks when it is large and well-formed as far
     /// as brackets go; returns false, having read nothing, when the one-pass reader should.
-    mutating func readNumericDataInChunks(into values: inout [Double], maxElements: Int, maxDepth: Int) throws(Failure) -> Bool {
+    mutating func readNumericDataInChunks(into values: inout [Double], maxElements: Int, maxDepth: Int, asFloat: Bool) throws(Failure) -> Bool {
         guard Self.processorCount > 1, peek() == UInt8(ascii: "["),
               bytes.count - position > Self.chunkedDataThreshold,
               let close = matchingBracket(from: position, maxDepth: maxDepth),
@@ -48,7 +48,7 @@ extension JSONScanner {
             var read: [Double] = []
             read.reserveCapacity(perChunk)
             do {
-                try chunk.readDataTokens(into: &read, maxElements: maxElements, maxDepth: maxDepth, state: &state, wholeValue: false)
+                try chunk.readDataTokens(into: &read, maxElements: maxElements, maxDepth: maxDepth, state: &state, wholeValue: false, asFloat: asFloat)
                 // The last chunk runs up to the closing bracket, which needs a value (or a
                 // nested array's end) before it; the others end just after a comma.
                 let isLast = index == ranges.count - 1

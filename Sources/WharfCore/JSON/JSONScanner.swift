@@ -278,6 +278,20 @@ package struct JSONScanner {
         return try slowNumber(start: start)
     }
 
+    /// Reads a JSON number as an FP32 value: the `Float` nearest to the number's nearest double
+    /// (what numpy and the binary tensor extension give for FP32), as a `Double`. A number
+    /// beyond `Float`'s range is an error.
+    package mutating func readFloatNumber() throws(Failure) -> Double {
+        _ = peek()
+        let start = position
+        let value = try readNumber()
+        let float = Float(value)
+        guard float.isFinite || !value.isFinite else {
+            throw Failure(offset: start, message: "\(value) is beyond the range of FP32 (±\(Float.greatestFiniteMagnitude))")
+        }
+        return Double(float)
+    }
+
     private func slowNumber(start: Int) throws(Failure) -> Double {
         let length = position - start
         guard length < 512 else { throw Failure(offset: start, message: "number literal longer than 512 characters") }
@@ -319,10 +333,12 @@ package struct JSONScanner {
     /// flattened row-major into `values`: one loop, no recursion, no closure per element, since
     /// a tensor's data is most of an inference request. Large arrays are read in parallel
     /// chunks (``readNumericDataInChunks``), with the same result and the same errors.
-    package mutating func readNumericData(into values: inout [Double], maxElements: Int, maxDepth: Int = 32) throws(Failure) {
-        if try readNumericDataInChunks(into: &values, maxElements: maxElements, maxDepth: maxDepth) { return }
+    ///
+    /// `asFloat`: numbers are FP32 values (``readFloatNumber()``).
+    package mutating func readNumericData(into values: inout [Double], maxElements: Int, maxDepth: Int = 32, asFloat: Bool = false) throws(Failure) {
+        if try readNumericDataInChunks(into: &values, maxElements: maxElements, maxDepth: maxDepth, asFloat: asFloat) { return }
         var state = DataTokenState(expectingValue: true, justOpened: false)
-        try readDataTokens(into: &values, maxElements: maxElements, maxDepth: maxDepth, state: &state, wholeValue: true)
+        try readDataTokens(into: &values, maxElements: maxElements, maxDepth: maxDepth, state: &state, wholeValue: true, asFloat: asFloat)
     }
 
     /// Where the token loop stands: after '[' or ',' a value must come; after a value, ',' or ']'.
@@ -335,7 +351,7 @@ package struct JSONScanner {
     /// stop where it ends, checking the nesting. Otherwise read every token up to the end of the
     /// bytes, a chunk of an array whose brackets were already matched (so nesting is relative).
     mutating func readDataTokens(
-        into values: inout [Double], maxElements: Int, maxDepth: Int, state: inout DataTokenState, wholeValue: Bool
+        into values: inout [Double], maxElements: Int, maxDepth: Int, state: inout DataTokenState, wholeValue: Bool, asFloat: Bool
     ) throws(Failure) {
         var depth = 0
         while true {
@@ -373,7 +389,7 @@ package struct JSONScanner {
             default:
                 guard state.expectingValue else { throw failure("expected ',' or ']' in data") }
                 guard values.count < maxElements else { throw failure("data holds more than \(maxElements) elements") }
-                values.append(try readNumber())
+                values.append(asFloat ? try readFloatNumber() : try readNumber())
                 state.expectingValue = false
             }
             state.justOpened = false

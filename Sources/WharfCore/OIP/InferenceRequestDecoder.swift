@@ -110,6 +110,7 @@ public enum InferenceRequestDecoder {
         var datatypeName: String?
         var parameters: [String: InferenceParameter] = [:]
         var data: [Double]?
+        var dataReadAsFloat = false
         let start = scanner.position
         try scanner.readObject { scanner, key throws(JSONScanner.Failure) in
             switch key {
@@ -133,7 +134,10 @@ public enum InferenceRequestDecoder {
                     let count = shape.reduce(1) { min($0.multipliedReportingOverflow(by: $1).partialValue, maxElements) }
                     values.reserveCapacity(max(0, min(count, scanner.bytes.count / 2)))
                 }
-                try scanner.readNumericData(into: &values, maxElements: maxElements)
+                // FP32 values are read as such when the datatype came first (as clients write
+                // it); otherwise they are narrowed once every key is read.
+                dataReadAsFloat = datatypeName == TensorDatatype.fp32.rawValue
+                try scanner.readNumericData(into: &values, maxElements: maxElements, asFloat: dataReadAsFloat)
                 data = values
             default: try scanner.skipValue()
             }
@@ -176,6 +180,12 @@ public enum InferenceRequestDecoder {
             if let range = datatype.integerRange, let bad = data.first(where: { !range.contains($0) || $0 != $0.rounded() }) {
                 throw JSONScanner.Failure(offset: start, message: "\(label): \(bad) is not a \(datatype.rawValue) value")
             }
+        }
+        if datatype == .fp32, !dataReadAsFloat, let values = data {
+            if let bad = values.first(where: { $0.isFinite && !Float($0).isFinite }) {
+                throw JSONScanner.Failure(offset: start, message: "\(label): \(bad) is beyond the range of FP32 (±\(Float.greatestFiniteMagnitude))")
+            }
+            data = values.map { Double(Float($0)) }
         }
         return (RequestInput(name: name, shape: shape, datatype: datatype, parameters: parameters, data: data ?? []), binarySize)
     }
