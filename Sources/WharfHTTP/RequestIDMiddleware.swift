@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import Logging
+import Synchronization
 import WharfCore
 
 extension HTTPField.Name {
@@ -31,11 +32,17 @@ public enum RequestIDs {
     }
 
     /// Sixteen lower-case hex digits, written straight into the string (this runs for every
-    /// request that comes without an id).
+    /// request that comes without an id): a random key of this process and a count, mixed by
+    /// SplitMix64, which maps distinct inputs to distinct outputs, so no id repeats within a
+    /// process. The system's generator cost a system call a request.
     public static func makeID() -> String {
-        var random = SystemRandomNumberGenerator()
+        let count = issued.add(1, ordering: .relaxed).newValue
+        var random = SeededGenerator(seed: processKey &+ count &* 0x9E37_79B9_7F4A_7C15)
         return makeID(using: &random)
     }
+
+    private static let processKey = UInt64.random(in: .min ... .max)
+    private static let issued = Atomic<UInt64>(0)
 
     public static func makeID(using random: inout some RandomNumberGenerator) -> String {
         let value = random.next() as UInt64

@@ -261,6 +261,10 @@ struct RouterTests {
                 #expect($0.headers[.requestID]?.count == 16)
             }
         }
+        // Made ids are sixteen hex digits and do not repeat.
+        let made = (0..<20_000).map { _ in RequestIDs.makeID() }
+        #expect(Set(made).count == made.count)
+        #expect(made.allSatisfy { $0.utf8.count == 16 && $0.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) } })
     }
 
     @Test func repositoryLoadUnloadAndIndex() async throws {
