@@ -278,15 +278,13 @@ package struct JSONScanner {
         return try slowNumber(start: start)
     }
 
-    /// Reads a JSON number as an FP32 value: the `Float` nearest to the number's nearest double
-    /// (what numpy and the binary tensor extension give for FP32), as a `Double`. A number
-    /// beyond `Float`'s range is an error.
-    package mutating func readFloatNumber() throws(Failure) -> Double {
-        _ = peek()
-        let start = position
-        let value = try readNumber()
+    /// `value`, a number read at `start`, as an FP32 value: the `Float` nearest to it (what numpy
+    /// and the binary tensor extension give for FP32), as a `Double`. Beyond `Float`'s range it
+    /// is an error.
+    @inline(__always)
+    func narrowedToFloat(_ value: Double, readAt start: Int) throws(Failure) -> Double {
         let float = Float(value)
-        guard float.isFinite || !value.isFinite else {
+        if _slowPath(float.isInfinite), value.isFinite {
             throw Failure(offset: start, message: "\(value) is beyond the range of FP32 (±\(Float.greatestFiniteMagnitude))")
         }
         return Double(float)
@@ -334,7 +332,7 @@ package struct JSONScanner {
     /// a tensor's data is most of an inference request. Large arrays are read in parallel
     /// chunks (``readNumericDataInChunks``), with the same result and the same errors.
     ///
-    /// `asFloat`: numbers are FP32 values (``readFloatNumber()``).
+    /// `asFloat`: numbers are FP32 values (``narrowedToFloat(_:readAt:)``).
     package mutating func readNumericData(into values: inout [Double], maxElements: Int, maxDepth: Int = 32, asFloat: Bool = false) throws(Failure) {
         if try readNumericDataInChunks(into: &values, maxElements: maxElements, maxDepth: maxDepth, asFloat: asFloat) { return }
         var state = DataTokenState(expectingValue: true, justOpened: false)
@@ -389,7 +387,9 @@ package struct JSONScanner {
             default:
                 guard state.expectingValue else { throw failure("expected ',' or ']' in data") }
                 guard values.count < maxElements else { throw failure("data holds more than \(maxElements) elements") }
-                values.append(asFloat ? try readFloatNumber() : try readNumber())
+                let start = position
+                let value = try readNumber()
+                values.append(asFloat ? try narrowedToFloat(value, readAt: start) : value)
                 state.expectingValue = false
             }
             state.justOpened = false
