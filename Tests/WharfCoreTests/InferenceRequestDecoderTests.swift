@@ -59,8 +59,28 @@ struct InferenceRequestDecoderTests {
 
     @Test func fp32BeyondFloatRangeIsAnError() throws {
         #expect(failure(#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,-1e39]}]}"#).contains("-1e+39 is beyond the range of FP32"))
-        #expect(failure(#"{"inputs":[{"name":"x","shape":[2],"data":[1e39,1],"datatype":"FP32"}]}"#).contains("input 'x': 1e+39 is beyond the range of FP32"))
+        #expect(failure(#"{"inputs":[{"name":"x","shape":[2],"data":[1e39,1],"datatype":"FP32"}]}"#).contains("input 'x': 1e+39 is beyond the range of FP32 (±3.4028234663852886e+38)"))
         #expect(try decode(#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP64","data":[1e39]}]}"#).inputs[0].data == [1e39])
+    }
+
+    /// FP16 and BF16 data likewise hold values of their types, rounded to nearest (ties to
+    /// even) from the number, as the binary extension carries them.
+    @Test func fp16AndBF16DataAreRoundedToTheirTypes() throws {
+        func decoded(_ texts: [String], _ datatype: String) throws -> [UInt64] {
+            let request = try decode(#"{"inputs":[{"name":"x","shape":[\#(texts.count)],"datatype":"\#(datatype)","data":[\#(texts.joined(separator: ","))]}]}"#)
+            return request.inputs[0].data.map(\.bitPattern)
+        }
+        // BF16 reference: ties-to-even on a float's top 16 bits, for numbers a float holds exactly.
+        func bfloat(_ value: Float) -> Double {
+            let bits = value.bitPattern
+            return Double(Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000))
+        }
+        let bf16 = ["1", "1.00390625", "1.01171875", "-2.5", "3e38", "1e-39", "-0", "0.1"]
+        #expect(try decoded(bf16, "BF16") == bf16.map { bfloat(Float($0)!).bitPattern })
+        #expect(try decoded(["0.1", "65504", "65519", "-2.5e-3", "1e-8", "6e-8", "1e-5", "-0", "3.14159"], "FP16")
+            == [0x1.998p-4, 65_504, 65_504, -0x1.47cp-9, 0, 0x1p-24, 0x1.5p-17, -0.0, 0x1.92p1].map(\.bitPattern))  // numpy.float16 of each
+        #expect(failure(#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP16","data":[65520]}]}"#).contains("65520.0 is beyond the range of FP16 (±65504.0)"))
+        #expect(failure(#"{"inputs":[{"name":"x","shape":[1],"data":[-3.4e38],"datatype":"BF16"}]}"#).contains("is beyond the range of BF16"))
     }
 
     @Test func parametersOutputsAndUnknownKeys() throws {

@@ -285,7 +285,7 @@ package struct JSONScanner {
     func narrowedToFloat(_ value: Double, readAt start: Int) throws(Failure) -> Double {
         let float = Float(value)
         if _slowPath(float.isInfinite), value.isFinite {
-            throw Failure(offset: start, message: "\(value) is beyond the range of FP32 (±\(Float.greatestFiniteMagnitude))")
+            throw Failure(offset: start, message: "\(value) is beyond the range of FP32 (±\(Double(Float.greatestFiniteMagnitude)))")
         }
         return Double(float)
     }

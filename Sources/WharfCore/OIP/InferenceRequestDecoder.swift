@@ -181,11 +181,18 @@ public enum InferenceRequestDecoder {
                 throw JSONScanner.Failure(offset: start, message: "\(label): \(bad) is not a \(datatype.rawValue) value")
             }
         }
-        if datatype == .fp32, !dataReadAsFloat, let values = data {
-            if let bad = values.first(where: { $0.isFinite && !Float($0).isFinite }) {
-                throw JSONScanner.Failure(offset: start, message: "\(label): \(bad) is beyond the range of FP32 (±\(Float.greatestFiniteMagnitude))")
+        // Narrower floating-point data is rounded to its type, as in binary (FP32 read as such
+        // already when its datatype came first).
+        if datatype == .fp16 || datatype == .bf16 || (datatype == .fp32 && !dataReadAsFloat), let values = data {
+            var narrowed = values
+            for index in narrowed.indices {
+                guard let value = datatype.narrowed(values[index]) else {
+                    throw JSONScanner.Failure(
+                        offset: start, message: "\(label): \(values[index]) is beyond the range of \(datatype.rawValue) (±\(datatype.largestFinite ?? 0))")
+                }
+                narrowed[index] = value
             }
-            data = values.map { Double(Float($0)) }
+            data = narrowed
         }
         return (RequestInput(name: name, shape: shape, datatype: datatype, parameters: parameters, data: data ?? []), binarySize)
     }

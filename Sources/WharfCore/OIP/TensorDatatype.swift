@@ -41,4 +41,38 @@ public enum TensorDatatype: String, Sendable, Hashable, Codable, CaseIterable {
         case .fp16, .bf16, .fp32, .fp64, .bytes: nil
         }
     }
+
+    /// `value` rounded to the nearest value of this floating-point type (ties to even), as a
+    /// double: what the binary extension carries for the type. Nil beyond the type's range.
+    /// The value itself for FP64 and the integer types.
+    func narrowed(_ value: Double) -> Double? {
+        switch self {
+        case .fp32:
+            let float = Float(value)
+            return float.isInfinite && value.isFinite ? nil : Double(float)
+        case .fp16: return Self.rounded(value, significandBits: 10, exponents: -14...15)
+        case .bf16: return Self.rounded(value, significandBits: 7, exponents: -126...127)
+        default: return value
+        }
+    }
+
+    /// The largest finite value of a narrower floating-point type.
+    var largestFinite: Double? {
+        switch self {
+        case .fp32: Double(Float.greatestFiniteMagnitude)
+        case .fp16: 65_504
+        case .bf16: Double(sign: .plus, exponent: 127, significand: 2 - 0x1p-7)
+        default: nil
+        }
+    }
+
+    /// Rounds to a binary format of `significandBits` stored bits and normal exponents
+    /// `exponents` (subnormals below): a multiple of the format's spacing at the value, found
+    /// exactly in double arithmetic (the scalings are by powers of two).
+    private static func rounded(_ value: Double, significandBits: Int, exponents: ClosedRange<Int>) -> Double? {
+        guard value.isFinite, value != 0 else { return value }
+        let spacing = Double(sign: .plus, exponent: max(Int(value.exponent), exponents.lowerBound) - significandBits, significand: 1)
+        let result = (value / spacing).rounded(.toNearestOrEven) * spacing
+        return abs(result) < Double(sign: .plus, exponent: exponents.upperBound + 1, significand: 1) ? result : nil
+    }
 }
