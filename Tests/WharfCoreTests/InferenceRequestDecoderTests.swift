@@ -154,6 +154,16 @@ struct InferenceRequestDecoderTests {
             }
             _ = try? bytes.withUnsafeBytes { try InferenceRequestDecoder.decode($0, headerLength: headerLength) }
         }
+        // The same for JSON data of each narrower floating-point type (rounded after reading).
+        for datatype in ["FP32", "FP16", "BF16"] {
+            let json = Array(#"{"inputs":[{"name":"x","shape":[2,3],"datatype":"\#(datatype)","data":[[1.5,-2e-3,65504],[3e38,null,0.1]]}]}"#.utf8)
+            for _ in 0..<1000 {
+                var bytes = json
+                let index = Int.random(in: 0..<bytes.count, using: &random)
+                bytes[index] = Array("0123456789[]{},:\"-e.E+".utf8).randomElement(using: &random)!
+                _ = try? bytes.withUnsafeBytes { try InferenceRequestDecoder.decode($0, headerLength: nil) }
+            }
+        }
     }
 }
 
