@@ -83,6 +83,22 @@ struct InferenceRequestDecoderTests {
         #expect(failure(#"{"inputs":[{"name":"x","shape":[1],"data":[-3.4e38],"datatype":"BF16"}]}"#).contains("is beyond the range of BF16"))
     }
 
+    /// Runs of numbers are read straight through only after a comma and at most one space;
+    /// every other spacing and every fault goes through the token loop, with the same result.
+    @Test func numberRunsWithAnySpacing() throws {
+        let data = "[[1,2, 3,  4,\n5,-6, -7,0.5e1 ,8], [9,-1E-2,\t10, 11 ,12,13,14,15,16]]"
+        let request = try decode(#"{"inputs":[{"name":"x","shape":[2,9],"datatype":"FP64","data":\#(data)}]}"#)
+        #expect(request.inputs[0].data == [1, 2, 3, 4, 5, -6, -7, 5, 8, 9, -0.01, 10, 11, 12, 13, 14, 15, 16])
+        let faults = [
+            ("[1, ,2]", "unexpected ','"), ("[1,-]", "expected a number"), ("[1, 2 3]", "expected ',' or ']'"),
+            ("[1,2,]", "unexpected ']'"), ("[1, -x]", "expected a number"), ("[1,2", "expected ',' or ']'"),
+        ]
+        for (data, message) in faults {
+            let text = failure(#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP64","data":\#(data)}]}"#)
+            #expect(text.contains(message), "\(data): \(text)")
+        }
+    }
+
     @Test func parametersOutputsAndUnknownKeys() throws {
         let request = try decode(#"""
             {"id": 7, "unknown": {"deep": [1, {"x": null}]}, "parameters": {"binary_data_output": true, "entity_id": "u1", "k": 3},

@@ -386,15 +386,35 @@ package struct JSONScanner {
                 throw failure("data holds a string: BYTES tensors are not supported, only numbers and booleans")
             default:
                 guard state.expectingValue else { throw failure("expected ',' or ']' in data") }
-                guard values.count < maxElements else { throw failure("data holds more than \(maxElements) elements") }
-                let start = position
-                let value = try readNumber()
-                values.append(asFloat ? try narrowedToFloat(value, readAt: start) : value)
+                // Inside an array, a run of numbers written "1.5, 2.5, ..." is read straight
+                // through: a comma, at most one space and a number's first byte go on to the
+                // next number without a turn of the token loop. Anything else ends the run and
+                // the loop reads it, so the result and the errors are the same.
+                let inArray = depth > 0 || !wholeValue
+                while true {
+                    guard values.count < maxElements else { throw failure("data holds more than \(maxElements) elements") }
+                    let start = position
+                    let value = try readNumber()
+                    values.append(asFloat ? try narrowedToFloat(value, readAt: start) : value)
+                    guard inArray, let next = nextNumberInRun() else { break }
+                    position = next
+                }
                 state.expectingValue = false
             }
             state.justOpened = false
             if wholeValue, depth <= 0 { return }
         }
+    }
+
+    /// Where the next number of a run starts, when a comma, at most one space and a number's
+    /// first byte come next; nil otherwise.
+    @inline(__always)
+    private func nextNumberInRun() -> Int? {
+        guard position &+ 2 < bytes.count, bytes[position] == UInt8(ascii: ",") else { return nil }
+        var next = position &+ 1
+        if bytes[next] == UInt8(ascii: " ") { next &+= 1 }
+        let byte = bytes[next]
+        return byte &- UInt8(ascii: "0") < 10 || byte == UInt8(ascii: "-") ? next : nil
     }
 
     /// Skips one value of any kind.
