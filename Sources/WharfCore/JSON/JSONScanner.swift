@@ -205,15 +205,24 @@ package struct JSONScanner {
             return value < 10 ? value : nil
         }
         let integerStart = index
-        while digits <= 11, let chunk = Self.eightDigits(base, count, index) {
-            digits += mantissa > 0 ? 8 : Self.digitCount(chunk)
-            mantissa = mantissa &* 100_000_000 &+ chunk
-            index += 8
-        }
-        while let value = digit(at: index) {
-            if digits < 19 { mantissa = mantissa &* 10 &+ UInt64(value) } else { exponent += 1 }
-            if mantissa > 0 || digits > 0 { digits += 1 }
-            index += 1
+        if index &+ 1 < count, let value = digit(at: index),
+            base.load(fromByteOffset: index &+ 1, as: UInt8.self) == UInt8(ascii: ".")
+        {
+            // One digit before the point, as most tensor values have: no eight-byte try.
+            mantissa = UInt64(value)
+            digits = value > 0 ? 1 : 0
+            index &+= 1
+        } else {
+            while digits <= 11, let chunk = Self.eightDigits(base, count, index) {
+                digits += mantissa > 0 ? 8 : Self.digitCount(chunk)
+                mantissa = mantissa &* 100_000_000 &+ chunk
+                index += 8
+            }
+            while let value = digit(at: index) {
+                if digits < 19 { mantissa = mantissa &* 10 &+ UInt64(value) } else { exponent += 1 }
+                if mantissa > 0 || digits > 0 { digits += 1 }
+                index += 1
+            }
         }
         guard index > integerStart else {
             position = index
