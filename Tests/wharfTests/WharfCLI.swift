@@ -110,7 +110,10 @@ extension WharfCLI {
 }
 
 extension WharfCLI {
-    private static let nextPort = Mutex(30_000 + Int(getpid() % 200) * 100)
+    /// Below Linux's ephemeral range (32768 and up): a port found free there could be taken by
+    /// any outgoing connection before the server bound it.
+    private static let portRange = 20_000..<32_000
+    private static let nextPort = Mutex(portRange.lowerBound + Int(getpid() % 110) * 100)
 
     /// The first of `count` consecutive loopback ports that no test of this process was given
     /// before and that nothing listens on now. Tests run in parallel: ports made from the pid
@@ -120,7 +123,7 @@ extension WharfCLI {
             while true {
                 let base = next
                 next += count
-                if next > 60_000 { next = 20_000 }
+                if next + count > portRange.upperBound { next = portRange.lowerBound }
                 if (base..<(base + count)).allSatisfy(isFree) { return base }
             }
         }
