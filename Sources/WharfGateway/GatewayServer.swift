@@ -19,6 +19,7 @@ import WharfHTTP
 /// | `--open-inference` | off | inference without a key (keys still limit those who send one) |
 /// | `--health-interval-ms` | 500 | how often every replica's readiness is checked |
 /// | `--max-body-bytes` | 64 MiB | larger requests get 413 |
+/// | `--idle-timeout-seconds` | 60 | an inference connection silent that long (idle, or stalled mid-body) is closed |
 public struct GatewayConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -29,10 +30,13 @@ public struct GatewayConfiguration: Sendable {
     public var maxBodyBytes: Int
     /// Connections the forwarding client keeps to each replica, per event loop.
     public var connectionsPerReplica: Int
+    /// A client connection silent this long (idle, or stalled in the middle of a request) is
+    /// closed; nil: never.
+    public var idleTimeout: Duration?
 
     public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String? = ".wharf", adminKeySHA256: String? = nil,
                 openInference: Bool = false, healthInterval: Duration = .milliseconds(500), maxBodyBytes: Int = 64 << 20,
-                connectionsPerReplica: Int = 64) {
+                connectionsPerReplica: Int = 64, idleTimeout: Duration? = .seconds(60)) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -41,6 +45,7 @@ public struct GatewayConfiguration: Sendable {
         self.healthInterval = healthInterval
         self.maxBodyBytes = maxBodyBytes
         self.connectionsPerReplica = connectionsPerReplica
+        self.idleTimeout = idleTimeout
     }
 }
 
@@ -94,7 +99,8 @@ public struct GatewayServer: Sendable {
         }
         let serverName = "wharf-gateway"
         let forwarding = InferenceForwarder.Settings(
-            router: router, access: access, maxBodyBytes: configuration.maxBodyBytes, serverName: serverName, logger: logger)
+            router: router, access: access, maxBodyBytes: configuration.maxBodyBytes, serverName: serverName, logger: logger,
+            idleTimeout: configuration.idleTimeout.map { .nanoseconds(Int64($0 / .nanoseconds(1))) })
         return Application(
             router: routes,
             server: .forwardingHTTP1(forwarding),

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -82,45 +83,69 @@ struct TrafficSplitterTests {
 
 @Suite("Replicas: least outstanding, breaker, health")
 struct ReplicaTests {
-    @Test func theBreakerOpensAfterFailuresAndTheHealthCheckClosesIt() {
+    @Test func theBreakerOpensAfterFailuresAndTheHealthCheckClosesIt() throws {
         let replica = Replica(url: "http://127.0.0.1:1")
         let start = ContinuousClock.now
         for _ in 0..<Replica.failureThreshold {
-            #expect(replica.acquire(now: start))
-            replica.release(failed: true, now: start)
+            try #require(replica.acquire(now: start)).release(failed: true, now: start)
         }
         #expect(replica.snapshot.breakerOpen)
-        #expect(!replica.acquire(now: start + .milliseconds(100)))
+        #expect(replica.acquire(now: start + .milliseconds(100)) == nil)
         // Still ready (its readiness answers while its inferences fail): the breaker stays open.
         replica.recordHealth(ready: true)
-        #expect(!replica.acquire(now: start + .milliseconds(100)))
+        #expect(replica.acquire(now: start + .milliseconds(100)) == nil)
         // After the cooldown one trial request goes through; a second waits for its outcome.
-        #expect(replica.acquire(now: start + .seconds(1)))
-        #expect(!replica.acquire(now: start + .seconds(1)))
-        replica.release(failed: true, now: start + .seconds(1))
+        let trial = try #require(replica.acquire(now: start + .seconds(1)))
+        #expect(trial.isTrial)
+        #expect(replica.acquire(now: start + .seconds(1)) == nil)
+        trial.release(failed: true, now: start + .seconds(1))
         // The trial failed: open again, for longer.
-        #expect(!replica.acquire(now: start + .milliseconds(1_900)))
-        #expect(replica.acquire(now: start + .seconds(3)))
-        replica.release(failed: false, now: start + .seconds(3))
+        #expect(replica.acquire(now: start + .milliseconds(1_900)) == nil)
+        try #require(replica.acquire(now: start + .seconds(3))).release(failed: false, now: start + .seconds(3))
         #expect(!replica.snapshot.breakerOpen)
         // Not ready: no requests; ready again (restarted): the breaker is closed at once.
+        let held = (0..<3).compactMap { _ in replica.acquire(now: .now) }
         replica.recordHealth(ready: false)
-        #expect(!replica.acquire(now: .now))
-        for _ in 0..<3 { replica.release(failed: true, now: .now); replica.state.withLock { $0.outstanding += 1 } }
+        #expect(replica.acquire(now: .now) == nil)
+        for lease in held { lease.release(failed: true, now: .now) }
         replica.recordHealth(ready: true)
-        #expect(replica.acquire(now: .now))
+        #expect(replica.acquire(now: .now) != nil)
+    }
+
+    /// Requests sent before the breaker opened and ending after it do not judge the replica:
+    /// only the trial does.
+    @Test func onlyTheTrialClosesOrReopensTheBreaker() throws {
+        let replica = Replica(url: "http://127.0.0.1:1")
+        let start = ContinuousClock.now
+        let slow = (0..<5).compactMap { _ in replica.acquire(now: start) }
+        for _ in 0..<Replica.failureThreshold {
+            try #require(replica.acquire(now: start)).release(failed: true, now: start)
+        }
+        #expect(replica.snapshot.breakerOpen)
+        let trial = try #require(replica.acquire(now: start + .seconds(1)))
+        // An old request succeeds while the trial runs: the breaker stays open, no second trial.
+        slow[0].release(failed: false, now: start + .seconds(1))
+        #expect(replica.state.withLock { $0.openUntil } != nil)
+        #expect(replica.acquire(now: start + .seconds(1)) == nil)
+        // Old requests fail: they neither reopen the breaker nor lengthen its next cooldown.
+        let cooldown = replica.state.withLock { $0.cooldown }
+        for lease in slow.dropFirst() { lease.release(failed: true, now: start + .seconds(1)) }
+        #expect(replica.state.withLock { ($0.cooldown, $0.openUntil) } == (cooldown, start + .milliseconds(500)))
+        trial.release(failed: false, now: start + .seconds(1))
+        #expect(!replica.snapshot.breakerOpen)
+        #expect(replica.acquire(now: start + .seconds(1))?.isTrial == false)
     }
 
     @Test func theLeastLoadedReplicaIsChosen() {
         let replicas = (1...3).map { Replica(url: "http://127.0.0.1:\($0)") }
         let pool = ReplicaPool(replicas)
         var random = SeededGenerator(seed: 5)
-        var held: [Replica] = []
+        var held: [Replica.Lease] = []
         for _ in 0..<6 { held.append(pool.acquire(excluding: [], random: &random)!) }
         #expect(replicas.map(\.outstanding) == [2, 2, 2])
         held[0].release(failed: false, now: .now)
         let next = pool.acquire(excluding: [], random: &random)!
-        #expect(next.url == held[0].url)
+        #expect(next.replica.url == held[0].replica.url)
         #expect(pool.acquire(excluding: Set(replicas.map(\.url)), random: &random) == nil)
     }
 }
@@ -152,6 +177,42 @@ struct CanaryTests {
         #expect((try? spec.validated()) != nil)
         #expect(throws: WharfError.self) { try CanaryPlan(version: "2", replicas: ["http://a"], steps: [50, 25, 100]).validated() }
         #expect(throws: WharfError.self) { try CanaryPlan(version: "2", replicas: ["http://a"], steps: [5, 50]).validated() }
+    }
+
+    /// `rollback` after a rollout goes back to the spec before it: after a promotion, the old
+    /// stable spec (not the last step, which already gave the new version everything); after a
+    /// rollout stopped by hand, what it went back to before the rollout began.
+    @Test func aRolloutRollsBackToTheSpecBeforeIt() async throws {
+        let store = try DeploymentStore(file: nil)
+        let canaries = CanaryController(store: store, logger: Logger(label: "test"), checkEvery: .milliseconds(20))
+        func spec(_ version: String) -> DeploymentSpec {
+            DeploymentSpec(model: "m", targets: [.init(version: version, weight: 100, replicas: ["http://127.0.0.1:1"])])
+        }
+        func waitFor(_ condition: () -> Bool) async throws {
+            // Generous: the whole suite runs at once on two cores (it took 0.2 s alone).
+            let deadline = ContinuousClock.now + .seconds(120)
+            while !condition(), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        try store.set(spec("0"), actor: "t", action: "set", detail: "")
+        try store.set(spec("1"), actor: "t", action: "set", detail: "")
+        #expect(store.entry("m")?.previous == spec("0"))
+
+        // No requests: too few to judge, so every step passes and the new version is promoted.
+        _ = try canaries.start(model: "m", plan: CanaryPlan(version: "2", replicas: ["http://127.0.0.1:2"], steps: [50, 100], intervalSeconds: 0.1),
+                               actor: "t")
+        try await waitFor { canaries.status("m")?.state != "running" }
+        #expect(canaries.status("m")?.state == "promoted")
+        #expect(store.entry("m")?.spec.targets.map(\.version) == ["2"])
+        #expect(store.entry("m")?.previous == spec("1"))
+
+        // Stopped by hand at its first step: version 2 alone again, and rollback still goes to 1.
+        _ = try canaries.start(model: "m", plan: CanaryPlan(version: "3", replicas: ["http://127.0.0.1:3"], steps: [50, 100], intervalSeconds: 60),
+                               actor: "t")
+        try await waitFor { store.entry("m")?.spec.targets.count == 2 }
+        #expect(store.entry("m")?.spec.targets.map(\.version) == ["3", "2"])
+        #expect(try canaries.abort(model: "m", actor: "t", reason: "by hand"))
+        #expect(store.entry("m")?.spec.targets.map(\.version) == ["2"])
+        #expect(store.entry("m")?.previous == spec("1"))
     }
 
     @Test func answersAreComparedByValue() {

@@ -36,10 +36,17 @@ struct GatewayIntegrationTests {
             process.waitUntilExit()
         }
 
+        /// SIGTERM, then SIGKILL (and a failed test) if it has not exited within 30 s: a process
+        /// that cannot drain must fail the test, not hang the suite.
         func stop() {
             guard process.isRunning else { return }
             process.terminate()
-            process.waitUntilExit()
+            let deadline = Date().addingTimeInterval(30)
+            while process.isRunning, Date() < deadline { usleep(10_000) }
+            if process.isRunning {
+                Issue.record("wharf \(process.arguments ?? []) did not exit within 30 s of SIGTERM")
+                kill()
+            }
         }
     }
 
@@ -212,15 +219,19 @@ struct GatewayIntegrationTests {
     /// requests of both kinds are answered in order; the body limit, `Connection: close`,
     /// `Expect: 100-continue` and a replica that never answers are handled there too.
     private func theInferencePathKeepsHTTPOrderLimitsAndDeadlinesBody() async throws {
-        let base = WharfCLI.ports(3)
+        let base = WharfCLI.ports(4)
         let weak = WharfCLI.fixtures.appendingPathComponent("metrics").appendingPathComponent("champion_weak.json").path
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-gateway-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: data) }
         let hanging = try HangingReplica(port: base + 2)
-        defer { hanging.close() }
+        let alsoHanging = try HangingReplica(port: base + 3)
+        defer {
+            hanging.close()
+            alsoHanging.close()
+        }
         let server = try Server(["serve", "--model", "champ=\(weak)", "--port", String(base + 1)])
         let gateway = try Server(["gateway", "--port", String(base), "--data-dir", data, "--admin-key", Self.adminKey,
-                                  "--open-inference", "--max-body-bytes", "4096"])
+                                  "--open-inference", "--max-body-bytes", "4096", "--idle-timeout-seconds", "1"])
         defer {
             gateway.stop()
             server.stop()
@@ -230,6 +241,8 @@ struct GatewayIntegrationTests {
         #expect(try await WharfCLI.waitForStatus("http://127.0.0.1:\(base + 1)/v2/health/ready", status: 200, seconds: 60))
         _ = try deploy(["set", "champ", "--target", "1=100@http://127.0.0.1:\(base + 1)"], gateway: gatewayURL)
         _ = try deploy(["set", "stuck", "--target", "1=100@http://127.0.0.1:\(base + 2)", "--timeout-ms", "300", "--retries", "0"],
+                       gateway: gatewayURL)
+        _ = try deploy(["set", "stuck-too", "--target", "1=100@http://127.0.0.1:\(base + 3)", "--timeout-ms", "300", "--retries", "0"],
                        gateway: gatewayURL)
 
         // Four pipelined requests in one write: router, inference, router, inference (closing).
@@ -287,6 +300,27 @@ struct GatewayIntegrationTests {
             port: base, request: "POST /v2/models/champ/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(large.utf8.count)\r\n\r\n\(large)")
         #expect(refused.first?.status == 413)
         #expect(refused.first?.body.contains("4096 bytes") == true, "\(refused.first?.body ?? "")")
+
+        // A client that stops in the middle of a body, and one that stays connected after its
+        // answer, are cut off once silent for the idle timeout (1 s here), not held for ever.
+        for (request, answers) in [(String(infer("idle").dropLast(10)), 0), (infer("idle"), 1)] {
+            let started = Date()
+            let got = try RawHTTP.exchange(port: base, request: request)
+            let waited = Date().timeIntervalSince(started)
+            #expect(got.count == answers && waited >= 0.9 && waited < 4.5, "\(got.count) answers, closed after \(waited) s")
+        }
+
+        // Two requests pipelined to a replica that never answers: the second is sent when the
+        // first times out, from inside the timer's pass, and still gets its own deadline.
+        let stuckRequest = "POST /v2/models/stuck-too/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        let pipelinedStarted = Date()
+        let bothStuck = try RawHTTP.exchange(port: base, request: stuckRequest + stuckRequest, halfClose: true)
+        let bothWaited = Date().timeIntervalSince(pipelinedStarted)
+        #expect(bothStuck.map(\.status) == [503, 503], "\(bothStuck.map(\.head))")
+        #expect(bothWaited >= 0.59 && bothWaited < 3, "two pipelined timeouts took \(bothWaited) s")
+        // Timeouts count against their version (a canary whose replicas hang must not pass).
+        let stuckLive = ((try status("stuck-too", gateway: gatewayURL)["versions"] as? [[String: Any]])?.first?["live"] as? [String: Any]) ?? [:]
+        #expect(stuckLive["requests"] as? Int == 2 && stuckLive["error_rate"] as? Double == 1, "\(stuckLive)")
 
         // A ready replica that never answers: 503 after the deployment's timeout, not later, each
         // time on a new connection (a timed-out one is closed); after three, its breaker is open

@@ -27,6 +27,8 @@ final class CanaryController: Sendable {
         var status: Status
         var task: Task<Void, Never>?
         var stable: DeploymentSpec
+        /// What `rollback` went back to before the rollout; restored when it is rolled back.
+        var rollbackPoint: DeploymentSpec?
     }
 
     private let runs = Mutex([String: Run]())
@@ -54,9 +56,9 @@ final class CanaryController: Sendable {
         let status = Status(version: plan.version, steps: plan.steps, step: nil, state: "running", reason: nil, startedAt: Date(), endedAt: nil)
         try runs.withLock { runs throws(WharfError) in
             if runs[model]?.status.state == "running" { throw WharfError(.conflict, "a canary of \(model) is already running") }
-            runs[model] = Run(status: status, task: nil, stable: entry.spec)
+            runs[model] = Run(status: status, task: nil, stable: entry.spec, rollbackPoint: entry.previous)
         }
-        let task = Task { await self.run(model: model, plan: plan, stable: entry.spec, actor: actor) }
+        let task = Task { await self.run(model: model, plan: plan, stable: entry.spec, before: entry.previous, actor: actor) }
         runs.withLock { $0[model]?.task = task }
         return status
     }
@@ -65,50 +67,55 @@ final class CanaryController: Sendable {
     func abort(model: String, actor: String, reason: String) throws(WharfError) -> Bool {
         guard let run = runs.withLock({ $0[model] }), run.status.state == "running" else { return false }
         run.task?.cancel()
-        try finish(model: model, state: "rolled_back", reason: reason, spec: run.stable, actor: actor, action: "canary.rollback")
+        try finish(model: model, state: "rolled_back", reason: reason, spec: run.stable, rollbackTo: run.rollbackPoint, actor: actor,
+                   action: "canary.rollback")
         return true
     }
 
-    private func run(model: String, plan: CanaryPlan, stable: DeploymentSpec, actor: String) async {
+    /// Every step, and the promotion, roll back to `stable` (the spec before the rollout); a
+    /// rollout rolled back leaves `before` as the rollback point, as if it had not run.
+    private func run(model: String, plan: CanaryPlan, stable: DeploymentSpec, before: DeploymentSpec?, actor: String) async {
         let stats = store.stats(model: model, version: plan.version)
         do {
             for step in plan.steps {
                 try Task.checkCancellation()
                 try store.set(Self.spec(stable: stable, plan: plan, percent: step), actor: actor, action: "canary.step",
-                              detail: "\(plan.version) at \(step)%")
+                              detail: "\(plan.version) at \(step)%", rollbackTo: .spec(stable))
                 runs.withLock { $0[model]?.status.step = step }
                 stats.resetWindow()
                 let deadline = ContinuousClock.now + .milliseconds(Int64(plan.intervalSeconds * 1000))
                 while ContinuousClock.now < deadline {
                     try await Task.sleep(for: min(checkEvery, deadline - .now))
                     if let why = Self.verdict(stats.summary(), plan: plan, final: false) {
-                        try rollback(model: model, stable: stable, actor: actor, reason: "at \(step)%: \(why)")
+                        try rollback(model: model, stable: stable, before: before, actor: actor, reason: "at \(step)%: \(why)")
                         return
                     }
                 }
                 if let why = Self.verdict(stats.summary(), plan: plan, final: true) {
-                    try rollback(model: model, stable: stable, actor: actor, reason: "at \(step)%: \(why)")
+                    try rollback(model: model, stable: stable, before: before, actor: actor, reason: "at \(step)%: \(why)")
                     return
                 }
             }
             var promoted = Self.spec(stable: stable, plan: plan, percent: 100)
             promoted.targets = promoted.targets.filter { $0.version == plan.version }
-            try finish(model: model, state: "promoted", reason: nil, spec: promoted, actor: actor, action: "canary.promote")
+            try finish(model: model, state: "promoted", reason: nil, spec: promoted, rollbackTo: stable, actor: actor, action: "canary.promote")
         } catch is CancellationError {
             return
         } catch {
             logger.error("canary failed", metadata: ["model": "\(model)", "error": "\(error)"])
-            try? rollback(model: model, stable: stable, actor: actor, reason: "the canary could not continue: \(error)")
+            try? rollback(model: model, stable: stable, before: before, actor: actor, reason: "the canary could not continue: \(error)")
         }
     }
 
-    private func rollback(model: String, stable: DeploymentSpec, actor: String, reason: String) throws(WharfError) {
+    private func rollback(model: String, stable: DeploymentSpec, before: DeploymentSpec?, actor: String, reason: String) throws(WharfError) {
         logger.warning("canary rolled back", metadata: ["model": "\(model)", "reason": "\(reason)"])
-        try finish(model: model, state: "rolled_back", reason: reason, spec: stable, actor: actor, action: "canary.rollback")
+        try finish(model: model, state: "rolled_back", reason: reason, spec: stable, rollbackTo: before, actor: actor, action: "canary.rollback")
     }
 
-    private func finish(model: String, state: String, reason: String?, spec: DeploymentSpec, actor: String, action: String) throws(WharfError) {
-        try store.set(spec, actor: actor, action: action, detail: reason ?? "all steps passed")
+    private func finish(
+        model: String, state: String, reason: String?, spec: DeploymentSpec, rollbackTo point: DeploymentSpec?, actor: String, action: String
+    ) throws(WharfError) {
+        try store.set(spec, actor: actor, action: action, detail: reason ?? "all steps passed", rollbackTo: .spec(point))
         runs.withLock { runs in
             runs[model]?.status.state = state
             runs[model]?.status.reason = reason

@@ -107,15 +107,27 @@ final class DeploymentStore: Sendable {
 
     var models: [String] { entries.withLock { $0.keys.sorted() } }
 
+    /// What `rollback` goes back to after a change.
+    enum RollbackPoint {
+        /// The spec the change replaced (a plain change).
+        case replacedSpec
+        /// A given spec, or none: a rollout's steps all go back to the spec before the rollout.
+        case spec(DeploymentSpec?)
+    }
+
     /// Replaces (or creates) a deployment; returns the change recorded.
     @discardableResult
-    func set(_ spec: DeploymentSpec, actor: String, action: String, detail: String) throws(WharfError) -> DeploymentChange {
+    func set(_ spec: DeploymentSpec, actor: String, action: String, detail: String,
+             rollbackTo point: RollbackPoint = .replacedSpec) throws(WharfError) -> DeploymentChange {
         let spec = try spec.validated()
         let change = DeploymentChange(at: Date(), actor: actor, action: action, detail: detail,
                                       weights: Dictionary(uniqueKeysWithValues: spec.targets.map { ($0.version, $0.weight) }))
         entries.withLock { entries in
             var entry = entries[spec.model] ?? Entry(spec: spec, history: [], previous: nil)
-            if entry.spec != spec { entry.previous = entry.spec }
+            switch point {
+            case .replacedSpec: if entry.spec != spec { entry.previous = entry.spec }
+            case .spec(let target): entry.previous = target
+            }
             entry.spec = spec
             entry.history.append(change)
             if entry.history.count > 500 { entry.history.removeFirst(entry.history.count - 500) }

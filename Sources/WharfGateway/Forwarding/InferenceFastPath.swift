@@ -45,6 +45,11 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// Between a read and the read-complete event that ends its cycle.
     private var inReadCycle = false
     private var isRemoved = false
+    /// When the client last sent bytes or got an answer: a connection silent for the idle
+    /// timeout, while no answer is owed, is closed (a client that stopped in the middle of a
+    /// body would otherwise hold it for ever). Only until a hand-over to the codec.
+    private var lastHeard = NIODeadline.now()
+    private var silenceTimer: Scheduled<Void>?
 
     init(settings: InferenceForwarder.Settings) {
         self.settings = settings
@@ -52,10 +57,27 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         upstream = settings.router.upstream.pool(for: context.eventLoop)
+        if let timeout = settings.idleTimeout { checkSilence(after: timeout, context: context) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         isRemoved = true
+        silenceTimer?.cancel()
+        silenceTimer = nil
+    }
+
+    private func checkSilence(after delay: TimeAmount, context: ChannelHandlerContext) {
+        silenceTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            self.silenceTimer = nil
+            guard let timeout = self.settings.idleTimeout, !self.passingThrough, !self.isRemoved else { return }
+            let quiet = NIODeadline.now() - self.lastHeard
+            // Waiting for a replica is the gateway's silence, not the client's.
+            if quiet >= timeout, !self.busy {
+                context.close(promise: nil)
+            } else {
+                self.checkSilence(after: self.busy ? timeout : timeout - quiet, context: context)
+            }
+        }
     }
 
     // MARK: Inbound
@@ -66,6 +88,7 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         inReadCycle = true
+        lastHeard = .now()
         var incoming = unwrapInboundIn(data)
         if pending == nil || pending!.readableBytes == 0 {
             pending = incoming
@@ -137,6 +160,8 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// From here on the codec reads this connection.
     private func handOver(context: ChannelHandlerContext) {
         passingThrough = true
+        silenceTimer?.cancel()
+        silenceTimer = nil
         if let buffer = pending, buffer.readableBytes > 0 {
             pending = nil
             context.fireChannelRead(wrapInboundOut(buffer))
@@ -205,6 +230,7 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             context.writeAndFlush(wrapOutboundOut(.byteBuffer(head)), promise: nil)
         }
         busy = false
+        lastHeard = .now()
         if quiesceHeld {
             context.close(promise: nil)
             return

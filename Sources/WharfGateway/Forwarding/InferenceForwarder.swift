@@ -36,6 +36,9 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         var maxBodyBytes: Int
         var serverName: String
         var logger: Logger
+        /// A connection on the byte-level path silent this long, while not waiting for an
+        /// answer, is closed: idle between requests, or stalled in the middle of one.
+        var idleTimeout: TimeAmount? = .seconds(60)
 
         /// The client's `x-request-id` when it is acceptable, else a new one.
         func requestID(_ headers: HTTPHeaders, random: inout SeededGenerator) -> String {

@@ -208,17 +208,20 @@ final class UpstreamLoopPool {
 
     /// Fails every exchange past its deadline and closes the connection it was on (its state is
     /// unknown), then sets the timer for the next deadline.
+    ///
+    /// The list and the timer are settled before any exchange is failed: failing one answers its
+    /// client at once, and a client with a pipelined request then starts its next exchange,
+    /// which must find itself watched (it was once lost here, and hung with a stuck replica).
     private func expire() {
         timer = nil
         timerDeadline = nil
         let now = NIODeadline.now()
         var running = CircularBuffer<UpstreamExchange>(initialCapacity: watched.count)
+        var expired: [UpstreamExchange] = []
         var earliest: NIODeadline?
         for exchange in watched where !exchange.isFinished {
             if exchange.deadline <= now {
-                let connection = exchange.connection
-                exchange.fail(.timedOut)
-                connection?.close()
+                expired.append(exchange)
             } else {
                 running.append(exchange)
                 earliest = min(earliest ?? exchange.deadline, exchange.deadline)
@@ -226,6 +229,11 @@ final class UpstreamLoopPool {
         }
         watched = running
         if let earliest { setTimer(for: earliest) }
+        for exchange in expired {
+            let connection = exchange.connection
+            exchange.fail(.timedOut)
+            connection?.close()
+        }
     }
 
     /// Called as each exchange finishes: drops finished ones from the front.
@@ -310,7 +318,9 @@ final class UpstreamLoopPool {
     // A connection unused for `idleTimeout` is closed, so that replicas taken out of every
     // deployment (a rolled-back canary, a moved server) do not keep connections forever.
 
-    static let idleTimeout = TimeAmount.seconds(60)
+    /// Closed within 30–45 s of idleness: before Wharf services close a silent connection
+    /// (60 s), so the race of a reuse against the replica's close is rare (and resent if lost).
+    static let idleTimeout = TimeAmount.seconds(30)
     private var sweep: Scheduled<Void>?
 
     private func scheduleSweep() {

@@ -135,10 +135,12 @@ struct DeploymentController<Context: RequestContext>: Sendable {
             let model = try Self.model(context)
             let promotion = try await JSONBody.decode(Promotion.self, from: request)
             let actor = key?.id ?? "anonymous"
-            // Taken before a running canary of this version is stopped: it holds the canary's target.
+            // Taken before a running canary is stopped: it holds the canary's target. A promotion
+            // by hand ends any running canary, whichever version it promotes; the canary's next
+            // step would otherwise undo it.
             var spec = try current(model).spec
-            if let canary = canaries.status(model), canary.state == "running", canary.version == promotion.version {
-                _ = try canaries.abort(model: model, actor: actor, reason: "promoted by hand")
+            if let canary = canaries.status(model), canary.state == "running" {
+                _ = try canaries.abort(model: model, actor: actor, reason: "\(promotion.version) promoted by hand")
             }
             guard let target = spec.targets.first(where: { $0.version == promotion.version }) else {
                 throw WharfError(.notFound, "deployment \(model) has no version \(promotion.version)")
@@ -164,6 +166,10 @@ struct DeploymentController<Context: RequestContext>: Sendable {
             let key = try access.authorize(request, scope: "deploy")
             let model = try Self.model(context)
             let change = try await JSONBody.decode(ShadowChange.self, from: request)
+            // Each canary step rebuilds the spec from the one before the rollout.
+            if let canary = canaries.status(model), canary.state == "running" {
+                throw WharfError(.conflict, "a canary of \(model) (version \(canary.version)) is running: change the shadow when it has ended, or roll it back")
+            }
             var spec = try current(model).spec
             if let version = change.version, let share = change.share, share > 0 {
                 spec.shadow = DeploymentSpec.Shadow(version: version, share: share, replicas: change.replicas ?? [])

@@ -171,10 +171,10 @@ paths:
   /v1/deployments/{model}/shadow:
     parameters: [{$ref: "#/components/parameters/model"}]
     put:
-      summary: Copy a share of the traffic to a version whose answers are compared, never returned (share 0 turns it off).
+      summary: Copy a share of the traffic to a version whose answers are compared, never returned (share 0 turns it off); not while a canary runs (409).
       security: [{key: []}]
       requestBody: {required: true, content: {application/json: {schema: {type: object, properties: {version: {type: string}, share: {type: number}, replicas: {type: array, items: {type: string}}}}}}}
-      responses: {"200": {description: status}}
+      responses: {"200": {description: status}, "409": {$ref: "#/components/responses/error"}}
   /v1/keys:
     get: {summary: Key ids and scopes (never the keys)., security: [{key: []}], responses: {"200": {description: keys}}}
     post:

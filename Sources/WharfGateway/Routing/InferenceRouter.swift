@@ -124,6 +124,9 @@ final class InferenceRouter: Sendable {
         attempt(pool: pool, request: request, retriesLeft: spec.retries, excluded: [], upstream: upstreamPool) { result in
             switch result {
             case .failure(let error):
+                // A timeout: the version took the request and did not answer. It counts against
+                // it like any failure, or a canary whose replicas hang would pass its steps.
+                stats.record(failed: true, duration: .now - started)
                 completion(.failure(error))
             case .success(nil):
                 // The chosen version could not answer: count it against that version, try the next.
@@ -147,17 +150,18 @@ final class InferenceRouter: Sendable {
         pool: ReplicaPool, request: Outbound, retriesLeft: Int, excluded: Set<String>, upstream: UpstreamLoopPool,
         completion: @escaping (Result<Forwarded?, any Error>) -> Void
     ) {
-        guard let replica = pool.acquire(excluding: excluded, random: &upstream.random) else { return completion(.success(nil)) }
+        guard let lease = pool.acquire(excluding: excluded, random: &upstream.random) else { return completion(.success(nil)) }
+        let replica = lease.replica
         send(request, to: replica, upstream: upstream) { result in
             switch result {
             case .success(let answer):
                 // 503: not ready or overloaded; 404: this replica does not serve the model (a
                 // misdeployed version). Nothing was evaluated; another replica may take it.
                 let unavailable = answer.status == .serviceUnavailable || answer.status == .notFound
-                replica.release(failed: unavailable || answer.status.code >= 500, now: .now)
+                lease.release(failed: unavailable || answer.status.code >= 500, now: .now)
                 guard unavailable else { return completion(.success(answer)) }
             case .failure(let error):
-                replica.release(failed: true, now: .now)
+                lease.release(failed: true, now: .now)
                 if Self.isTimeout(error) {
                     return completion(.failure(WharfError(
                         .unavailable, "model \(request.model) did not answer within \(request.timeout.nanoseconds / 1_000_000) ms")))
@@ -226,16 +230,16 @@ final class InferenceRouter: Sendable {
             shadowsInFlight.wrappingSubtract(1, ordering: .relaxed)
             return
         }
-        guard let replica = pool.acquire(excluding: [], random: &upstream.random) else {
+        guard let lease = pool.acquire(excluding: [], random: &upstream.random) else {
             shadowsInFlight.wrappingSubtract(1, ordering: .relaxed)
             stats.recordShadow(.failed)
             return
         }
         let started = ContinuousClock.now
-        send(request, to: replica, upstream: upstream) { result in
+        send(request, to: lease.replica, upstream: upstream) { result in
             switch result {
             case .success(let answer):
-                replica.release(failed: answer.status.code >= 500, now: .now)
+                lease.release(failed: answer.status.code >= 500, now: .now)
                 stats.record(failed: answer.status.code >= 500, duration: .now - started)
                 guard answer.status == primary.status, answer.status == .ok else {
                     self.shadowsInFlight.wrappingSubtract(1, ordering: .relaxed)
@@ -249,7 +253,7 @@ final class InferenceRouter: Sendable {
                 }
             case .failure:
                 self.shadowsInFlight.wrappingSubtract(1, ordering: .relaxed)
-                replica.release(failed: true, now: .now)
+                lease.release(failed: true, now: .now)
                 stats.recordShadow(.failed)
             }
         }

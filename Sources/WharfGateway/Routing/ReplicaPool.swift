@@ -53,35 +53,61 @@ public final class Replica: Sendable {
         }
     }
 
-    /// Takes the replica for one request if it may have one now; counts it in flight.
-    func acquire(now: ContinuousClock.Instant) -> Bool {
-        state.withLock { state in
-            guard state.ready else { return false }
-            if let openUntil = state.openUntil {
-                guard now >= openUntil, !state.trialInFlight else { return false }
-                state.trialInFlight = true
-            }
-            state.outstanding += 1
-            return true
+    /// One request's hold on a replica, given back with ``release(failed:now:)``.
+    struct Lease: Sendable {
+        let replica: Replica
+        /// The one request let through a half-open breaker: its outcome alone closes or reopens it.
+        let isTrial: Bool
+
+        /// The request is over; `failed` when the replica could not answer (connection, 503, timeout).
+        func release(failed: Bool, now: ContinuousClock.Instant) {
+            replica.release(failed: failed, trial: isTrial, now: now)
         }
     }
 
-    /// The request is over; `failed` when the replica could not answer (connection, 503, timeout).
-    func release(failed: Bool, now: ContinuousClock.Instant) {
+    /// Takes the replica for one request if it may have one now; counts it in flight.
+    func acquire(now: ContinuousClock.Instant) -> Lease? {
+        let trial: Bool? = state.withLock { state in
+            guard state.ready else { return nil }
+            var trial = false
+            if let openUntil = state.openUntil {
+                guard now >= openUntil, !state.trialInFlight else { return nil }
+                state.trialInFlight = true
+                trial = true
+            }
+            state.outstanding += 1
+            return trial
+        }
+        return trial.map { Lease(replica: self, isTrial: $0) }
+    }
+
+    private func release(failed: Bool, trial: Bool, now: ContinuousClock.Instant) {
         state.withLock { state in
             state.outstanding -= 1
-            let wasTrial = state.trialInFlight
-            state.trialInFlight = false
+            if trial {
+                state.trialInFlight = false
+                if failed {
+                    // Open again, each time for longer, up to the maximum.
+                    state.openUntil = now + state.cooldown
+                    state.cooldown = min(state.cooldown * 2, Self.maximumCooldown)
+                } else {
+                    state.consecutiveFailures = 0
+                    state.openUntil = nil
+                    state.cooldown = .milliseconds(500)
+                }
+                return
+            }
+            // While the breaker is open only its trial judges the replica: requests sent before
+            // it opened, ending since, neither lengthen nor close it.
+            guard state.openUntil == nil else { return }
             if failed {
                 state.consecutiveFailures += 1
-                if wasTrial || state.consecutiveFailures >= Self.failureThreshold {
-                    // Open (again), each time for longer, up to the maximum.
+                if state.consecutiveFailures >= Self.failureThreshold {
                     state.openUntil = now + state.cooldown
                     state.cooldown = min(state.cooldown * 2, Self.maximumCooldown)
                 }
             } else {
                 state.consecutiveFailures = 0
-                state.openUntil = nil
                 state.cooldown = .milliseconds(500)
             }
         }
@@ -117,7 +143,7 @@ public struct ReplicaPool: Sendable {
     /// A replica for one request (already acquired), not among `excluded`; nil when none may
     /// take one now. The least loaded first; replicas with equal load are drawn at random, so
     /// idle replicas share. Runs for every forwarded request, so it allocates nothing.
-    func acquire(excluding excluded: Set<String>, random: inout some RandomNumberGenerator) -> Replica? {
+    func acquire(excluding excluded: Set<String>, random: inout some RandomNumberGenerator) -> Replica.Lease? {
         let now = ContinuousClock.now
         var passed = [Bool](repeating: false, count: 0)
         var passedBits: UInt64 = 0
@@ -146,7 +172,7 @@ public struct ReplicaPool: Sendable {
                 }
             }
             guard best >= 0 else { return nil }
-            if replicas[best].acquire(now: now) { return replicas[best] }
+            if let lease = replicas[best].acquire(now: now) { return lease }
             pass(best)
         }
     }
