@@ -22,15 +22,28 @@ public final class ExpectContinueHandler: ChannelInboundHandler, RemovableChanne
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1, as every Wharf service serves it.
-    public static var wharfHTTP1: HTTPServerBuilder {
-        .http1(configuration: HTTP1Channel.Configuration.wharf)
+    /// How long a connection may stay silent: idle between requests, or stalled in the middle of
+    /// a request's body (a client that promised more bytes than it sends). Longer than the
+    /// gateway keeps its idle connections to replicas, so it is the gateway that closes them.
+    public static let wharfIdleTimeout = TimeAmount.seconds(60)
+
+    /// HTTP/1, as every Wharf service serves it; connections silent for `idleTimeout` are
+    /// closed (a request being answered is not silence).
+    public static func wharfHTTP1(idleTimeout: TimeAmount? = wharfIdleTimeout) -> HTTPServerBuilder {
+        .http1(configuration: HTTP1Channel.Configuration.wharf(idleTimeout: idleTimeout))
     }
+
+    public static var wharfHTTP1: HTTPServerBuilder { wharfHTTP1() }
 }
 
 extension HTTP1Channel.Configuration {
-    /// With ``ExpectContinueHandler``.
+    /// With ``ExpectContinueHandler``; without an idle timeout (Hummingbird's timer counts only
+    /// what passes through its codec, so it suits only channels that see every request).
     public static var wharf: HTTP1Channel.Configuration {
-        .init(additionalChannelHandlers: [ExpectContinueHandler()])
+        wharf(idleTimeout: nil)
+    }
+
+    public static func wharf(idleTimeout: TimeAmount?) -> HTTP1Channel.Configuration {
+        .init(additionalChannelHandlers: [ExpectContinueHandler()], idleTimeout: idleTimeout)
     }
 }

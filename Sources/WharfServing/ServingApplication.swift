@@ -2,6 +2,8 @@ import Hummingbird
 import Logging
 import NIOCore
 import Prometheus
+import ServiceLifecycle
+import UnixSignals
 import WharfCore
 import WharfHTTP
 
@@ -54,12 +56,23 @@ public struct ModelServer: Sendable {
                                          controller: controller)
         return Application(
             responder: responder,
-            server: .wharfHTTP1,
+            server: .wharfHTTP1(idleTimeout: configuration.idleTimeout.map { .nanoseconds(Int64($0 / .nanoseconds(1))) }),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "wharf"),
             services: [ModelLoaderService(manager: manager, readiness: readiness, pollInterval: configuration.pollInterval)]
                 + (configuration.predictionLog.map { [PredictionLogShipper(log: $0, logger: logger)] } ?? []),
             onServerRunning: onServerRunning,
             logger: logger
         )
+    }
+
+    /// The application in a service group that stops it in the right order: on a graceful
+    /// shutdown (`signals`, or the group's trigger) readiness goes false at once, the server
+    /// keeps answering for `drainDelay`, then stops accepting and lets in-flight requests finish.
+    public func serviceGroup(
+        _ application: some ApplicationProtocol, drainDelay: Duration = .zero, signals: [UnixSignal] = [], logger: Logger
+    ) -> ServiceGroup {
+        ServiceGroup(configuration: .init(
+            services: [application, ReadinessOnShutdown(readiness: readiness, drainDelay: drainDelay)],
+            gracefulShutdownSignals: signals, logger: logger))
     }
 }

@@ -6,6 +6,7 @@ import Metrics
 import NIOCore
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 import WharfClient
 import WharfCore
 import WharfServing
@@ -65,6 +66,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds between checks of the repository for new versions (0: never).")
     var pollSeconds: Double?
 
+    @Option(help: "Close a connection silent this many seconds: idle, or stalled in the middle of a body (0: never).")
+    var idleTimeoutSeconds = 60.0
+
+    @Option(help: "On SIGTERM, milliseconds to keep serving with readiness false (for load balancers to notice) before in-flight requests drain.")
+    var drainDelayMs = 0
+
     @Option(help: "Log format: text or json.")
     var logFormat: LogFormat = .text
 
@@ -83,7 +90,8 @@ struct ServeCommand: AsyncParsableCommand {
                 let address = channel.localAddress.map { "\($0)" } ?? "?"
                 logger.info("wharf serve listening", metadata: ["address": "\(address)"])
             }
-            try await application.runService()
+            guard drainDelayMs >= 0 else { throw WharfError(.invalidInput, "--drain-delay-ms must be 0 or more") }
+            try await server.serviceGroup(application, drainDelay: .milliseconds(drainDelayMs), signals: [.sigterm, .sigint], logger: logger).run()
         } catch let error as WharfError {
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
             throw ExitCode(2)
@@ -144,9 +152,11 @@ struct ServeCommand: AsyncParsableCommand {
         case .files: 0
         }
         let poll = pollSeconds ?? defaultPoll
+        guard idleTimeoutSeconds >= 0, idleTimeoutSeconds.isFinite else { throw WharfError(.invalidInput, "--idle-timeout-seconds must be 0 or more") }
         var configuration = ServingConfiguration(
             host: host, port: port, catalog: catalog, batching: batching, maxBodyBytes: maxBodyBytes,
-            pollInterval: poll > 0 ? .milliseconds(Int(poll * 1000)) : nil
+            pollInterval: poll > 0 ? .milliseconds(Int(poll * 1000)) : nil,
+            idleTimeout: idleTimeoutSeconds > 0 ? .milliseconds(Int64(idleTimeoutSeconds * 1000)) : nil
         )
         if let hub {
             guard (0...1).contains(predictionSample) else { throw WharfError(.invalidInput, "--prediction-sample must be between 0 and 1") }

@@ -1,4 +1,7 @@
 import AsyncHTTPClient
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -19,6 +22,7 @@ struct LiveServerTests {
     /// Runs `server` on a free port until `body` returns, then shuts it down gracefully.
     private func withRunningServer(
         _ server: ModelServer,
+        drainDelay: Duration = .zero,
         _ body: @Sendable (_ port: Int, _ group: ServiceGroup) async throws -> Void
     ) async throws {
         let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
@@ -26,7 +30,7 @@ struct LiveServerTests {
             portContinuation.yield(channel.localAddress?.port ?? 0)
             portContinuation.finish()
         }
-        let group = ServiceGroup(services: [application], logger: ServingFixtures.logger)
+        let group = server.serviceGroup(application, drainDelay: drainDelay, logger: ServingFixtures.logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             var ports = portStream.makeAsyncIterator()
@@ -47,6 +51,35 @@ struct LiveServerTests {
         let response = try await client.execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 16 << 20)
         return (response.status.code, bytes, response.headers.first(name: "x-wharf-model-version"))
+    }
+
+    /// A client that promises a body and stops sending it does not hold its connection (or
+    /// the server's shutdown) for ever: the connection is closed once silent for the idle timeout.
+    @Test func aStalledBodyIsCutOffAfterTheIdleTimeout() async throws {
+        let server = await ServingFixtures.server(idleTimeout: .milliseconds(500))
+        try await withRunningServer(server) { port, _ in
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            #expect(fd >= 0)
+            defer { close(fd) }
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            #expect(connected == 0)
+            let partial = Array("POST /v2/models/binary/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"inputs\":".utf8)
+            #expect(partial.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } == partial.count)
+            let started = ContinuousClock.now
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while buffer.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) > 0 {}
+            let waited = ContinuousClock.now - started
+            // Closed (not timed out on our side), after about the idle timeout.
+            #expect(waited >= .milliseconds(400) && waited < .seconds(5), "closed after \(waited)")
+        }
     }
 
     /// Concurrent requests of different sizes are merged into batches, and every caller gets
@@ -139,7 +172,7 @@ struct LiveServerTests {
         let rows = 20_000
         let body = ServingFixtures.requestBody((0..<(rows * features)).map { Double($0 % 97) / 10 }, rows: rows, features: features)
         let statuses = Locked([UInt]())
-        try await withRunningServer(server) { port, group in
+        try await withRunningServer(server, drainDelay: .seconds(1)) { port, group in
             try await withThrowingTaskGroup(of: Void.self) { requests in
                 for _ in 0..<4 {
                     requests.addTask {
@@ -154,6 +187,14 @@ struct LiveServerTests {
                 let deadline = ContinuousClock.now + .seconds(5)
                 while server.readiness.isReady, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
                 #expect(!server.readiness.isReady)
+                // Readiness is false while the server still answers (the drain delay), so a load
+                // balancer sees 503 rather than a refused connection.
+                var probe = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v2/health/ready")
+                probe.method = .GET
+                let ready = try await client.execute(probe, timeout: .seconds(5))
+                let readyBody = try await ready.body.collect(upTo: 1 << 16)
+                #expect(ready.status.code == 503)
+                #expect(String(buffer: readyBody).contains("shutting down"), "\(String(buffer: readyBody))")
                 try await requests.waitForAll()
             }
         }

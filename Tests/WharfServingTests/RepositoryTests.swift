@@ -45,6 +45,48 @@ struct RepositoryTests {
         #expect(try server.store.resolve("churn") === after)
     }
 
+    /// A model unloaded through the API stays unloaded while the repository is watched, until
+    /// a load asks for it again.
+    @Test func anUnloadedModelIsNotReloadedByTheWatch() async throws {
+        let root = try makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let server = ModelServer(configuration: ServingConfiguration(port: 0, catalog: .repository(root)), logger: ServingFixtures.logger)
+        await server.manager.loadAll()
+        try server.manager.unload("churn")
+        await server.manager.refresh()
+        #expect(server.store.names == ["prices"])
+        #expect(throws: WharfError.self) { try server.store.resolve("churn") }
+        #expect(try await server.manager.load("churn", force: true) == "1")
+        await server.manager.refresh()
+        #expect(server.store.names == ["churn", "prices"])
+    }
+
+    /// A model of the catalog without a version yet answers 503 (not ready), not 404 (unknown):
+    /// while it loads, and when its load failed.
+    @Test func aModelNotYetLoadedIsUnavailableNotUnknown() async throws {
+        let root = try makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try "{\"learner\": ".write(toFile: "\(root)/churn/1/model.json", atomically: true, encoding: .utf8)
+        let server = ModelServer(configuration: ServingConfiguration(port: 0, catalog: .repository(root)), logger: ServingFixtures.logger)
+        server.store.expect("churn")
+        func failure(_ name: String) -> WharfError? {
+            do {
+                _ = try server.store.resolve(name)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(failure("churn")?.code == .unavailable && failure("churn")?.message.contains("still loading") == true)
+        #expect(server.store.index().first { $0.name == "churn" }?.state == "LOADING")
+        await server.manager.loadAll()
+        #expect(try server.store.resolve("prices").version == "3")
+        #expect(failure("churn")?.code == .unavailable && failure("churn")?.message.contains("failed to load") == true,
+                "\(failure("churn")?.message ?? "resolved")")
+        #expect(server.store.index().first { $0.name == "churn" }?.state == "UNAVAILABLE")
+        #expect(failure("other")?.code == .notFound)
+    }
+
     @Test func aBrokenNewVersionLeavesTheOldOneAnswering() async throws {
         let root = try makeRepository()
         defer { try? FileManager.default.removeItem(atPath: root) }

@@ -136,6 +136,25 @@ struct RouterTests {
                 let message = try ServingFixtures.errorMessage(response.body)
                 #expect(message?.contains(names[0]) == true)
             }
+            // One feature's tensor alone, as long as a row: a per-feature request missing the
+            // rest, not a row of values.
+            let lone = #"{"inputs":[{"name":"\#(names[0])","shape":[\#(names.count)],"datatype":"FP64","data":[\#(Array(repeating: "1", count: names.count).joined(separator: ","))]}]}"#
+            try await client.execute(uri: "/v2/models/named/infer", method: .post, body: ByteBuffer(string: lone)) { response in
+                #expect(response.status == .badRequest)
+                let message = try ServingFixtures.errorMessage(response.body)
+                #expect(message?.contains("missing \(names.count - 1) feature input(s)") == true, "\(message ?? "")")
+            }
+        }
+        // The same for a model without names (XGBoost's f0, f1, …); another name is still a row.
+        let server2 = await ServingFixtures.server()
+        let app2 = server2.buildApplication(logger: ServingFixtures.logger)
+        try await app2.test(.router) { client in
+            for (name, status) in [("f0", HTTPResponse.Status.badRequest), ("f07", .ok), ("input-0", .ok)] {
+                let body = #"{"inputs":[{"name":"\#(name)","shape":[8],"datatype":"FP64","data":[1,2,3,4,5,6,7,8]}]}"#
+                try await client.execute(uri: "/v2/models/binary/infer", method: .post, body: ByteBuffer(string: body)) {
+                    #expect($0.status == status, "\(name)")
+                }
+            }
         }
     }
 
@@ -236,16 +255,48 @@ struct RouterTests {
         }
     }
 
+    /// A full queue answers 503 with `Retry-After`; a request larger than the queue could ever
+    /// hold answers 413 (no retry would help).
     @Test func overloadAnswers503WithRetryAfter() async throws {
-        let server = await ServingFixtures.server(batching: BatchingSettings(maxBatchRows: 1, maxQueuedRows: 2, maxConcurrentBatches: 1))
-        let app = server.buildApplication(logger: ServingFixtures.logger)
+        // The queue delay keeps the first request's rows queued while the second arrives.
+        let server = await ServingFixtures.server(
+            ["queued": ServingFixtures.model("xgb3_binary_logistic.json")],
+            batching: BatchingSettings(maxBatchRows: 4, maxQueueDelayMilliseconds: 1_000, maxQueuedRows: 4, maxConcurrentBatches: 1))
+        let app = server.buildApplication(logger: ServingFixtures.logger, metrics: ServingFixtures.registry)
         try await app.test(.router) { client in
-            let threeRows = ServingFixtures.requestBody(Array(repeating: 0.5, count: 24), rows: 3, features: 8)
-            try await client.execute(uri: "/v2/models/binary/infer", method: .post, body: threeRows) { response in
-                #expect(response.status == .serviceUnavailable)
-                #expect(response.headers[.retryAfter] == "1")
+            func rows(_ count: Int) -> ByteBuffer {
+                ServingFixtures.requestBody(Array(repeating: 0.5, count: 8 * count), rows: count, features: 8)
+            }
+            try await client.execute(uri: "/v2/models/queued/infer", method: .post, body: rows(5)) { response in
+                #expect(response.status == .contentTooLarge)
                 let message = try ServingFixtures.errorMessage(response.body)
-                #expect(message?.contains("overloaded") == true)
+                #expect(message?.contains("5 rows") == true && message?.contains("at most 4") == true, "\(message ?? "")")
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await client.execute(uri: "/v2/models/queued/infer", method: .post, body: rows(3)) { #expect($0.status == .ok) }
+                }
+                // Until the three rows are seen queued (the gauge), then two more do not fit.
+                let deadline = ContinuousClock.now + .seconds(10)
+                var queued = false
+                while !queued, ContinuousClock.now < deadline {
+                    try await client.execute(uri: "/metrics", method: .get) { response in
+                        queued = String(buffer: response.body).contains(#"wharf_queued_rows{model="queued",version="1"} 3.0"#)
+                    }
+                    if !queued { try await Task.sleep(for: .milliseconds(5)) }
+                }
+                #expect(queued)
+                try await client.execute(uri: "/v2/models/queued/infer", method: .post, body: rows(2)) { response in
+                    #expect(response.status == .serviceUnavailable)
+                    #expect(response.headers[.retryAfter] == "1")
+                    let message = try ServingFixtures.errorMessage(response.body)
+                    #expect(message?.contains("overloaded") == true)
+                }
+                try await group.waitForAll()
+            }
+            // Drained: the gauge is back to zero.
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(String(buffer: response.body).contains(#"wharf_queued_rows{model="queued",version="1"} 0.0"#))
             }
         }
     }
@@ -292,6 +343,13 @@ struct RouterTests {
                 let entries = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [[String: Any]]
                 #expect(entries?.first?["state"] as? String == "UNAVAILABLE")
             }
+            // {"ready": true} lists only the models that can answer.
+            try await client.execute(uri: "/v2/repository/index", method: .post, body: ByteBuffer(string: #"{"ready": true}"#)) { response in
+                #expect(String(buffer: response.body) == "[]")
+            }
+            try await client.execute(uri: "/v2/repository/index", method: .post, body: ByteBuffer(string: #"{"ready": 3}"#)) {
+                #expect($0.status == .badRequest)
+            }
         }
     }
 
@@ -307,6 +365,27 @@ struct RouterTests {
                 #expect(text.contains("wharf_inference_duration_seconds"))
                 #expect(text.contains("wharf_batch_rows"))
             }
+        }
+    }
+
+    /// A version that leaves the server (swapped out beyond the two kept, or unloaded) leaves
+    /// `/metrics`: hot swaps do not grow the label sets without bound.
+    @Test func retiredVersionsLeaveTheMetrics() async throws {
+        let server = await ServingFixtures.server(["retired": ServingFixtures.model("xgb3_binary_logistic.json")])
+        let app = server.buildApplication(logger: ServingFixtures.logger, metrics: ServingFixtures.registry)
+        try await app.test(.router) { client in
+            func exported() async throws -> String {
+                try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            }
+            #expect(try await exported().contains(#"wharf_inference_requests_total{model="retired",version="1",status="ok"}"#))
+            for _ in 0..<2 {
+                try await client.execute(uri: "/v2/repository/models/retired/load", method: .post) { #expect($0.status == .ok) }
+            }
+            let swapped = try await exported()
+            #expect(!swapped.contains(#"model="retired",version="1""#))
+            #expect(swapped.contains(#"wharf_inference_requests_total{model="retired",version="3",status="ok"}"#))
+            try await client.execute(uri: "/v2/repository/models/retired/unload", method: .post) { #expect($0.status == .ok) }
+            #expect(try await !exported().contains(#"model="retired",version="#))
         }
     }
 

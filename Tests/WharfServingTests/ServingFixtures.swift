@@ -32,10 +32,12 @@ enum ServingFixtures {
     static func server(
         _ models: [String: String] = ["binary": model("xgb3_binary_logistic.json")],
         batching: BatchingSettings = BatchingSettings(),
-        maxBodyBytes: Int = 1 << 20
+        maxBodyBytes: Int = 1 << 20,
+        idleTimeout: Duration? = .seconds(60)
     ) async -> ModelServer {
         _ = registry
-        let configuration = ServingConfiguration(host: "127.0.0.1", port: 0, catalog: .files(models), batching: batching, maxBodyBytes: maxBodyBytes)
+        let configuration = ServingConfiguration(host: "127.0.0.1", port: 0, catalog: .files(models), batching: batching, maxBodyBytes: maxBodyBytes,
+                                                 idleTimeout: idleTimeout)
         let server = ModelServer(configuration: configuration, logger: logger)
         await server.manager.loadAll()
         server.readiness.markLoaded()

@@ -6,11 +6,13 @@ import WharfRuntime
 /// Merges concurrent requests for one model version into batch evaluations, and gives every
 /// caller exactly its own rows back.
 ///
-/// No background task: the request that finds the model idle evaluates the queue itself, batch
-/// after batch, until the queue is empty; up to ``BatchingSettings/maxConcurrentBatches``
-/// requests do so at once. Evaluation happens in those request tasks, on Swift's cooperative
-/// pool (one thread per core), never on the NIO event loops. Admission is bounded by queued
-/// rows, so overload is a fast 503, not unbounded memory.
+/// No background worker: the request that finds the model idle evaluates the queue itself,
+/// batch after batch, until its own rows are done; if more are queued by then, a task takes
+/// over the rest (so a leader never waits on later requests). Up to
+/// ``BatchingSettings/maxConcurrentBatches`` evaluations run at once. Evaluation happens on
+/// Swift's cooperative pool (one thread per core), never on the NIO event loops. Admission is
+/// bounded by queued rows, so overload is a fast 503 (a request larger than the whole queue, a
+/// 413), not unbounded memory.
 final class Batcher: Sendable {
     private struct Job {
         var input: [Double]
@@ -38,9 +40,18 @@ final class Batcher: Sendable {
         queueDepth = Meter(label: "wharf_queued_rows", dimensions: dimensions)
     }
 
+    func destroyMetrics() {
+        batchRows.destroy()
+        queueDepth.destroy()
+    }
+
     /// Evaluates `rows` rows (row-major, `featureCount` each) and returns their outputs
     /// (row-major, `output.width` each).
     func predict(_ input: [Double], rows: Int) async throws -> [Double] {
+        // More rows than the queue ever holds: no retry can succeed, so not a 503.
+        guard rows <= settings.maxQueuedRows else {
+            throw WharfError(.payloadTooLarge, "the request has \(rows) rows; this model takes at most \(settings.maxQueuedRows) a request (its max_queued_rows)")
+        }
         let promise = Promise<[Double]>()
         let (lead, depth): (Bool, Int) = try state.withLock { state in
             guard state.queuedRows + rows <= settings.maxQueuedRows else {
@@ -53,19 +64,33 @@ final class Batcher: Sendable {
             return (true, state.queuedRows)
         }
         queueDepth.set(depth)
-        if lead { await drain() }
+        if lead { await drain(answering: promise) }
         return try await promise.value
     }
 
-    /// Evaluates queued jobs until the queue is empty.
-    private func drain() async {
+    /// Evaluates queued jobs until the queue is empty, or, for a request that leads, until its
+    /// own rows are done: the rest of the queue is then drained by a task of its own, so a
+    /// leader's answer never waits for requests that arrived after it.
+    private func drain(answering own: Promise<[Double]>?) async {
         while true {
+            if let own, own.isFulfilled {
+                let more = state.withLock { state in
+                    guard state.head >= state.queue.count else { return true }
+                    state.activeBatches -= 1
+                    state.queue.removeAll(keepingCapacity: true)
+                    state.head = 0
+                    return false
+                }
+                // The batch slot goes with it (still counted in `activeBatches`).
+                if more { Task { await self.drain(answering: nil) } }
+                return
+            }
             if settings.maxQueueDelayMilliseconds > 0,
                 state.withLock({ $0.queuedRows < settings.maxBatchRows })
             {
                 try? await Task.sleep(for: .microseconds(Int(settings.maxQueueDelayMilliseconds * 1000)))
             }
-            let jobs: [Job]? = state.withLock { state in
+            let batch: (jobs: [Job], depth: Int)? = state.withLock { state in
                 guard state.head < state.queue.count else {
                     state.activeBatches -= 1
                     state.queue.removeAll(keepingCapacity: true)
@@ -90,10 +115,11 @@ final class Batcher: Sendable {
                     state.queue.removeFirst(state.head)
                     state.head = 0
                 }
-                return taken
+                return (taken, state.queuedRows)
             }
-            guard let jobs else { return }
-            await evaluate(jobs)
+            guard let batch else { return }
+            queueDepth.set(batch.depth)
+            await evaluate(batch.jobs)
         }
     }
 

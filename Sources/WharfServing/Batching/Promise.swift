@@ -26,6 +26,11 @@ final class Promise<Value: Sendable>: Sendable {
         waiter?.resume(with: result)
     }
 
+    /// Whether a result is there (the caller need not wait for it).
+    var isFulfilled: Bool {
+        state.withLock { if case .done = $0 { true } else { false } }
+    }
+
     var value: Value {
         get async throws {
             // Most often the result is already there (the caller evaluated its own batch).

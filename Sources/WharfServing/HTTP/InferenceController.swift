@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -59,7 +60,9 @@ struct InferenceController<Context: RequestContext>: Sendable {
         router.post("/v2/models/:model/versions/:version/infer") { request, context in
             try await infer(request, context, version: context.parameters.require("version"))
         }
-        router.post("/v2/repository/index") { _, _ in repositoryIndex() }
+        router.post("/v2/repository/index") { request, _ in
+            repositoryIndex(readyOnly: try await Self.readyOnly(request))
+        }
         router.post("/v2/repository/models/:model/load") { _, context in
             let name = try context.parameters.require("model")
             let version = try await manager.load(name, force: true)
@@ -160,13 +163,28 @@ struct InferenceController<Context: RequestContext>: Sendable {
         return Response.json(json.bytes)
     }
 
-    private func repositoryIndex() -> Response {
+    /// The index request's optional body, `{"ready": true}`: list only models ready to answer.
+    private static func readyOnly(_ request: Request) async throws -> Bool {
+        let body = try await request.body.collect(upTo: 64 * 1024)
+        guard body.readableBytes > 0 else { return false }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+            throw WharfError(.invalidInput, "the repository index request must be a JSON object, like {\"ready\": true}")
+        }
+        guard let ready = object["ready"] else { return false }
+        guard let flag = ready as? Bool else {
+            throw WharfError(.invalidInput, "\"ready\" must be true or false")
+        }
+        return flag
+    }
+
+    private func repositoryIndex(readyOnly: Bool) -> Response {
         var json = JSONWriter()
         json.raw("[")
         var first = true
         var listed = Set<String>()
         for entry in manager.store.index() {
             listed.insert(entry.name)
+            if readyOnly, entry.state != "READY" { continue }
             if !first { json.raw(",") }
             first = false
             json.raw(#"{"name":"#)
@@ -180,7 +198,7 @@ struct InferenceController<Context: RequestContext>: Sendable {
             json.raw("}")
         }
         // Models in the catalog that were never loaded (or were unloaded).
-        for name in manager.catalog.modelNames where !listed.contains(name) {
+        for name in manager.catalog.modelNames where !listed.contains(name) && !readyOnly {
             if !first { json.raw(",") }
             first = false
             json.raw(#"{"name":"#)

@@ -17,4 +17,14 @@ struct ModelMetrics: Sendable {
         latency = Timer(label: "wharf_inference_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
         rows = Counter(label: "wharf_inference_rows_total", dimensions: dimensions)
     }
+
+    /// Removes this version's series from the registry: a version that leaves the server
+    /// leaves `/metrics` too, so hot swaps do not grow it without bound.
+    func destroy() {
+        succeeded.destroy()
+        invalid.destroy()
+        overloaded.destroy()
+        latency.destroy()
+        rows.destroy()
+    }
 }

@@ -19,6 +19,8 @@ public final class ModelStore: Sendable {
         var byVersion: [String: ServedModel] = [:]
         var current: String?
         var failure: String?
+        /// Expected (in the catalog) and not loaded yet: requests get 503, not 404.
+        var loading = false
         /// Versions by install time, the latest last.
         var installed: [String] = []
     }
@@ -29,11 +31,18 @@ public final class ModelStore: Sendable {
 
     /// The version that answers `name` (the given one, or the current one).
     public func resolve(_ name: String, version: String? = nil) throws(WharfError) -> ServedModel {
-        let found: ServedModel? = models.withLock { models in
-            guard let versions = models[name] else { return nil }
-            return versions.byVersion[version ?? versions.current ?? ""]
+        let (found, pending): (ServedModel?, (loading: Bool, failure: String?)?) = models.withLock { models in
+            guard let versions = models[name] else { return (nil, nil) }
+            return (versions.byVersion[version ?? versions.current ?? ""], versions.byVersion.isEmpty ? (versions.loading, versions.failure) : nil)
         }
         guard let found else {
+            // A model of the catalog that has no version yet: not ready, rather than unknown.
+            if let pending {
+                if let failure = pending.failure {
+                    throw WharfError(.unavailable, "model \"\(name)\" failed to load (\(failure)); loading is retried")
+                }
+                if pending.loading { throw WharfError(.unavailable, "model \"\(name)\" is still loading") }
+            }
             if let version {
                 throw WharfError(.notFound, "model \"\(name)\" has no version \"\(version)\" loaded")
             }
@@ -46,10 +55,14 @@ public final class ModelStore: Sendable {
     /// unless `makeCurrent`: then this one does, whatever its number (a registry alias moved
     /// back to an older version is a rollback, not a stale load).
     public func install(_ model: ServedModel, keepVersions: Int = 2, makeCurrent: Bool = false) {
-        models.withLock { models in
+        // Versions dropped here lose their metric series (after the lock); a version replaced by
+        // a reload of the same number keeps them: its successor shares the same series.
+        let dropped: [ServedModel] = models.withLock { models in
+            var dropped: [ServedModel] = []
             var versions = models[model.name] ?? Versions()
             versions.byVersion[model.version] = model
             versions.failure = nil
+            versions.loading = false
             versions.installed.removeAll { $0 == model.version }
             versions.installed.append(model.version)
             versions.current = makeCurrent ? model.version : versions.byVersion.keys.sorted(by: Self.versionOrder).last
@@ -58,16 +71,28 @@ public final class ModelStore: Sendable {
             let current = versions.current
             while versions.installed.count > keepVersions, let old = versions.installed.first(where: { $0 != current }) {
                 versions.installed.removeAll { $0 == old }
-                versions.byVersion[old] = nil
+                if let gone = versions.byVersion.removeValue(forKey: old) { dropped.append(gone) }
             }
             models[model.name] = versions
+            return dropped
         }
+        for version in dropped { version.retireMetrics() }
     }
 
     public func recordFailure(name: String, reason: String) {
         models.withLock { models in
             var versions = models[name] ?? Versions()
             versions.failure = reason
+            versions.loading = false
+            models[name] = versions
+        }
+    }
+
+    /// `name` is about to be loaded: until it is (or fails), its requests get 503.
+    public func expect(_ name: String) {
+        models.withLock { models in
+            var versions = models[name] ?? Versions()
+            if versions.byVersion.isEmpty, versions.failure == nil { versions.loading = true }
             models[name] = versions
         }
     }
@@ -75,7 +100,9 @@ public final class ModelStore: Sendable {
     /// Removes every version of `name`; returns false when it was not loaded.
     @discardableResult
     public func unload(_ name: String) -> Bool {
-        models.withLock { $0.removeValue(forKey: name)?.byVersion.isEmpty == false }
+        let removed = models.withLock { $0.removeValue(forKey: name)?.byVersion.values.map { $0 } ?? [] }
+        for version in removed { version.retireMetrics() }
+        return !removed.isEmpty
     }
 
     public func versions(of name: String) -> [String] {
@@ -90,6 +117,7 @@ public final class ModelStore: Sendable {
             models.keys.sorted().flatMap { name -> [Entry] in
                 let versions = models[name]!
                 if versions.byVersion.isEmpty {
+                    if versions.loading { return [Entry(name: name, version: nil, state: "LOADING", reason: "")] }
                     return [Entry(name: name, version: nil, state: "UNAVAILABLE", reason: versions.failure ?? "not loaded")]
                 }
                 return versions.byVersion.keys.sorted(by: Self.versionOrder).map {

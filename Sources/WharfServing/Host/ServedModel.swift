@@ -27,6 +27,13 @@ public final class ServedModel: Sendable {
 
     public var metadata: ModelMetadata { model.metadata }
 
+    /// Called once this version no longer answers (replaced, or unloaded): its metric series
+    /// go. Requests still finishing on it record into metrics no longer exported.
+    func retireMetrics() {
+        metrics.destroy()
+        batcher.destroyMetrics()
+    }
+
     /// Loads `path`, then evaluates a few synthetic rows so the first real request does not pay
     /// for page faults and cold caches: readiness is reported only after this.
     static func load(name: String, version: String, path: String, settings: BatchingSettings) throws(WharfError) -> ServedModel {

@@ -29,7 +29,12 @@ public final class FeatureFiller: Sendable {
         switch (request.parameters["entity_id"], request.parameters["entity_ids"]) {
         case (nil, nil): return nil
         case (.string(let id)?, nil): return [id]
-        case (.number(let id)?, nil) where id == id.rounded(): return [String(Int64(id))]
+        case (.number(let id)?, nil):
+            // Whole numbers only, and only those an Int64 holds exactly (2^63 itself does not).
+            guard id == id.rounded(), abs(id) < 9.2e18 else {
+                throw WharfError(.invalidInput, "parameters.entity_id \(id) is not an id: give a whole number below 2^63, or a string")
+            }
+            return [String(Int64(id))]
         case (nil, .string(let ids)?):
             let list = ids.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             guard !list.isEmpty, list.allSatisfy({ !$0.isEmpty }) else { throw WharfError(.invalidInput, "parameters.entity_ids must be ids separated by commas") }

@@ -9,12 +9,20 @@ package enum InputAssembler {
     package static func matrix(for request: InferenceRequest, metadata: ModelMetadata) throws(WharfError) -> (values: [Double], rows: Int) {
         let features = metadata.featureCount
         // The names only when they decide: making "f0", "f1", … was a sixth of the time of a
-        // one-row answer.
+        // one-row answer. A lone 1-D input named after a feature is one of a per-feature
+        // request (the others missing), not a row: read as a row it would be answered wrongly.
         if request.inputs.count == 1,
-           features > 1 || request.inputs[0].shape.count == 2 || !featureNames(metadata).contains(request.inputs[0].name) {
+           request.inputs[0].shape.count == 2 || !isFeatureName(request.inputs[0].name, metadata) {
             return try singleTensor(request.inputs[0], features: features)
         }
         return try perFeature(request.inputs, names: featureNames(metadata))
+    }
+
+    /// Whether `name` is one of the model's features, without making the list of names.
+    private static func isFeatureName(_ name: String, _ metadata: ModelMetadata) -> Bool {
+        if let names = metadata.featureNames { return names.contains(name) }
+        guard name.hasPrefix("f"), let index = Int(name.dropFirst()), String(index) == name.dropFirst() else { return false }
+        return (0..<metadata.featureCount).contains(index)
     }
 
     /// The model's feature names, or `f0`, `f1`, … (XGBoost's) for a model without any.

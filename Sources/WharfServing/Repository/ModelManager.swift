@@ -15,6 +15,8 @@ public final class ModelManager: Sendable {
     private let loaded = Mutex([String: (path: String, modified: Date?, version: String)]())
     /// Loads of one model are serialized, so two never race to install.
     private let loading = Mutex(Set<String>())
+    /// Unloaded through the API: the repository watch leaves them alone until a load asks.
+    private let unloaded = Mutex(Set<String>())
 
     public init(store: ModelStore, catalog: ModelCatalog, defaults: BatchingSettings = BatchingSettings(), logger: Logger) {
         self.store = store
@@ -26,6 +28,7 @@ public final class ModelManager: Sendable {
     /// Loads every model of the catalog; a model that fails is logged and reported by the
     /// repository index, and the others still load.
     public func loadAll() async {
+        for name in catalog.modelNames { store.expect(name) }
         for name in catalog.modelNames {
             do {
                 try await load(name)
@@ -43,6 +46,7 @@ public final class ModelManager: Sendable {
             throw WharfError(.unavailable, "model \"\(name)\" is already being loaded")
         }
         defer { _ = loading.withLock { $0.remove(name) } }
+        if force { _ = unloaded.withLock { $0.remove(name) } }
         do {
             let (diskVersion, path) = try await catalog.newest(name)
             let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
@@ -75,12 +79,14 @@ public final class ModelManager: Sendable {
     public func unload(_ name: String) throws(WharfError) {
         guard store.unload(name) else { throw WharfError(.notFound, "model \"\(name)\" is not loaded") }
         _ = loaded.withLock { $0.removeValue(forKey: name) }
+        _ = unloaded.withLock { $0.insert(name) }
         logger.info("model unloaded", metadata: ["model": "\(name)"])
     }
 
     /// One pass of the repository watch: loads any model whose newest version (or file) changed.
     public func refresh() async {
-        for name in catalog.modelNames {
+        let leftAlone = unloaded.withLock { $0 }
+        for name in catalog.modelNames where !leftAlone.contains(name) {
             do {
                 try await load(name)
             } catch let error as WharfError where error.code == .unavailable {
