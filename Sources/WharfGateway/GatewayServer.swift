@@ -19,6 +19,7 @@ import WharfHTTP
 /// | `--open-inference` | off | inference without a key (keys still limit those who send one) |
 /// | `--health-interval-ms` | 500 | how often every replica's readiness is checked |
 /// | `--max-body-bytes` | 64 MiB | larger requests get 413 |
+/// | `--connections-per-replica` | 64 | connections to each replica, for each model, per event loop |
 /// | `--idle-timeout-seconds` | 60 | an inference connection silent that long (idle, or stalled mid-body) is closed |
 public struct GatewayConfiguration: Sendable {
     public var host: String
@@ -28,7 +29,7 @@ public struct GatewayConfiguration: Sendable {
     public var openInference: Bool
     public var healthInterval: Duration
     public var maxBodyBytes: Int
-    /// Connections the forwarding client keeps to each replica, per event loop.
+    /// Connections the forwarding client keeps to each replica, for each model, per event loop.
     public var connectionsPerReplica: Int
     /// A client connection silent this long (idle, or stalled in the middle of a request) is
     /// closed; nil: never.

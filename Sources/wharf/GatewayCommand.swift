@@ -30,6 +30,8 @@ struct GatewayCommand: AsyncParsableCommand {
     @Flag(help: "Allow inference without a key.") var openInference = false
     @Option(help: "Milliseconds between readiness checks of every replica.") var healthIntervalMs = 500
     @Option(help: "Largest request body in bytes; beyond, 413.") var maxBodyBytes = 64 << 20
+    @Option(help: "Connections kept to each replica, for each model, per event loop; requests beyond wait for a free one.")
+    var connectionsPerReplica = 64
     @Option(help: "Close an inference connection silent this many seconds: idle, or stalled in the middle of a request (0: never).")
     var idleTimeoutSeconds = 60.0
     @Option(help: "Log format: text or json.") var logFormat: LogFormat = .text
@@ -49,10 +51,11 @@ struct GatewayCommand: AsyncParsableCommand {
             let key = adminKey ?? ProcessInfo.processInfo.environment["WHARF_GATEWAY_ADMIN_KEY"]
             let digest = adminKeySha256?.lowercased() ?? key.map { SHA256.hash(Array($0.utf8)).hex }
             guard healthIntervalMs >= 50 else { throw WharfError(.invalidInput, "--health-interval-ms must be at least 50") }
+            guard (1...4096).contains(connectionsPerReplica) else { throw WharfError(.invalidInput, "--connections-per-replica must be 1…4096") }
             guard idleTimeoutSeconds >= 0, idleTimeoutSeconds.isFinite else { throw WharfError(.invalidInput, "--idle-timeout-seconds must be 0 or more") }
             let configuration = GatewayConfiguration(
                 host: host, port: port, dataDirectory: dataDir, adminKeySHA256: digest, openInference: openInference,
-                healthInterval: .milliseconds(healthIntervalMs), maxBodyBytes: maxBodyBytes,
+                healthInterval: .milliseconds(healthIntervalMs), maxBodyBytes: maxBodyBytes, connectionsPerReplica: connectionsPerReplica,
                 idleTimeout: idleTimeoutSeconds > 0 ? .milliseconds(Int64(idleTimeoutSeconds * 1000)) : nil)
             let gateway = try GatewayServer(configuration: configuration, logger: logger)
             let application = gateway.buildApplication(metrics: registry) { channel in

@@ -224,14 +224,16 @@ struct GatewayIntegrationTests {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-gateway-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: data) }
         let hanging = try HangingReplica(port: base + 2)
-        let alsoHanging = try HangingReplica(port: base + 3)
+        // Hangs on every model but `quick`, which it answers at once.
+        let alsoHanging = try HangingReplica(port: base + 3, answering: "quick")
         defer {
             hanging.close()
             alsoHanging.close()
         }
         let server = try Server(["serve", "--model", "champ=\(weak)", "--port", String(base + 1)])
         let gateway = try Server(["gateway", "--port", String(base), "--data-dir", data, "--admin-key", Self.adminKey,
-                                  "--open-inference", "--max-body-bytes", "4096", "--idle-timeout-seconds", "1"])
+                                  "--open-inference", "--max-body-bytes", "4096", "--idle-timeout-seconds", "1",
+                                  "--connections-per-replica", "2"])
         defer {
             gateway.stop()
             server.stop()
@@ -243,6 +245,9 @@ struct GatewayIntegrationTests {
         _ = try deploy(["set", "stuck", "--target", "1=100@http://127.0.0.1:\(base + 2)", "--timeout-ms", "300", "--retries", "0"],
                        gateway: gatewayURL)
         _ = try deploy(["set", "stuck-too", "--target", "1=100@http://127.0.0.1:\(base + 3)", "--timeout-ms", "300", "--retries", "0"],
+                       gateway: gatewayURL)
+        _ = try deploy(["set", "quick", "--target", "1=100@http://127.0.0.1:\(base + 3)"], gateway: gatewayURL)
+        _ = try deploy(["set", "slow", "--target", "1=100@http://127.0.0.1:\(base + 3)", "--timeout-ms", "4000", "--retries", "0"],
                        gateway: gatewayURL)
 
         // Four pipelined requests in one write: router, inference, router, inference (closing).
@@ -310,6 +315,23 @@ struct GatewayIntegrationTests {
             #expect(got.count == answers && waited >= 0.9 && waited < 4.5, "\(got.count) answers, closed after \(waited) s")
         }
 
+        // Two models on one server: one hangs with more requests than the gateway keeps
+        // connections for (2 per loop here), the other still answers at once; it has its own.
+        let slowClients = (0..<6).map { _ in RawHTTP.open(port: base) }
+        defer { for fd in slowClients { Glibc.close(fd) } }
+        let slowRequest = "POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        for fd in slowClients { RawHTTP.write(fd, slowRequest) }
+        var slowInFlight = 0
+        let slowDeadline = Date().addingTimeInterval(3)
+        while slowInFlight < 6, Date() < slowDeadline {
+            slowInFlight = (try status("slow", gateway: gatewayURL)["in_flight"] as? Int) ?? 0
+        }
+        #expect(slowInFlight == 6)
+        let quickStarted = Date()
+        let quick = try RawHTTP.exchange(port: base, request: "POST /v2/models/quick/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                         + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        #expect(quick.map(\.status) == [200] && Date().timeIntervalSince(quickStarted) < 2, "\(quick.map(\.head)) after \(Date().timeIntervalSince(quickStarted)) s")
+
         // Two requests pipelined to a replica that never answers: the second is sent when the
         // first times out, from inside the timer's pass, and still gets its own deadline.
         let stuckRequest = "POST /v2/models/stuck-too/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
@@ -349,6 +371,18 @@ enum RawHTTP {
         var body: String
 
         func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name }?.1 }
+    }
+
+    /// A connected socket (closed by the caller), for requests whose answers are not read.
+    static func open(port: Int) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        _ = withLoopback(port: port, { connect(fd, $0, $1) })
+        return fd
+    }
+
+    static func write(_ fd: Int32, _ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
     }
 
     /// Sends `request` and reads until the server closes; `halfClose` closes the sending side
@@ -408,7 +442,8 @@ enum RawHTTP {
 final class HangingReplica: @unchecked Sendable {
     let fd: Int32
 
-    init(port: Int) throws {
+    /// `answering`: a model whose inferences are answered at once (200), the others hang.
+    init(port: Int, answering: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var yes: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
@@ -421,12 +456,12 @@ final class HangingReplica: @unchecked Sendable {
             while true {
                 let connection = accept(listener, nil, nil)
                 guard connection >= 0 else { return }
-                Thread.detachNewThread { Self.serve(connection) }
+                Thread.detachNewThread { Self.serve(connection, answering: answering) }
             }
         }
     }
 
-    private static func serve(_ connection: Int32) {
+    private static func serve(_ connection: Int32, answering: String?) {
         defer { Glibc.close(connection) }
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -436,6 +471,13 @@ final class HangingReplica: @unchecked Sendable {
             for _ in text.components(separatedBy: "GET ").dropFirst() {
                 let answer = Array("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".utf8)
                 _ = answer.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, 0) }
+            }
+            if let answering {
+                for _ in text.components(separatedBy: "POST /v2/models/\(answering)/infer ").dropFirst() {
+                    let json = #"{"model_name":"\#(answering)","outputs":[]}"#
+                    let answer = Array("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: \(json.utf8.count)\r\n\r\n\(json)".utf8)
+                    _ = answer.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, 0) }
+                }
             }
         }
     }

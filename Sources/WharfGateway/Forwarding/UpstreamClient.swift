@@ -53,6 +53,14 @@ struct UpstreamEndpoint: Hashable, Sendable {
     }
 }
 
+/// What a pool of connections is kept for: one replica, and one model on it. Two models served
+/// by one server get connections of their own, so a model that hangs fills only its own (and
+/// its own queue), never the other's: the per-deployment bulkhead holds on shared servers too.
+struct UpstreamLane: Hashable, Sendable {
+    var endpoint: UpstreamEndpoint
+    var model: String
+}
+
 /// Why a forwarded request got no answer.
 enum UpstreamError: Error, Equatable {
     /// No connection could be made (refused, unreachable): nothing was sent.
@@ -76,8 +84,8 @@ struct UpstreamResponse: Sendable {
 /// The gateway's HTTP/1.1 client for forwarding inference: keep-alive connections to each
 /// replica, opened and used on the event loop of the client connection that needs them, so a
 /// forwarded request never leaves its thread (no task, no hop, no lock on the way). Each event
-/// loop has its own pool, with at most `connectionsPerEndpoint` connections to each replica;
-/// requests beyond wait, in order, for the next free one.
+/// loop has its own pool, with at most `connectionsPerEndpoint` connections to each replica for
+/// each model; requests beyond wait, in order, for the next free one.
 final class UpstreamClient: Sendable {
     let connectionsPerEndpoint: Int
     /// Largest answer taken from a replica.
@@ -112,11 +120,12 @@ final class UpstreamClient: Sendable {
     }
 }
 
-/// The connections of one event loop, by replica. Used only on that loop.
+/// The connections of one event loop, by replica and model (``UpstreamLane``). Used only on
+/// that loop.
 final class UpstreamLoopPool {
     let eventLoop: any EventLoop
     let connectionsPerEndpoint: Int
-    private var endpoints: [UpstreamEndpoint: EndpointConnections] = [:]
+    private var endpoints: [UpstreamLane: EndpointConnections] = [:]
     private var closed = false
     /// For traffic splits, replica ties and request ids on this loop: drawing from the system's
     /// generator costs a system call each time.
@@ -138,11 +147,12 @@ final class UpstreamLoopPool {
     /// Sends one request; `completion` is called once, on this loop. `headers` should not
     /// hold `Host` or `Content-Length`: they are added here.
     func execute(
-        _ endpoint: UpstreamEndpoint, method: HTTPMethod = .POST, path: String, headers: HTTPHeaders, body: ByteBuffer, timeout: TimeAmount,
+        _ lane: UpstreamLane, method: HTTPMethod = .POST, path: String, headers: HTTPHeaders, body: ByteBuffer, timeout: TimeAmount,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
+        let endpoint = lane.endpoint
         let head = Self.requestHead(method: method, path: endpoint.pathPrefix + path, authority: endpoint.authority, headers: headers, bodyBytes: body.readableBytes)
-        let exchange = UpstreamExchange(endpoint: endpoint, head: head, body: body, deadline: .now() + timeout, completion: completion)
+        let exchange = UpstreamExchange(lane: lane, head: head, body: body, deadline: .now() + timeout, completion: completion)
         guard !closed else {
             exchange.fail(.connectionLost)
             return
@@ -243,9 +253,9 @@ final class UpstreamLoopPool {
 
     /// Gives the exchange a connection: an idle one, a new one, or a place in the queue.
     private func dispatch(_ exchange: UpstreamExchange) {
-        let connections = endpoints[exchange.endpoint] ?? {
+        let connections = endpoints[exchange.lane] ?? {
             let made = EndpointConnections()
-            endpoints[exchange.endpoint] = made
+            endpoints[exchange.lane] = made
             return made
         }()
         while let connection = connections.idle.popLast() {
@@ -255,13 +265,14 @@ final class UpstreamLoopPool {
             }
         }
         if connections.count < connectionsPerEndpoint {
-            connect(exchange.endpoint, connections, first: exchange)
+            connect(exchange.lane, connections, first: exchange)
         } else {
             connections.waiting.append(exchange)
         }
     }
 
-    private func connect(_ endpoint: UpstreamEndpoint, _ connections: EndpointConnections, first exchange: UpstreamExchange) {
+    private func connect(_ lane: UpstreamLane, _ connections: EndpointConnections, first exchange: UpstreamExchange) {
+        let endpoint = lane.endpoint
         connections.count += 1
         let pool = NIOLoopBound(self, eventLoop: eventLoop)
         let bootstrap = ClientBootstrap(group: eventLoop)
@@ -269,7 +280,7 @@ final class UpstreamLoopPool {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint, pool: pool.value))
+                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection(lane: lane, pool: pool.value))
                 }
             }
         bootstrap.connect(host: endpoint.host, port: endpoint.port).assumeIsolated().whenComplete { result in
@@ -277,7 +288,7 @@ final class UpstreamLoopPool {
             case .success(let channel):
                 guard let connection = try? channel.pipeline.syncOperations.handler(type: UpstreamConnection.self) else {
                     channel.close(promise: nil)
-                    self.connectionClosed(endpoint)
+                    self.connectionClosed(lane)
                     exchange.fail(.connectionLost)
                     return
                 }
@@ -298,7 +309,7 @@ final class UpstreamLoopPool {
 
     /// A connection finished its exchange and may carry another.
     func release(_ connection: UpstreamConnection) {
-        guard !closed, let connections = endpoints[connection.endpoint] else {
+        guard !closed, let connections = endpoints[connection.lane] else {
             connection.close()
             return
         }
@@ -331,7 +342,7 @@ final class UpstreamLoopPool {
         sweep = nil
         let oldest = NIODeadline.now() - Self.idleTimeout
         var anyIdle = false
-        for (endpoint, connections) in endpoints {
+        for (lane, connections) in endpoints {
             // Oldest first: the list is in the order the connections were freed.
             while let first = connections.idle.first, first.idleSince < oldest {
                 connections.idle.removeFirst()
@@ -339,7 +350,7 @@ final class UpstreamLoopPool {
             }
             anyIdle = anyIdle || !connections.idle.isEmpty
             if connections.count == 0, connections.waiting.isEmpty {
-                endpoints[endpoint] = nil
+                endpoints[lane] = nil
             }
         }
         if anyIdle, !closed { scheduleSweep() }
@@ -347,8 +358,8 @@ final class UpstreamLoopPool {
 
     /// A connection closed (by either side): it no longer counts, and a waiting exchange may
     /// open a new one.
-    func connectionClosed(_ endpoint: UpstreamEndpoint) {
-        guard let connections = endpoints[endpoint] else { return }
+    func connectionClosed(_ lane: UpstreamLane) {
+        guard let connections = endpoints[lane] else { return }
         connections.count -= 1
         connections.idle.removeAll { !$0.isUsable }
         while let next = connections.waiting.popFirst() {
@@ -356,7 +367,7 @@ final class UpstreamLoopPool {
                 if closed {
                     next.fail(.connectionLost)
                 } else {
-                    connect(endpoint, connections, first: next)
+                    connect(lane, connections, first: next)
                     return
                 }
             }
@@ -382,7 +393,7 @@ final class UpstreamLoopPool {
 
 /// One forwarded request: what to send, where the answer goes, its deadline.
 final class UpstreamExchange {
-    let endpoint: UpstreamEndpoint
+    let lane: UpstreamLane
     /// The request line and headers, ready to send.
     let head: ByteBuffer
     let body: ByteBuffer
@@ -396,10 +407,10 @@ final class UpstreamExchange {
     private(set) var isFinished = false
 
     init(
-        endpoint: UpstreamEndpoint, head: ByteBuffer, body: ByteBuffer, deadline: NIODeadline,
+        lane: UpstreamLane, head: ByteBuffer, body: ByteBuffer, deadline: NIODeadline,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
-        self.endpoint = endpoint
+        self.lane = lane
         self.head = head
         self.body = body
         self.deadline = deadline
@@ -434,7 +445,7 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    let endpoint: UpstreamEndpoint
+    let lane: UpstreamLane
     private let pool: UpstreamLoopPool
     private var context: ChannelHandlerContext?
     /// When it was last put back in the pool.
@@ -445,8 +456,8 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var reused = false
     private var isClosed = false
 
-    init(endpoint: UpstreamEndpoint, pool: UpstreamLoopPool) {
-        self.endpoint = endpoint
+    init(lane: UpstreamLane, pool: UpstreamLoopPool) {
+        self.lane = lane
         self.pool = pool
     }
 
@@ -533,7 +544,7 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
                 exchange.fail(.connectionLost)
             }
         }
-        pool.connectionClosed(endpoint)
+        pool.connectionClosed(lane)
     }
 
     func close() {
