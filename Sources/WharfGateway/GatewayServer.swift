@@ -71,7 +71,8 @@ public struct GatewayServer: Sendable {
         store = try DeploymentStore(file: files?.deployments)
         access = try AccessControl.load(file: files?.keys, adminKeySHA256: configuration.adminKeySHA256, openInference: configuration.openInference)
         var client = HTTPClient.Configuration()
-        client.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.connectionsPerReplica)
+        // Idle connections closed before Wharf services close them (60 s), as the raw client's.
+        client.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.connectionsPerReplica)
         client.timeout = .init(connect: .seconds(1), read: .seconds(600))
         // A refused connection is the router's to handle (another replica, the breaker), at
         // once: async-http-client would otherwise keep reconnecting until the deadline.

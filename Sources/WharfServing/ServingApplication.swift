@@ -26,7 +26,8 @@ public struct ModelServer: Sendable {
     ///
     /// ```swift
     /// let server = ModelServer(configuration: configuration, logger: logger)
-    /// try await server.buildApplication(logger: logger).runService()
+    /// let application = server.buildApplication(logger: logger)
+    /// try await server.serviceGroup(application, signals: [.sigterm, .sigint], logger: logger).run()
     /// ```
     public func buildApplication(
         logger: Logger,

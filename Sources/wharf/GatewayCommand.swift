@@ -52,7 +52,9 @@ struct GatewayCommand: AsyncParsableCommand {
             let digest = adminKeySha256?.lowercased() ?? key.map { SHA256.hash(Array($0.utf8)).hex }
             guard healthIntervalMs >= 50 else { throw WharfError(.invalidInput, "--health-interval-ms must be at least 50") }
             guard (1...4096).contains(connectionsPerReplica) else { throw WharfError(.invalidInput, "--connections-per-replica must be 1…4096") }
-            guard idleTimeoutSeconds >= 0, idleTimeoutSeconds.isFinite else { throw WharfError(.invalidInput, "--idle-timeout-seconds must be 0 or more") }
+            guard idleTimeoutSeconds == 0 || (0.01...86_400).contains(idleTimeoutSeconds) else {
+                throw WharfError(.invalidInput, "--idle-timeout-seconds must be 0 (never) or 0.01 … 86400")
+            }
             let configuration = GatewayConfiguration(
                 host: host, port: port, dataDirectory: dataDir, adminKeySHA256: digest, openInference: openInference,
                 healthInterval: .milliseconds(healthIntervalMs), maxBodyBytes: maxBodyBytes, connectionsPerReplica: connectionsPerReplica,

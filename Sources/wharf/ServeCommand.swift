@@ -90,7 +90,7 @@ struct ServeCommand: AsyncParsableCommand {
                 let address = channel.localAddress.map { "\($0)" } ?? "?"
                 logger.info("wharf serve listening", metadata: ["address": "\(address)"])
             }
-            guard drainDelayMs >= 0 else { throw WharfError(.invalidInput, "--drain-delay-ms must be 0 or more") }
+            guard (0...3_600_000).contains(drainDelayMs) else { throw WharfError(.invalidInput, "--drain-delay-ms must be 0 … 3600000") }
             try await server.serviceGroup(application, drainDelay: .milliseconds(drainDelayMs), signals: [.sigterm, .sigint], logger: logger).run()
         } catch let error as WharfError {
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
@@ -152,7 +152,9 @@ struct ServeCommand: AsyncParsableCommand {
         case .files: 0
         }
         let poll = pollSeconds ?? defaultPoll
-        guard idleTimeoutSeconds >= 0, idleTimeoutSeconds.isFinite else { throw WharfError(.invalidInput, "--idle-timeout-seconds must be 0 or more") }
+        guard idleTimeoutSeconds == 0 || (0.01...86_400).contains(idleTimeoutSeconds) else {
+                throw WharfError(.invalidInput, "--idle-timeout-seconds must be 0 (never) or 0.01 … 86400")
+            }
         var configuration = ServingConfiguration(
             host: host, port: port, catalog: catalog, batching: batching, maxBodyBytes: maxBodyBytes,
             pollInterval: poll > 0 ? .milliseconds(Int(poll * 1000)) : nil,

@@ -136,6 +136,28 @@ struct ReplicaTests {
         #expect(replica.acquire(now: start + .seconds(1))?.isTrial == false)
     }
 
+    /// A replica found ready again (restarted) has its breaker closed at once; a trial sent
+    /// before that and failing after does not reopen it, and a new trial is not blocked by it.
+    @Test func aHealthResetOutranksAnEarlierTrial() throws {
+        let replica = Replica(url: "http://127.0.0.1:1")
+        let start = ContinuousClock.now
+        for _ in 0..<Replica.failureThreshold {
+            try #require(replica.acquire(now: start)).release(failed: true, now: start)
+        }
+        let staleTrial = try #require(replica.acquire(now: start + .seconds(1)))
+        #expect(staleTrial.isTrial)
+        replica.recordHealth(ready: false)
+        replica.recordHealth(ready: true)
+        #expect(replica.state.withLock { $0.openUntil } == nil)
+        staleTrial.release(failed: true, now: start + .seconds(2))
+        #expect(replica.state.withLock { ($0.openUntil, $0.consecutiveFailures, $0.outstanding) } == (nil, 0, 0))
+        // Open again by new failures: a trial goes through after the cooldown.
+        for _ in 0..<Replica.failureThreshold {
+            try #require(replica.acquire(now: start + .seconds(3))).release(failed: true, now: start + .seconds(3))
+        }
+        #expect(replica.acquire(now: start + .seconds(4))?.isTrial == true)
+    }
+
     @Test func theLeastLoadedReplicaIsChosen() {
         let replicas = (1...3).map { Replica(url: "http://127.0.0.1:\($0)") }
         let pool = ReplicaPool(replicas)

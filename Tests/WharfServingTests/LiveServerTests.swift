@@ -172,7 +172,8 @@ struct LiveServerTests {
         let rows = 20_000
         let body = ServingFixtures.requestBody((0..<(rows * features)).map { Double($0 % 97) / 10 }, rows: rows, features: features)
         let statuses = Locked([UInt]())
-        try await withRunningServer(server, drainDelay: .seconds(1)) { port, group in
+        // A long drain delay: the probe below must reach the server while both cores evaluate.
+        try await withRunningServer(server, drainDelay: .seconds(5)) { port, group in
             try await withThrowingTaskGroup(of: Void.self) { requests in
                 for _ in 0..<4 {
                     requests.addTask {

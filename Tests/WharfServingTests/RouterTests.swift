@@ -261,7 +261,7 @@ struct RouterTests {
         // The queue delay keeps the first request's rows queued while the second arrives.
         let server = await ServingFixtures.server(
             ["queued": ServingFixtures.model("xgb3_binary_logistic.json")],
-            batching: BatchingSettings(maxBatchRows: 4, maxQueueDelayMilliseconds: 1_000, maxQueuedRows: 4, maxConcurrentBatches: 1))
+            batching: BatchingSettings(maxBatchRows: 4, maxQueueDelayMilliseconds: 5_000, maxQueuedRows: 4, maxConcurrentBatches: 1))
         let app = server.buildApplication(logger: ServingFixtures.logger, metrics: ServingFixtures.registry)
         try await app.test(.router) { client in
             func rows(_ count: Int) -> ByteBuffer {

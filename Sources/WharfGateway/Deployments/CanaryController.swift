@@ -24,6 +24,8 @@ final class CanaryController: Sendable {
     }
 
     private struct Run {
+        /// Which rollout: writes of one that was stopped are refused.
+        var id = UUID()
         var status: Status
         var task: Task<Void, Never>?
         var stable: DeploymentSpec
@@ -54,72 +56,95 @@ final class CanaryController: Sendable {
             throw WharfError(.conflict, "version \(plan.version) is already a target of \(model)")
         }
         let status = Status(version: plan.version, steps: plan.steps, step: nil, state: "running", reason: nil, startedAt: Date(), endedAt: nil)
-        try runs.withLock { runs throws(WharfError) in
+        let id = try runs.withLock { runs throws(WharfError) in
             if runs[model]?.status.state == "running" { throw WharfError(.conflict, "a canary of \(model) is already running") }
-            runs[model] = Run(status: status, task: nil, stable: entry.spec, rollbackPoint: entry.previous)
+            let run = Run(status: status, task: nil, stable: entry.spec, rollbackPoint: entry.previous)
+            runs[model] = run
+            return run.id
         }
-        let task = Task { await self.run(model: model, plan: plan, stable: entry.spec, before: entry.previous, actor: actor) }
+        let task = Task { await self.run(model: model, id: id, plan: plan, stable: entry.spec, before: entry.previous, actor: actor) }
         runs.withLock { $0[model]?.task = task }
         return status
     }
 
-    /// Stops a running canary and puts the stable spec back (a manual rollback).
+    /// Stops a running canary and puts the stable spec back (a manual rollback). Under the same
+    /// lock as the rollout's own writes, so none of them lands after this.
     func abort(model: String, actor: String, reason: String) throws(WharfError) -> Bool {
-        guard let run = runs.withLock({ $0[model] }), run.status.state == "running" else { return false }
-        run.task?.cancel()
-        try finish(model: model, state: "rolled_back", reason: reason, spec: run.stable, rollbackTo: run.rollbackPoint, actor: actor,
-                   action: "canary.rollback")
-        return true
+        try runs.withLock { runs throws(WharfError) in
+            guard var run = runs[model], run.status.state == "running" else { return false }
+            run.task?.cancel()
+            try store.set(run.stable, actor: actor, action: "canary.rollback", detail: reason, rollbackTo: .spec(run.rollbackPoint))
+            run.status.state = "rolled_back"
+            run.status.reason = reason
+            run.status.endedAt = Date()
+            runs[model] = run
+            return true
+        }
+    }
+
+    /// Does `write` (a change of the deployment by rollout `id`) only while that rollout is the
+    /// model's running canary; false, having written nothing, once it was stopped.
+    private func whileRunning(_ model: String, _ id: UUID, _ write: (inout Run) throws(WharfError) -> Void) throws(WharfError) -> Bool {
+        try runs.withLock { runs throws(WharfError) in
+            guard var run = runs[model], run.id == id, run.status.state == "running" else { return false }
+            try write(&run)
+            runs[model] = run
+            return true
+        }
     }
 
     /// Every step, and the promotion, roll back to `stable` (the spec before the rollout); a
     /// rollout rolled back leaves `before` as the rollback point, as if it had not run.
-    private func run(model: String, plan: CanaryPlan, stable: DeploymentSpec, before: DeploymentSpec?, actor: String) async {
+    private func run(model: String, id: UUID, plan: CanaryPlan, stable: DeploymentSpec, before: DeploymentSpec?, actor: String) async {
         let stats = store.stats(model: model, version: plan.version)
         do {
             for step in plan.steps {
                 try Task.checkCancellation()
-                try store.set(Self.spec(stable: stable, plan: plan, percent: step), actor: actor, action: "canary.step",
-                              detail: "\(plan.version) at \(step)%", rollbackTo: .spec(stable))
-                runs.withLock { $0[model]?.status.step = step }
+                let stepped = try whileRunning(model, id) { run throws(WharfError) in
+                    try store.set(Self.spec(stable: stable, plan: plan, percent: step), actor: actor, action: "canary.step",
+                                  detail: "\(plan.version) at \(step)%", rollbackTo: .spec(stable))
+                    run.status.step = step
+                }
+                guard stepped else { return }
                 stats.resetWindow()
                 let deadline = ContinuousClock.now + .milliseconds(Int64(plan.intervalSeconds * 1000))
                 while ContinuousClock.now < deadline {
                     try await Task.sleep(for: min(checkEvery, deadline - .now))
                     if let why = Self.verdict(stats.summary(), plan: plan, final: false) {
-                        try rollback(model: model, stable: stable, before: before, actor: actor, reason: "at \(step)%: \(why)")
+                        try rollback(model: model, id: id, stable: stable, before: before, actor: actor, reason: "at \(step)%: \(why)")
                         return
                     }
                 }
                 if let why = Self.verdict(stats.summary(), plan: plan, final: true) {
-                    try rollback(model: model, stable: stable, before: before, actor: actor, reason: "at \(step)%: \(why)")
+                    try rollback(model: model, id: id, stable: stable, before: before, actor: actor, reason: "at \(step)%: \(why)")
                     return
                 }
             }
             var promoted = Self.spec(stable: stable, plan: plan, percent: 100)
             promoted.targets = promoted.targets.filter { $0.version == plan.version }
-            try finish(model: model, state: "promoted", reason: nil, spec: promoted, rollbackTo: stable, actor: actor, action: "canary.promote")
+            try finish(model: model, id: id, state: "promoted", reason: nil, spec: promoted, rollbackTo: stable, actor: actor, action: "canary.promote")
         } catch is CancellationError {
             return
         } catch {
             logger.error("canary failed", metadata: ["model": "\(model)", "error": "\(error)"])
-            try? rollback(model: model, stable: stable, before: before, actor: actor, reason: "the canary could not continue: \(error)")
+            try? rollback(model: model, id: id, stable: stable, before: before, actor: actor, reason: "the canary could not continue: \(error)")
         }
     }
 
-    private func rollback(model: String, stable: DeploymentSpec, before: DeploymentSpec?, actor: String, reason: String) throws(WharfError) {
+    private func rollback(model: String, id: UUID, stable: DeploymentSpec, before: DeploymentSpec?, actor: String, reason: String) throws(WharfError) {
         logger.warning("canary rolled back", metadata: ["model": "\(model)", "reason": "\(reason)"])
-        try finish(model: model, state: "rolled_back", reason: reason, spec: stable, rollbackTo: before, actor: actor, action: "canary.rollback")
+        try finish(model: model, id: id, state: "rolled_back", reason: reason, spec: stable, rollbackTo: before, actor: actor, action: "canary.rollback")
     }
 
     private func finish(
-        model: String, state: String, reason: String?, spec: DeploymentSpec, rollbackTo point: DeploymentSpec?, actor: String, action: String
+        model: String, id: UUID, state: String, reason: String?, spec: DeploymentSpec, rollbackTo point: DeploymentSpec?, actor: String,
+        action: String
     ) throws(WharfError) {
-        try store.set(spec, actor: actor, action: action, detail: reason ?? "all steps passed", rollbackTo: .spec(point))
-        runs.withLock { runs in
-            runs[model]?.status.state = state
-            runs[model]?.status.reason = reason
-            runs[model]?.status.endedAt = Date()
+        _ = try whileRunning(model, id) { run throws(WharfError) in
+            try store.set(spec, actor: actor, action: action, detail: reason ?? "all steps passed", rollbackTo: .spec(point))
+            run.status.state = state
+            run.status.reason = reason
+            run.status.endedAt = Date()
         }
     }
 

@@ -19,6 +19,8 @@ public final class Replica: Sendable {
         var cooldown: Duration = .milliseconds(500)
         /// After the cooldown one trial request is let through (half-open).
         var trialInFlight = false
+        /// Counts the health check's resets: a trial let through before one no longer judges.
+        var generation = 0
     }
 
     let state = Mutex(State())
@@ -58,16 +60,17 @@ public final class Replica: Sendable {
         let replica: Replica
         /// The one request let through a half-open breaker: its outcome alone closes or reopens it.
         let isTrial: Bool
+        fileprivate let generation: Int
 
         /// The request is over; `failed` when the replica could not answer (connection, 503, timeout).
         func release(failed: Bool, now: ContinuousClock.Instant) {
-            replica.release(failed: failed, trial: isTrial, now: now)
+            replica.release(failed: failed, trial: isTrial, generation: generation, now: now)
         }
     }
 
     /// Takes the replica for one request if it may have one now; counts it in flight.
     func acquire(now: ContinuousClock.Instant) -> Lease? {
-        let trial: Bool? = state.withLock { state in
+        let admitted: (trial: Bool, generation: Int)? = state.withLock { state in
             guard state.ready else { return nil }
             var trial = false
             if let openUntil = state.openUntil {
@@ -76,14 +79,17 @@ public final class Replica: Sendable {
                 trial = true
             }
             state.outstanding += 1
-            return trial
+            return (trial, state.generation)
         }
-        return trial.map { Lease(replica: self, isTrial: $0) }
+        return admitted.map { Lease(replica: self, isTrial: $0.trial, generation: $0.generation) }
     }
 
-    private func release(failed: Bool, trial: Bool, now: ContinuousClock.Instant) {
+    private func release(failed: Bool, trial: Bool, generation: Int, now: ContinuousClock.Instant) {
         state.withLock { state in
             state.outstanding -= 1
+            // Sent before the health check found the replica ready again (and reset it): the
+            // breaker's state is the reset's, not this request's to judge.
+            guard generation == state.generation else { return }
             if trial {
                 state.trialInFlight = false
                 if failed {
@@ -125,6 +131,8 @@ public final class Replica: Sendable {
                 state.openUntil = nil
                 state.consecutiveFailures = 0
                 state.cooldown = .milliseconds(500)
+                state.trialInFlight = false
+                state.generation += 1
             }
         }
     }

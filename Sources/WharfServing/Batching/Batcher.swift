@@ -69,11 +69,12 @@ final class Batcher: Sendable {
     }
 
     /// Evaluates queued jobs until the queue is empty, or, for a request that leads, until its
-    /// own rows are done: the rest of the queue is then drained by a task of its own, so a
-    /// leader's answer never waits for requests that arrived after it.
+    /// own rows have been taken into a batch (by it, or by another evaluation running at once):
+    /// the rest of the queue is then drained by a task of its own, so a leader's answer never
+    /// waits for requests that arrived after it.
     private func drain(answering own: Promise<[Double]>?) async {
         while true {
-            if let own, own.isFulfilled {
+            if let own, own.isTaken {
                 let more = state.withLock { state in
                     guard state.head >= state.queue.count else { return true }
                     state.activeBatches -= 1
@@ -107,6 +108,7 @@ final class Batcher: Sendable {
                     state.head += 1
                 }
                 state.queuedRows -= rows
+                for job in taken { job.promise.markTaken() }
                 // Taken jobs leave the queue now: it must not keep their inputs alive.
                 if state.head == state.queue.count {
                     state.queue.removeAll(keepingCapacity: true)

@@ -9,6 +9,11 @@ final class Promise<Value: Sendable>: Sendable {
     }
 
     private let state = Mutex(State.pending)
+    /// Set when a batch takes the job this promise answers (under the batcher's lock).
+    private let taken = Atomic(false)
+
+    func markTaken() { taken.store(true, ordering: .releasing) }
+    var isTaken: Bool { taken.load(ordering: .acquiring) }
 
     func fulfil(_ result: Result<Value, any Error>) {
         let waiter: CheckedContinuation<Value, any Error>? = state.withLock { state in
@@ -24,11 +29,6 @@ final class Promise<Value: Sendable>: Sendable {
             }
         }
         waiter?.resume(with: result)
-    }
-
-    /// Whether a result is there (the caller need not wait for it).
-    var isFulfilled: Bool {
-        state.withLock { if case .done = $0 { true } else { false } }
     }
 
     var value: Value {

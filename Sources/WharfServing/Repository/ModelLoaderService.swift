@@ -20,8 +20,9 @@ public struct ModelLoaderService: Service {
     }
 
     private var allLoaded: Bool {
-        let expected = manager.catalog.modelNames
-        return !expected.isEmpty && Set(manager.store.names).isSuperset(of: expected)
+        // A model unloaded through the API is not waited for.
+        let expected = Set(manager.catalog.modelNames).subtracting(manager.unloadedNames)
+        return !manager.catalog.modelNames.isEmpty && Set(manager.store.names).isSuperset(of: expected)
     }
 
     public func run() async throws {

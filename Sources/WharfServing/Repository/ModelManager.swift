@@ -13,10 +13,10 @@ public final class ModelManager: Sendable {
     let logger: Logger
     /// The file's modification date and version each model was last loaded from.
     private let loaded = Mutex([String: (path: String, modified: Date?, version: String)]())
-    /// Loads of one model are serialized, so two never race to install.
-    private let loading = Mutex(Set<String>())
-    /// Unloaded through the API: the repository watch leaves them alone until a load asks.
-    private let unloaded = Mutex(Set<String>())
+    /// Models being loaded (loads of one model are serialized, so two never race to install),
+    /// and models unloaded through the API (the repository watch leaves them alone until a load
+    /// asks). One lock for both, so an unload and a watch's load cannot cross.
+    private let loads = Mutex((loading: Set<String>(), unloaded: Set<String>()))
 
     public init(store: ModelStore, catalog: ModelCatalog, defaults: BatchingSettings = BatchingSettings(), logger: Logger) {
         self.store = store
@@ -42,11 +42,18 @@ public final class ModelManager: Sendable {
     /// Returns the version that now answers.
     @discardableResult
     public func load(_ name: String, force: Bool = false) async throws -> String {
-        guard loading.withLock({ $0.insert(name).inserted }) else {
-            throw WharfError(.unavailable, "model \"\(name)\" is already being loaded")
+        try loads.withLock { loads throws(WharfError) in
+            guard !loads.loading.contains(name) else {
+                throw WharfError(.unavailable, "model \"\(name)\" is already being loaded")
+            }
+            if force {
+                loads.unloaded.remove(name)
+            } else if loads.unloaded.contains(name) {
+                throw WharfError(.unavailable, "model \"\(name)\" was unloaded; load it through the API")
+            }
+            loads.loading.insert(name)
         }
-        defer { _ = loading.withLock { $0.remove(name) } }
-        if force { _ = unloaded.withLock { $0.remove(name) } }
+        defer { _ = loads.withLock { $0.loading.remove(name) } }
         do {
             let (diskVersion, path) = try await catalog.newest(name)
             let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
@@ -77,15 +84,24 @@ public final class ModelManager: Sendable {
     }
 
     public func unload(_ name: String) throws(WharfError) {
-        guard store.unload(name) else { throw WharfError(.notFound, "model \"\(name)\" is not loaded") }
+        // Not while it loads: the load would install it again just after.
+        try loads.withLock { loads throws(WharfError) in
+            guard !loads.loading.contains(name) else {
+                throw WharfError(.unavailable, "model \"\(name)\" is being loaded; unload it once the load has finished")
+            }
+            guard store.unload(name) else { throw WharfError(.notFound, "model \"\(name)\" is not loaded") }
+            loads.unloaded.insert(name)
+        }
         _ = loaded.withLock { $0.removeValue(forKey: name) }
-        _ = unloaded.withLock { $0.insert(name) }
         logger.info("model unloaded", metadata: ["model": "\(name)"])
     }
 
+    /// Models unloaded through the API and not loaded again since.
+    public var unloadedNames: Set<String> { loads.withLock { $0.unloaded } }
+
     /// One pass of the repository watch: loads any model whose newest version (or file) changed.
     public func refresh() async {
-        let leftAlone = unloaded.withLock { $0 }
+        let leftAlone = unloadedNames
         for name in catalog.modelNames where !leftAlone.contains(name) {
             do {
                 try await load(name)
