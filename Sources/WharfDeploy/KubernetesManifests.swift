@@ -148,8 +148,11 @@ public struct KubernetesManifests: Sendable {
         let labels = labels("model-server", model: model.reference.name)
         let container = self.container(
             name: "server",
+            // On SIGTERM the pod leaves its Service's endpoints while the proxies catch up: the
+            // server keeps answering, readiness false, for 5 s of the 30 s grace period first.
             arguments: ["serve", "--registry", "http://wharf-registry:8081", "--model", .string(model.reference.description),
-                        "--host", "0.0.0.0", "--port", "8080", "--cache-dir", "/data/cache", "--log-format", "json"],
+                        "--host", "0.0.0.0", "--port", "8080", "--cache-dir", "/data/cache", "--log-format", "json",
+                        "--drain-delay-ms", "5000"],
             port: 8080, health: "/v2/health", environment: [secretEnvironment("WHARF_REGISTRY_TOKEN", key: "registry-token")],
             requests: ("500m", "128Mi"), limits: ("2", "1Gi"))
         let pod = podTemplate(labels: labels, container: container, dataVolume: .map([("emptyDir", .map([]))]))
