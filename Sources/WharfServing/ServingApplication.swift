@@ -68,12 +68,17 @@ public struct ModelServer: Sendable {
 
     /// The application in a service group that stops it in the right order: on a graceful
     /// shutdown (`signals`, or the group's trigger) readiness goes false at once, the server
-    /// keeps answering for `drainDelay`, then stops accepting and lets in-flight requests finish.
+    /// keeps answering for `drainDelay`, then stops accepting and lets in-flight requests finish
+    /// (for 30 s at most; then they are cancelled).
     public func serviceGroup(
         _ application: some ApplicationProtocol, drainDelay: Duration = .zero, signals: [UnixSignal] = [], logger: Logger
     ) -> ServiceGroup {
-        ServiceGroup(configuration: .init(
+        var configuration = ServiceGroupConfiguration(
             services: [application, ReadinessOnShutdown(readiness: readiness, drainDelay: drainDelay)],
-            gracefulShutdownSignals: signals, logger: logger))
+            gracefulShutdownSignals: signals, logger: logger)
+        // A shutdown does not wait for ever: on a client that stopped reading its answer, or a
+        // registry that stalls mid-body, the group cancels what is left.
+        configuration.maximumGracefulShutdownDuration = drainDelay + .seconds(30)
+        return ServiceGroup(configuration: configuration)
     }
 }

@@ -232,7 +232,10 @@ struct CanaryTests {
                                actor: "t")
         try await waitFor { store.entry("m")?.spec.targets.count == 2 }
         #expect(store.entry("m")?.spec.targets.map(\.version) == ["3", "2"])
+        // Changes by hand wait for no canary (a step would undo them).
+        #expect(throws: WharfError.self) { try canaries.withoutRunningCanary("m") { () throws(WharfError) in } }
         #expect(try canaries.abort(model: "m", actor: "t", reason: "by hand"))
+        #expect(throws: Never.self) { try canaries.withoutRunningCanary("m") { () throws(WharfError) in } }
         #expect(store.entry("m")?.spec.targets.map(\.version) == ["2"])
         #expect(store.entry("m")?.previous == spec("1"))
     }

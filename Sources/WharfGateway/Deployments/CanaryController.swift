@@ -51,16 +51,17 @@ final class CanaryController: Sendable {
 
     func start(model: String, plan: CanaryPlan, actor: String) throws(WharfError) -> Status {
         let plan = try plan.validated()
-        guard let entry = store.entry(model) else { throw WharfError(.notFound, "no deployment for model \(model): set one first") }
-        guard !entry.spec.targets.contains(where: { $0.version == plan.version }) else {
-            throw WharfError(.conflict, "version \(plan.version) is already a target of \(model)")
-        }
         let status = Status(version: plan.version, steps: plan.steps, step: nil, state: "running", reason: nil, startedAt: Date(), endedAt: nil)
-        let id = try runs.withLock { runs throws(WharfError) in
+        // The spec the rollout starts from is read under the lock changes by hand take.
+        let (id, entry) = try runs.withLock { runs throws(WharfError) in
+            guard let entry = store.entry(model) else { throw WharfError(.notFound, "no deployment for model \(model): set one first") }
+            guard !entry.spec.targets.contains(where: { $0.version == plan.version }) else {
+                throw WharfError(.conflict, "version \(plan.version) is already a target of \(model)")
+            }
             if runs[model]?.status.state == "running" { throw WharfError(.conflict, "a canary of \(model) is already running") }
             let run = Run(status: status, task: nil, stable: entry.spec, rollbackPoint: entry.previous)
             runs[model] = run
-            return run.id
+            return (run.id, entry)
         }
         let task = Task { await self.run(model: model, id: id, plan: plan, stable: entry.spec, before: entry.previous, actor: actor) }
         runs.withLock { $0[model]?.task = task }
@@ -72,13 +73,28 @@ final class CanaryController: Sendable {
     func abort(model: String, actor: String, reason: String) throws(WharfError) -> Bool {
         try runs.withLock { runs throws(WharfError) in
             guard var run = runs[model], run.status.state == "running" else { return false }
-            run.task?.cancel()
+            // The run ends even when the spec cannot be saved (it is installed before it is
+            // saved): a run left "running" would refuse every change for good.
+            defer {
+                run.task?.cancel()
+                run.status.state = "rolled_back"
+                run.status.reason = reason
+                run.status.endedAt = Date()
+                runs[model] = run
+            }
             try store.set(run.stable, actor: actor, action: "canary.rollback", detail: reason, rollbackTo: .spec(run.rollbackPoint))
-            run.status.state = "rolled_back"
-            run.status.reason = reason
-            run.status.endedAt = Date()
-            runs[model] = run
             return true
+        }
+    }
+
+    /// Does `write` (a change of `model`'s deployment by hand) only while no canary of it runs,
+    /// under the lock a canary's start and steps take, so neither can overwrite the other.
+    func withoutRunningCanary<T>(_ model: String, _ write: () throws(WharfError) -> T) throws(WharfError) -> T {
+        try runs.withLock { runs throws(WharfError) in
+            if let run = runs[model], run.status.state == "running" {
+                throw WharfError(.conflict, "a canary of \(model) (version \(run.status.version)) is running: wait for it to end, or roll it back")
+            }
+            return try write()
         }
     }
 
@@ -87,8 +103,9 @@ final class CanaryController: Sendable {
     private func whileRunning(_ model: String, _ id: UUID, _ write: (inout Run) throws(WharfError) -> Void) throws(WharfError) -> Bool {
         try runs.withLock { runs throws(WharfError) in
             guard var run = runs[model], run.id == id, run.status.state == "running" else { return false }
+            // Kept even when `write` throws after changing it (a spec installed, not saved).
+            defer { runs[model] = run }
             try write(&run)
-            runs[model] = run
             return true
         }
     }
@@ -141,10 +158,12 @@ final class CanaryController: Sendable {
         action: String
     ) throws(WharfError) {
         _ = try whileRunning(model, id) { run throws(WharfError) in
+            defer {
+                run.status.state = state
+                run.status.reason = reason
+                run.status.endedAt = Date()
+            }
             try store.set(spec, actor: actor, action: action, detail: reason ?? "all steps passed", rollbackTo: .spec(point))
-            run.status.state = state
-            run.status.reason = reason
-            run.status.endedAt = Date()
         }
     }
 

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import HTTPTypes
-import HummingbirdCore
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -48,8 +47,9 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private var isRemoved = false
     /// When the client last sent bytes or got an answer: a connection silent for the idle
     /// timeout, while no answer is owed, is closed (a client that stopped in the middle of a
-    /// body would otherwise hold it for ever). After a hand-over to the codec, a Hummingbird
-    /// connection state handler added then keeps the same limit.
+    /// body would otherwise hold it for ever). Only until a hand-over to the codec: after it,
+    /// inference requests are answered by ``InferenceForwarder`` below the HTTP codec, where a
+    /// Hummingbird state handler would not see them (and would close busy connections).
     private var lastHeard = NIODeadline.now()
     private var silenceTimer: Scheduled<Void>?
 
@@ -164,16 +164,6 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         passingThrough = true
         silenceTimer?.cancel()
         silenceTimer = nil
-        // From here on Hummingbird's connection state handler keeps the idle limit: it sees
-        // every request from now (a hand-over happens between requests), so its counts are right.
-        // The one the channel was built with has none: before a hand-over it would see nothing
-        // and close busy connections.
-        if let timeout = settings.idleTimeout,
-           let built = try? context.pipeline.syncOperations.handler(type: HTTPConnectionStateHandler.self)
-        {
-            let idle = HTTPConnectionStateHandler(idleTimeout: .nanoseconds(timeout.nanoseconds), logger: settings.logger)
-            try? context.pipeline.syncOperations.addHandler(idle, position: .after(built))
-        }
         if let buffer = pending, buffer.readableBytes > 0 {
             pending = nil
             context.fireChannelRead(wrapInboundOut(buffer))

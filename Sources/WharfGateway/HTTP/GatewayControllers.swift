@@ -113,8 +113,9 @@ struct DeploymentController<Context: RequestContext>: Sendable {
             var spec = try await JSONBody.decode(DeploymentSpec.self, from: request)
             guard spec.model == model else { throw WharfError(.invalidInput, "the spec is for model \(spec.model), the path for \(model)") }
             spec = try spec.validated()
-            if canaries.status(model)?.state == "running" { throw WharfError(.conflict, "a canary of \(model) is running: roll it back or wait") }
-            try store.set(spec, actor: key?.id ?? "anonymous", action: "set", detail: "weights " + spec.targets.map { "\($0.version)=\($0.weight)" }.joined(separator: ","))
+            try canaries.withoutRunningCanary(model) { () throws(WharfError) in
+                try store.set(spec, actor: key?.id ?? "anonymous", action: "set", detail: "weights " + spec.targets.map { "\($0.version)=\($0.weight)" }.joined(separator: ","))
+            }
             return try JSONBody.response(status(model))
         }
         deployments.delete(":model") { request, context in
@@ -166,18 +167,17 @@ struct DeploymentController<Context: RequestContext>: Sendable {
             let key = try access.authorize(request, scope: "deploy")
             let model = try Self.model(context)
             let change = try await JSONBody.decode(ShadowChange.self, from: request)
-            // Each canary step rebuilds the spec from the one before the rollout.
-            if let canary = canaries.status(model), canary.state == "running" {
-                throw WharfError(.conflict, "a canary of \(model) (version \(canary.version)) is running: change the shadow when it has ended, or roll it back")
+            // Each canary step rebuilds the spec from the one before the rollout: not during one.
+            try canaries.withoutRunningCanary(model) { () throws(WharfError) in
+                var spec = try current(model).spec
+                if let version = change.version, let share = change.share, share > 0 {
+                    spec.shadow = DeploymentSpec.Shadow(version: version, share: share, replicas: change.replicas ?? [])
+                } else {
+                    spec.shadow = nil
+                }
+                try store.set(spec, actor: key?.id ?? "anonymous", action: "shadow",
+                              detail: spec.shadow.map { "\($0.version) gets a copy of \($0.share * 100)%" } ?? "shadow off")
             }
-            var spec = try current(model).spec
-            if let version = change.version, let share = change.share, share > 0 {
-                spec.shadow = DeploymentSpec.Shadow(version: version, share: share, replicas: change.replicas ?? [])
-            } else {
-                spec.shadow = nil
-            }
-            try store.set(spec, actor: key?.id ?? "anonymous", action: "shadow",
-                          detail: spec.shadow.map { "\($0.version) gets a copy of \($0.share * 100)%" } ?? "shadow off")
             return try JSONBody.response(status(model))
         }
 

@@ -71,28 +71,41 @@ public final class ModelManager: Sendable {
             }.value
             // A registry alias names the version to serve, even an older one (a rollback).
             let followsAlias = if case .registry = catalog { true } else { false }
-            store.install(model, makeCurrent: followsAlias)
-            loaded.withLock { $0[name] = (path, modified, version) }
+            // An unload that came while a watch's load ran wins; a load asked for wins over one
+            // that came before it.
+            let installed = loads.withLock { loads in
+                if force {
+                    loads.unloaded.remove(name)
+                } else if loads.unloaded.contains(name) {
+                    return false
+                }
+                store.install(model, makeCurrent: followsAlias)
+                loaded.withLock { $0[name] = (path, modified, version) }
+                return true
+            }
+            guard installed else {
+                model.retireMetrics()
+                throw WharfError(.unavailable, "model \"\(name)\" was unloaded while it loaded")
+            }
             logger.info(
                 "model loaded",
                 metadata: ["model": "\(name)", "version": "\(version)", "path": "\(path)", "seconds": "\(model.loadSeconds)"])
             return version
         } catch let error as WharfError {
-            store.recordFailure(name: name, reason: error.message)
+            // An unloaded model is not a failed one (its index entry is gone, and stays gone).
+            if !loads.withLock({ $0.unloaded.contains(name) }) { store.recordFailure(name: name, reason: error.message) }
             throw error
         }
     }
 
+    /// Removes every version of `name`. A repository watch's load running meanwhile does not
+    /// install it again (it checks, under the same lock, before installing).
     public func unload(_ name: String) throws(WharfError) {
-        // Not while it loads: the load would install it again just after.
         try loads.withLock { loads throws(WharfError) in
-            guard !loads.loading.contains(name) else {
-                throw WharfError(.unavailable, "model \"\(name)\" is being loaded; unload it once the load has finished")
-            }
             guard store.unload(name) else { throw WharfError(.notFound, "model \"\(name)\" is not loaded") }
             loads.unloaded.insert(name)
+            _ = loaded.withLock { $0.removeValue(forKey: name) }
         }
-        _ = loaded.withLock { $0.removeValue(forKey: name) }
         logger.info("model unloaded", metadata: ["model": "\(name)"])
     }
 
