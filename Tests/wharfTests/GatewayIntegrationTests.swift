@@ -308,11 +308,22 @@ struct GatewayIntegrationTests {
 
         // A client that stops in the middle of a body, and one that stays connected after its
         // answer, are cut off once silent for the idle timeout (1 s here), not held for ever.
-        for (request, answers) in [(String(infer("idle").dropLast(10)), 0), (infer("idle"), 1)] {
+        // The same after a hand-over to the codec (a router request first).
+        let handedOverFirst = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+        for (request, answers) in [(String(infer("idle").dropLast(10)), 0), (infer("idle"), 1),
+                                   (handedOverFirst + String(infer("idle").dropLast(10)), 1), (handedOverFirst + infer("idle"), 2)] {
             let started = Date()
             let got = try RawHTTP.exchange(port: base, request: request)
             let waited = Date().timeIntervalSince(started)
             #expect(got.count == answers && waited >= 0.9 && waited < 4.5, "\(got.count) answers, closed after \(waited) s")
+        }
+        // Waiting for a replica is not silence, on either path: a 4 s wait is not cut at 1 s.
+        let slowInference = "POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        for prefix in ["", handedOverFirst] {
+            let started = Date()
+            let got = try RawHTTP.exchange(port: base, request: prefix + slowInference)
+            let waited = Date().timeIntervalSince(started)
+            #expect(got.last?.status == 503 && waited >= 4.8, "\(got.map(\.status)) after \(waited) s")
         }
 
         // Two models on one server: one hangs with more requests than the gateway keeps

@@ -47,9 +47,9 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private var isRemoved = false
     /// When the client last sent bytes or got an answer: a connection silent for the idle
     /// timeout, while no answer is owed, is closed (a client that stopped in the middle of a
-    /// body would otherwise hold it for ever). Only until a hand-over to the codec: after it,
-    /// inference requests are answered by ``InferenceForwarder`` below the HTTP codec, where a
-    /// Hummingbird state handler would not see them (and would close busy connections).
+    /// body would otherwise hold it for ever). After a hand-over to the codec,
+    /// ``InferenceForwarder`` keeps the same limit (Hummingbird's timer would not see the
+    /// inference answered there, and would close busy connections).
     private var lastHeard = NIODeadline.now()
     private var silenceTimer: Scheduled<Void>?
 

@@ -99,6 +99,11 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     /// Parts passed to the router that no read-complete event has followed yet.
     private var passedOnSinceReadComplete = false
     private var isRemoved = false
+    /// When the client last sent a part or got a whole answer. A connection silent for the idle
+    /// timeout while no answer is owed to it is closed, as on the byte-level path (which hands
+    /// connections to this codec path, where Hummingbird's own timer would not see inference).
+    private var lastHeard = NIODeadline.now()
+    private var silenceTimer: Scheduled<Void>?
 
     init(settings: Settings) {
         self.settings = settings
@@ -110,11 +115,37 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         isRemoved = true
+        silenceTimer?.cancel()
+        silenceTimer = nil
+    }
+
+    /// Whether the client is waiting for an answer (its silence is then not its own).
+    private var answerOwed: Bool {
+        if case .awaitingAnswer = state { return true }
+        if !waiting.isEmpty { return true }
+        if case .idle = state, routerAnswersOwed > 0 { return true }
+        return false
+    }
+
+    private func checkSilence(after delay: TimeAmount, context: ChannelHandlerContext) {
+        silenceTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            self.silenceTimer = nil
+            guard let timeout = self.settings.idleTimeout, !self.isRemoved else { return }
+            let quiet = NIODeadline.now() - self.lastHeard
+            if quiet >= timeout, !self.answerOwed {
+                context.close(promise: nil)
+            } else {
+                self.checkSilence(after: self.answerOwed ? timeout : timeout - quiet, context: context)
+            }
+        }
     }
 
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        lastHeard = .now()
+        // Armed at the first part: before it, the byte-level path ahead has the connection.
+        if silenceTimer == nil, let timeout = settings.idleTimeout { checkSilence(after: timeout, context: context) }
         let part = unwrapInboundIn(data)
         if waiting.isEmpty, canTake(part) {
             take(part, context: context)
@@ -270,6 +301,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        lastHeard = .now()
         if inference.closeAfter {
             context.close(promise: nil)
             return
@@ -343,6 +375,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         context.write(data, promise: promise)
+        if case .end = unwrapOutboundIn(data) { lastHeard = .now() }
         if case .end = unwrapOutboundIn(data), routerAnswersOwed > 0 {
             routerAnswersOwed -= 1
             if routerAnswersOwed == 0 { resume(context: context) }
