@@ -240,6 +240,20 @@ struct CanaryTests {
         #expect(store.entry("m")?.previous == spec("1"))
     }
 
+    /// The bulkhead counts a model's requests across spec changes: requests of the old spec
+    /// still running count against the new one's limit.
+    @Test func requestsInFlightOutliveASpecChange() throws {
+        let store = try DeploymentStore(file: nil)
+        let spec = DeploymentSpec(model: "m", targets: [.init(version: "1", weight: 100, replicas: ["http://127.0.0.1:1"])])
+        try store.set(spec, actor: "t", action: "set", detail: "")
+        for _ in 0..<3 { _ = store.deployment("m")?.inFlight.enter() }
+        var changed = spec
+        changed.targets.append(.init(version: "2", weight: 0, replicas: ["http://127.0.0.1:2"]))
+        try store.set(changed, actor: "t", action: "set", detail: "")
+        #expect(store.deployment("m")?.spec == changed)
+        #expect(store.deployment("m")?.inFlight.value == 3)
+    }
+
     @Test func answersAreComparedByValue() {
         let a = #"{"model_name":"m","outputs":[{"name":"p","data":[0.5,0.25]}]}"#
         let b = #"{"outputs":[{"data":[0.5000000001,0.25],"name":"p"}],"model_name":"m","model_version":"2"}"#

@@ -12,9 +12,20 @@ final class LiveDeployment: Sendable {
     let pools: [String: ReplicaPool]
     let shadowPool: ReplicaPool?
     let stats: [String: VersionStats]
-    let inFlight: Atomic<Int>
+    /// Requests in flight for the model, shared by every spec of it: a spec change (a canary
+    /// step) does not start a fresh count while the old spec's requests still run.
+    let inFlight: InFlightCount
 
-    init(spec: DeploymentSpec, directory: ReplicaDirectory, stats: (String) -> VersionStats) {
+    final class InFlightCount: Sendable {
+        private let count = Atomic(0)
+
+        /// One more in flight; the count with it.
+        func enter() -> Int { count.wrappingAdd(1, ordering: .relaxed).newValue }
+        func leave() { count.wrappingSubtract(1, ordering: .relaxed) }
+        var value: Int { count.load(ordering: .relaxed) }
+    }
+
+    init(spec: DeploymentSpec, directory: ReplicaDirectory, inFlight: InFlightCount = InFlightCount(), stats: (String) -> VersionStats) {
         self.spec = spec
         var pools: [String: ReplicaPool] = [:]
         var versionStats: [String: VersionStats] = [:]
@@ -30,7 +41,7 @@ final class LiveDeployment: Sendable {
         }
         self.pools = pools
         self.stats = versionStats
-        self.inFlight = Atomic(0)
+        self.inFlight = inFlight
     }
 }
 
@@ -158,8 +169,10 @@ final class DeploymentStore: Sendable {
     }
 
     private func install(_ spec: DeploymentSpec) {
-        let deployment = LiveDeployment(spec: spec, directory: directory) { self.stats(model: spec.model, version: $0) }
-        live.withLock { $0[spec.model] = deployment }
+        live.withLock { live in
+            let inFlight = live[spec.model]?.inFlight ?? LiveDeployment.InFlightCount()
+            live[spec.model] = LiveDeployment(spec: spec, directory: directory, inFlight: inFlight) { self.stats(model: spec.model, version: $0) }
+        }
     }
 
     static func urls(_ spec: DeploymentSpec) -> [String] {

@@ -216,7 +216,7 @@ struct DeploymentController<Context: RequestContext>: Sendable {
                                            live: store.stats(model: model, version: shadow.version).summary(),
                                            replicas: live.shadowPool?.replicas.map(\.snapshot) ?? []))
         }
-        return Status(model: model, spec: entry.spec, versions: versions, inFlight: live.inFlight.load(ordering: .relaxed),
+        return Status(model: model, spec: entry.spec, versions: versions, inFlight: live.inFlight.value,
                       canary: canaries.status(model), history: Array(entry.history.suffix(50)), canRollBack: entry.previous != nil)
     }
 

@@ -63,9 +63,9 @@ final class InferenceRouter: Sendable {
         }
         let spec = deployment.spec
         // The bulkhead: this model's requests in flight never exceed its limit.
-        let inFlight = deployment.inFlight.wrappingAdd(1, ordering: .relaxed).newValue
+        let inFlight = deployment.inFlight.enter()
         let finish: Completion = { result in
-            deployment.inFlight.wrappingSubtract(1, ordering: .relaxed)
+            deployment.inFlight.leave()
             completion(result)
         }
         guard inFlight <= spec.maxConcurrency else {
