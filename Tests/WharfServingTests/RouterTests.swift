@@ -277,15 +277,7 @@ struct RouterTests {
                     try await client.execute(uri: "/v2/models/queued/infer", method: .post, body: rows(3)) { #expect($0.status == .ok) }
                 }
                 // Until the three rows are seen queued (the gauge), then two more do not fit.
-                let deadline = ContinuousClock.now + .seconds(10)
-                var queued = false
-                while !queued, ContinuousClock.now < deadline {
-                    try await client.execute(uri: "/metrics", method: .get) { response in
-                        queued = String(buffer: response.body).contains(#"wharf_queued_rows{model="queued",version="1"} 3.0"#)
-                    }
-                    if !queued { try await Task.sleep(for: .milliseconds(5)) }
-                }
-                #expect(queued)
+                #expect(try await Self.queuedRows(3, model: "queued", client: client, within: .seconds(10)))
                 try await client.execute(uri: "/v2/models/queued/infer", method: .post, body: rows(2)) { response in
                     #expect(response.status == .serviceUnavailable)
                     #expect(response.headers[.retryAfter] == "1")
@@ -368,6 +360,19 @@ struct RouterTests {
         }
     }
 
+    /// Whether the queue gauge of `model` (version 1) shows `rows` within `within`, polled.
+    private static func queuedRows(_ rows: Int, model: String, client: some TestClientProtocol, within: Duration) async throws -> Bool {
+        let deadline = ContinuousClock.now + within
+        while ContinuousClock.now < deadline {
+            let seen = try await client.execute(uri: "/metrics", method: .get) { response in
+                String(buffer: response.body).contains(#"wharf_queued_rows{model="\#(model)",version="1"} \#(rows).0"#)
+            }
+            if seen { return true }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return false
+    }
+
     /// The request that leads a batch returns once its own rows are done: requests queued after
     /// it are evaluated by a task of their own, not by the leader before it may answer.
     @Test func aBatchLeaderDoesNotWaitForLaterRequests() async throws {
@@ -379,15 +384,7 @@ struct RouterTests {
         try await app.test(.router) { client in
             let row = ServingFixtures.requestBody(Array(repeating: 0.5, count: 8), rows: 1, features: 8)
             func queued(_ rows: Int) async throws -> Bool {
-                let deadline = ContinuousClock.now + .seconds(4)
-                while ContinuousClock.now < deadline {
-                    let seen = try await client.execute(uri: "/metrics", method: .get) { response in
-                        String(buffer: response.body).contains(#"wharf_queued_rows{model="leader",version="1"} \#(rows).0"#)
-                    }
-                    if seen { return true }
-                    try await Task.sleep(for: .milliseconds(5))
-                }
-                return false
+                try await Self.queuedRows(rows, model: "leader", client: client, within: .seconds(4))
             }
             // Judged only when the three requests were seen queued together, within the delay: a
             // machine too loaded to send them in 5 s proves nothing either way.
