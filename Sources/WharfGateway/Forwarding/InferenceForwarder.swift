@@ -375,8 +375,9 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         context.write(data, promise: promise)
-        if case .end = unwrapOutboundIn(data) { lastHeard = .now() }
-        if case .end = unwrapOutboundIn(data), routerAnswersOwed > 0 {
+        guard case .end = unwrapOutboundIn(data) else { return }
+        lastHeard = .now()
+        if routerAnswersOwed > 0 {
             routerAnswersOwed -= 1
             if routerAnswersOwed == 0 { resume(context: context) }
         }
