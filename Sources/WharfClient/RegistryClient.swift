@@ -28,12 +28,19 @@ public struct RegistryClient: Sendable {
 
     /// A client that reports a service that is down at once: connection errors are not retried
     /// until the deadline (async-http-client's default), and connecting gives up after 2 s.
-    public static let failFast: HTTPClient = {
+    public static let failFast: HTTPClient = makeHTTPClient()
+
+    /// `failFast`'s configuration. An answer that sends nothing for `readTimeout` is cut: a
+    /// request's `timeout` covers only the wait for the answer's head, so without it a registry
+    /// that stalls part-way through a body would hold the caller (the alias watch of `wharf
+    /// serve --registry`) for ever.
+    public static func makeHTTPClient(readTimeout: TimeAmount = .seconds(30)) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout.connect = .seconds(2)
+        configuration.timeout.read = readTimeout
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }()
+    }
 
     // MARK: - Models and versions
 
@@ -209,6 +216,8 @@ public struct RegistryClient: Sendable {
     private func collect(_ response: HTTPClientResponse, limit: Int) async throws -> ByteBuffer {
         do {
             return try await response.body.collect(upTo: limit)
+        } catch let error as HTTPClientError where error == .readTimeout {
+            throw WharfError(.unavailable, "the registry at \(baseURL) stopped sending its answer part-way")
         } catch {
             throw WharfError(.io, "the registry's answer was cut short or larger than \(limit) bytes")
         }

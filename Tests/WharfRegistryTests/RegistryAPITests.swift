@@ -279,6 +279,42 @@ struct RegistryAPITests {
         #expect(!store.contains(ArtifactReference(sha256: SHA256.hash(Array(repeating: 7, count: 5000)).hex, size: 5000)))
     }
 
+    /// An answer whose head and first bytes arrive, then nothing: the client gives up after its
+    /// read timeout, though the request's own timeout (which covers only the head) is far off.
+    @Test func anAnswerThatStopsPartWayIsCutOff() async throws {
+        let router = Router()
+        router.get("/v1/models") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(contentLength: 1000) { writer in
+                try await writer.write(ByteBuffer(string: #"[{"name":"#))
+                try await Task.sleep(for: .seconds(600))  // cancelled with the server below
+            })
+        }
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        var quiet = Logger(label: "test.stall")
+        quiet.logLevel = .critical  // the server is cancelled with the stalled answer still open
+        let application = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in
+                continuation.yield(channel.localAddress?.port ?? 0)
+                continuation.finish()
+            }, logger: quiet)
+        let http = RegistryClient.makeHTTPClient(readTimeout: .seconds(1))
+        let group = ServiceGroup(services: [application], logger: quiet)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            let client = RegistryClient(baseURL: "http://127.0.0.1:\(port)", http: http, timeout: .seconds(300))
+            let started = ContinuousClock.now
+            let error = await #expect(throws: WharfError.self) { _ = try await client.models() }
+            #expect(error?.code == .unavailable)
+            #expect(error?.message.contains("stopped sending") == true)
+            #expect(ContinuousClock.now - started < .seconds(60))
+            tasks.cancelAll()
+        }
+        try await http.shutdown()
+    }
+
     @Test func theOpenAPIDocumentIsServedAndMatchesTheRepository() async throws {
         let document = try String(contentsOf: Self.fixtures.deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("docs/registry-openapi.yaml"), encoding: .utf8)
