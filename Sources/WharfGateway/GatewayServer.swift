@@ -99,6 +99,7 @@ public struct GatewayServer: Sendable {
         if let metrics {
             MetricsEndpoint<BasicRequestContext>(registry: metrics).addRoutes(to: routes)
         }
+        routes.refuseOtherMethods(answeredElsewhere: GatewayInferenceController<BasicRequestContext>.forwardedRoutes)
         let serverName = "wharf-gateway"
         let forwarding = InferenceForwarder.Settings(
             router: router, access: access, maxBodyBytes: configuration.maxBodyBytes, serverName: serverName, logger: logger,

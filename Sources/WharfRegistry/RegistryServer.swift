@@ -92,6 +92,7 @@ public struct RegistryServer: Sendable {
         RegistryController(
             store: store, artifacts: artifacts, policy: PromotionPolicy(protectedAliases: configuration.protectedAliases)
         ).addRoutes(to: router)
+        router.refuseOtherMethods()
         return Application(
             router: router,
             server: .wharfHTTP1,

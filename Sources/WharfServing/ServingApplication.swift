@@ -53,6 +53,7 @@ public struct ModelServer: Sendable {
         if let metrics {
             MetricsEndpoint<BasicRequestContext>(registry: metrics).addRoutes(to: router)
         }
+        router.refuseOtherMethods()
         let responder = ServingResponder(router: router.buildResponder(), requestID: requestID, metrics: httpMetrics, errors: errors,
                                          controller: controller)
         return Application(

@@ -46,6 +46,13 @@ struct GatewayAccessTests {
         #expect(try await Self.request("PUT", url + "/v1/deployments/champ", body: spec).status == 401)
         #expect(try await Self.request("PUT", url + "/v1/deployments/champ", key: Self.adminKey, body: spec).status == 200)
         #expect(try await Self.request("PUT", url + "/v1/deployments/champ", key: Self.adminKey, body: #"{"model":"champ","targets":[]}"#).status == 400)
+        // A known path with a method it does not take: 405 with Allow, also on the inference
+        // path, which the forwarder answers before the router.
+        let wrongMethod = try await Self.request("GET", url + "/v2/models/champ/infer")
+        #expect(wrongMethod.status == 405)
+        #expect((wrongMethod.headers["Allow"] ?? wrongMethod.headers["allow"]) as? String == "POST")
+        #expect((wrongMethod.json["error"] as? String)?.contains("GET is not allowed") == true)
+        #expect(try await Self.request("PATCH", url + "/v1/deployments/champ", key: Self.adminKey).status == 405)
 
         // Without --open-inference, inference needs a key with an infer scope.
         let anonymous = try await Self.request("POST", url + "/v2/models/champ/infer", body: Self.row)

@@ -156,6 +156,7 @@ public final class HubServer: Sendable {
         router.get("/v1/health/live") { _, _ in Response.emptyOK }
         router.get("/v1/health/ready") { _, _ in Response.emptyOK }
         HubController(hub: self).addRoutes(to: router)
+        router.refuseOtherMethods()
         return Application(router: router, server: .wharfHTTP1, configuration: .init(address: .hostname(host, port: port), serverName: "wharf-hub"),
                            services: [PeriodicService(interval: retentionInterval) { await self.enforceRetention(logger: logger) },
                                       PeriodicService(interval: .milliseconds(250)) { await self.materializeViews(logger: logger) }],

@@ -25,6 +25,11 @@ struct GatewayInferenceController<Context: RequestContext>: Sendable {
         // POST …/infer never reaches the router: the gateway's InferenceForwarder answers it.
     }
 
+    /// The routes the InferenceForwarder answers before the router.
+    static var forwardedRoutes: [(path: RouterPath, method: HTTPRequest.Method)] {
+        [("/v2/models/:model/infer", .post), ("/v2/models/:model/versions/:version/infer", .post)]
+    }
+
     /// Model metadata and readiness come from a replica of the deployment's main version.
     private func metadata(_ request: Request, _ context: Context, suffix: String) async throws -> Response {
         let model = try context.parameters.require("model")
