@@ -10,11 +10,14 @@ connections (-t2, or -t1 at one connection), POST /v2/models/{m}/infer with one 
   * relay x1:   through bench/tcp_relay.c (built with the system's C compiler; left out when there
                 is none), a TCP relay with no HTTP in it, in front of replica A: the floor of one
                 more hop on this machine, for reading the gateway's figures (not judged)
+  * relay x2:   the same relay in front of replicas A and B, each client connection to the next
+                replica in turn: the floor of one more hop when two replicas share the load
+                (not judged)
   * gateway x1: to the gateway, whose deployment has one replica (A)
   * gateway x2: to the gateway, whose deployment has two replicas (A and B)
 The deployment is switched between one and two replicas on the same gateway with
 `wharf deploy set` (which replaces the spec). The setups are measured one after the other at
-each connection count (direct, relay, x1, x2 at 1 connection, then at 16, then at 64), so that
+each connection count (direct, relays, x1, x2 at 1 connection, then at 16, then at 64), so that
 the figures compared are measured close together in time; each setup gets a warm-up first,
 and every point one second of its own load, not measured, right before it.
 
@@ -73,7 +76,7 @@ import serve_compare as sc  # noqa: E402  (free ports, bodies, wrk script, proce
 
 ROOT = sc.ROOT
 MODEL_NAME = sc.MODEL_NAME
-SETUPS = ("direct", "relay x1", "gateway x1", "gateway x2")
+SETUPS = ("direct", "relay x1", "relay x2", "gateway x1", "gateway x2")
 ADDED_P50_LIMIT_US = 150
 THROUGHPUT_RATIO_MIN = 0.60
 # Paces each connection: wrk calls delay() before every request on a connection. The waits are
@@ -114,17 +117,19 @@ def start_gateway(args, tmp: Path, key: str) -> sc.Server:
     return server
 
 
-def start_relay(tmp: Path, upstream: sc.Server) -> sc.Server | None:
-    """bench/tcp_relay.c, built with the system's C compiler, in front of `upstream`; None (and
+def start_relay(tmp: Path, upstreams: list[sc.Server], label: str) -> sc.Server | None:
+    """bench/tcp_relay.c, built with the system's C compiler, in front of `upstreams`; None (and
     the relay's points left out) when there is no compiler."""
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     binary = tmp / "tcp_relay"
-    if cc is None or subprocess.run([cc, "-O2", "-pthread", str(ROOT / "bench" / "tcp_relay.c"), "-o",
-                                     str(binary)], capture_output=True).returncode != 0:
-        print("no C compiler: the relay x1 points are left out", flush=True)
+    if not binary.exists() and (
+            cc is None or subprocess.run([cc, "-O2", "-pthread", str(ROOT / "bench" / "tcp_relay.c"),
+                                          "-o", str(binary)], capture_output=True).returncode != 0):
+        print("no C compiler: the relay points are left out", flush=True)
         return None
     port = sc.free_port()
-    relay = sc.Server("relay", [str(binary), str(port), str(upstream.port)], port, log=tmp / "relay.log")
+    ports = ",".join(str(upstream.port) for upstream in upstreams)
+    relay = sc.Server(label, [str(binary), str(port), ports], port, log=tmp / f"{label}.log")
     relay.wait_ready(timeout=10)
     return relay
 
@@ -330,10 +335,13 @@ def main() -> int:
         servers.append(b)
         gateway = start_gateway(args, tmp, key)
         servers.append(gateway)
-        relay = start_relay(tmp, a)
-        setups = SETUPS if relay else tuple(s for s in SETUPS if s != "relay x1")
-        if relay:
-            servers.append(relay)
+        relays = {}
+        for setup, upstreams in (("relay x1", [a]), ("relay x2", [a, b])):
+            relay = start_relay(tmp, upstreams, setup.replace(" ", "-"))
+            if relay:
+                relays[setup] = relay
+                servers.append(relay)
+        setups = tuple(s for s in SETUPS if not s.startswith("relay") or s in relays)
         print(f"replicas A :{a.port}, B :{b.port} ready in {a.cold_start_ms:.0f} / "
               f"{b.cold_start_ms:.0f} ms; gateway :{gateway.port} ready in "
               f"{gateway.cold_start_ms:.0f} ms", flush=True)
@@ -341,14 +349,14 @@ def main() -> int:
         if post(url(b), raw) != direct:
             raise RuntimeError("replicas A and B answer the same body differently")
         # The proxy column is the gateway's CPU, or the relay's at the relay's points.
-        groups = {"gateway": [gateway] + ([relay] if relay else []), "servers": [a, b]}
+        groups = {"gateway": [gateway] + list(relays.values()), "servers": [a, b]}
         replicas = {"gateway x1": [a], "gateway x2": [a, b]}
         current = None
 
         def use(setup: str):
             """Point the deployment at the setup's replicas (when it changes) and check it."""
             nonlocal current
-            if setup in ("direct", "relay x1") or current == setup:
+            if setup == "direct" or setup in relays or current == setup:
                 return
             deployed[setup] = deploy(args, gateway, key, replicas[setup])
             current = setup
@@ -356,7 +364,7 @@ def main() -> int:
                 check_answer(gateway, direct, raw, setup)
 
         def target_of(setup: str) -> str:
-            server = {"direct": a, "relay x1": relay}.get(setup, gateway)
+            server = {"direct": a, **relays}.get(setup, gateway)
             return f"{url(server)}/v2/models/{MODEL_NAME}/infer"
 
         for setup in setups:  # warm-up, not reported
@@ -380,7 +388,7 @@ def main() -> int:
                 served = (after[0] - before[0], after[1] - before[1])
                 r.update(setup=setup, conns=conns, served_a=served[0], served_b=served[1],
                          replica_a_share=(served[0] / sum(served)
-                                          if setup == "gateway x2" and sum(served) > 0 else None))
+                                          if setup.endswith("x2") and sum(served) > 0 else None))
                 points.append(r)
                 print_point(r)
 
@@ -409,6 +417,16 @@ def main() -> int:
         if added:
             print(f"p50 added, {setup}: " + ", ".join(
                 f"{c['added_p50_us']:.0f} µs at {c['conns']} conns" for c in added))
+    # What the gateway adds over a hop that does nothing but copy bytes to the same replicas.
+    for replicas in ("x1", "x2"):
+        over = []
+        for paced in (False, True):
+            for c in conn_counts:
+                g, r = find(points, f"gateway {replicas}", c, paced), find(points, f"relay {replicas}", c, paced)
+                if g and r:
+                    over.append(f"{g['p50_us'] - r['p50_us']:+.0f} µs at {c} conns{' paced' if paced else ''}")
+        if over:
+            print(f"p50, gateway {replicas} over relay {replicas}: " + ", ".join(over))
     background.append(sc.busy_cpus())
     during = max((p["other_cpus"] for p in points), default=0.0)
     print(f"other processes busy on {background[0]:.2f} / {during:.2f} / {background[1]:.2f} CPUs "

@@ -7,6 +7,8 @@ Everything runs on loopback (127.0.0.1) on free ports picked at run time. For ea
   * the same with 1000 rows ([1000,30]) at 1 connection
   * wharf only: GET /v2/health/live at 16 and 64 connections (the ceiling of its HTTP stack)
   * server RSS (VmRSS of the server process and of its whole process group) after the load
+  * wharf only, after the load: the batch request's work floor, the least time its answer can
+    take on this machine with no HTTP at all (see work_floor)
 Figures come from wrk (-t2, or -t1 at one connection) and a Lua script whose done() prints the
 request count, the latency percentiles and the errors (connect/read/write/timeout, and responses
 with a status >= 400, which wrk counts as its "Non-2xx or 3xx" figure).
@@ -354,6 +356,51 @@ def bench_server(server: Server, args, wrk: str, script: Path, bodies: dict, row
             "probabilities_1": probs_1, "probabilities_n": probs_n}
 
 
+def work_floor(args, bodies: dict, rounds: int = 5) -> dict:
+    """The least time the batch request can take on this machine, with no HTTP at all.
+
+    One CPU does the whole answer to the batch body (decode, input matrix, evaluation, outputs,
+    encoding: `wharf bench-request --model`, the server's work between HTTP and HTTP); two
+    threads evaluate batches at `speedup` times one thread's rate (`wharf bench --threads 1|2`).
+    Spread over both cores at that rate, with nothing else running, the answer takes at least
+    the one-CPU time / speedup. Medians of `rounds` alternated rounds (the VM's speed drifts)."""
+    cpu = max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+    def pinned():
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+
+    def figure(cmd: list[str], key: str, pin: bool) -> float:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                             preexec_fn=pinned if pin else None).stdout
+        return float(json.loads(out)[key])
+
+    wharf, model = str(args.wharf), str(args.model)
+    samples = {"json_us": [], "binary_us": [], "eval_1_thread_us": [], "eval_2_threads_us": []}
+    for _ in range(rounds):
+        for label, body in (("json_us", bodies["n"]), ("binary_us", bodies["n-binary"])):
+            cmd = [wharf, "bench-request", "--body", str(body.path), "--model", model,
+                   "--seconds", "1", "--json"]
+            if body.header_length:
+                cmd += ["--header-length", str(body.header_length)]
+            samples[label].append(figure(cmd, "microsPerDecode", pin=True))
+        for threads in (1, 2):
+            cmd = [wharf, "bench", "--model", model, "--batch", str(args.batch),
+                   "--rows", str(300 * args.batch), "--threads", str(threads), "--json"]
+            samples[f"eval_{threads}_thread{'s' if threads > 1 else ''}_us"].append(
+                figure(cmd, "micros_per_call", pin=False))
+    median = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
+    # Medians of the two, not a ratio per round: the VM's speed can change between the two runs
+    # of a round enough to give a "speed-up" over 2.
+    speedup = min(2.0, 2 * median["eval_1_thread_us"] / median["eval_2_threads_us"])
+    return {**median, "samples": samples, "speedup_2_threads": speedup,
+            "floor_json_ms": median["json_us"] / speedup / 1000,
+            "floor_binary_ms": median["binary_us"] / speedup / 1000,
+            # The most favourable reading: the fastest one-CPU round.
+            "fastest_floor_json_ms": min(samples["json_us"]) / speedup / 1000,
+            "fastest_floor_binary_ms": min(samples["binary_us"]) / speedup / 1000}
+
+
 def start_wharf(args, tmp: Path) -> Server:
     port = free_port()
     cmd = [str(args.wharf), "serve", "--model", f"{MODEL_NAME}={args.model}",
@@ -479,6 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wharf", action="store_true", help="MLServer only")
     p.add_argument("--no-mlserver-default", action="store_true",
                    help="skip the out-of-the-box MLServer run (keep the tuned one)")
+    p.add_argument("--no-floor", action="store_true",
+                   help="skip the batch request's work floor (wharf bench-request / bench, ~20 s)")
     p.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with server logs")
     return p
@@ -522,8 +571,23 @@ def main() -> int:
             if server:
                 server.stop()
 
+    floor = None
+    if "wharf" in results and not args.no_floor:
+        try:
+            floor = work_floor(args, bodies)
+        except (subprocess.CalledProcessError, ValueError, KeyError) as e:
+            failures.append(f"work floor: {e}")
     checks = targets(results)
     print_report(results, checks)
+    if floor:
+        print(f"\nthe {args.batch}-row request's work, no HTTP (medians of 5 alternated rounds): one CPU "
+              f"answers the JSON body in {floor['json_us'] / 1000:.2f} ms and the binary one in "
+              f"{floor['binary_us'] / 1000:.2f} ms (`wharf bench-request --model`, pinned); two threads "
+              f"evaluate {floor['speedup_2_threads']:.2f}x as many rows a second as one (`wharf bench "
+              f"--threads 1|2`); so on both cores, with nothing else running, the answer takes at "
+              f"least {floor['floor_json_ms']:.2f} ms (JSON) / {floor['floor_binary_ms']:.2f} ms "
+              f"(binary) before any HTTP; {floor['fastest_floor_json_ms']:.2f} / "
+              f"{floor['fastest_floor_binary_ms']:.2f} ms from the fastest one-CPU rounds")
     diff = agreement(results)
     if diff is not None:
         print(f"\nlargest probability difference between the servers on the same rows: {diff:.2e}")
@@ -541,7 +605,8 @@ def main() -> int:
                           "background_cpus_before_after": background},
                "servers": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("probabilities")}
                            for k, v in results.items()},
-               "targets": checks, "max_probability_difference": diff, "failures": failures}
+               "targets": checks, "max_probability_difference": diff, "work_floor": floor,
+               "failures": failures}
         Path(args.json).write_text(json.dumps(doc, indent=2))
         print(f"wrote {args.json}")
     if args.keep_logs:

@@ -7,21 +7,28 @@
  * request is what any proxy process on this machine must add (two wake-ups, four system calls),
  * so it shows how much of the gateway's added latency is the hop and how much is the gateway.
  *
- * Usage: tcp_relay LISTEN_PORT UPSTREAM_PORT [THREADS]   (both on 127.0.0.1)
+ * With several upstream ports (comma-separated), each new client connection goes to the next one
+ * in turn: the floor of a hop in front of two replicas.
+ *
+ * Usage: tcp_relay LISTEN_PORT UPSTREAM_PORT[,UPSTREAM_PORT...] [THREADS]   (all on 127.0.0.1)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define MAX_FDS 65536
-static int listen_port, upstream_port;
+#define MAX_UPSTREAMS 8
+static int listen_port, upstream_ports[MAX_UPSTREAMS], upstream_count;
+static atomic_uint connections;
 static int peer_of[MAX_FDS];
 
 static struct sockaddr_in loopback(int port) {
@@ -58,7 +65,7 @@ static void *serve(void *unused) {
                 int client = accept(listener, NULL, NULL);
                 if (client < 0) continue;
                 int upstream = socket(AF_INET, SOCK_STREAM, 0);
-                struct sockaddr_in target = loopback(upstream_port);
+                struct sockaddr_in target = loopback(upstream_ports[atomic_fetch_add(&connections, 1) % upstream_count]);
                 if (client >= MAX_FDS || upstream >= MAX_FDS ||
                     connect(upstream, (struct sockaddr *)&target, sizeof target) != 0) {
                     close(client);
@@ -91,11 +98,16 @@ static void *serve(void *unused) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: tcp_relay LISTEN_PORT UPSTREAM_PORT [THREADS]\n");
+        fprintf(stderr, "usage: tcp_relay LISTEN_PORT UPSTREAM_PORT[,UPSTREAM_PORT...] [THREADS]\n");
         return 2;
     }
     listen_port = atoi(argv[1]);
-    upstream_port = atoi(argv[2]);
+    for (char *port = strtok(argv[2], ","); port && upstream_count < MAX_UPSTREAMS; port = strtok(NULL, ","))
+        upstream_ports[upstream_count++] = atoi(port);
+    if (upstream_count == 0) {
+        fprintf(stderr, "tcp_relay: no upstream port\n");
+        return 2;
+    }
     int threads = argc > 3 ? atoi(argv[3]) : 2;
     pthread_t thread;
     for (int i = 0; i < threads; i++) pthread_create(&thread, NULL, serve, NULL);
