@@ -13,11 +13,15 @@ connections (-t2, or -t1 at one connection), POST /v2/models/{m}/infer with one 
   * relay x2:   the same relay in front of replicas A and B, each client connection to the next
                 replica in turn: the floor of one more hop when two replicas share the load
                 (not judged)
+  * nginx x1, nginx x2: nginx (when installed; `apt-get install nginx-light`) as an HTTP reverse
+                proxy in front of A, and of A and B (least_conn), two workers, keep-alive
+                connections to the replicas: what a production C proxy adds on this machine, the
+                peer the gateway's figures are read against (not judged)
   * gateway x1: to the gateway, whose deployment has one replica (A)
   * gateway x2: to the gateway, whose deployment has two replicas (A and B)
 The deployment is switched between one and two replicas on the same gateway with
 `wharf deploy set` (which replaces the spec). The setups are measured one after the other at
-each connection count (direct, relays, x1, x2 at 1 connection, then at 16, then at 64), so that
+each connection count (direct, relays, nginx, x1, x2 at 1 connection, then at 16, then at 64), so that
 the figures compared are measured close together in time; each setup gets a warm-up first,
 and every point one second of its own load, not measured, right before it.
 
@@ -52,8 +56,8 @@ the model servers share the same cores here (2 on the reference VM), so at 16 an
 the gateway's CPU is taken from the model server's: these are figures of the whole machine.
 
 Usage (from the repository root, after `swift build -c release`; any Python >= 3.9, stdlib only):
-    python3 bench/gateway_compare.py                 # 10 s a point, about 4 minutes
-    python3 bench/gateway_compare.py --quick         # 3 s a point, about 1.5 minutes
+    python3 bench/gateway_compare.py                 # 10 s a point, about 8 minutes
+    python3 bench/gateway_compare.py --quick         # 3 s a point, about 2.5 minutes
     python3 bench/gateway_compare.py --json out.json --keep-logs
 """
 from __future__ import annotations
@@ -76,7 +80,7 @@ import serve_compare as sc  # noqa: E402  (free ports, bodies, wrk script, proce
 
 ROOT = sc.ROOT
 MODEL_NAME = sc.MODEL_NAME
-SETUPS = ("direct", "relay x1", "relay x2", "gateway x1", "gateway x2")
+SETUPS = ("direct", "relay x1", "relay x2", "nginx x1", "nginx x2", "gateway x1", "gateway x2")
 ADDED_P50_LIMIT_US = 150
 THROUGHPUT_RATIO_MIN = 0.60
 # Paces each connection: wrk calls delay() before every request on a connection. The waits are
@@ -132,6 +136,41 @@ def start_relay(tmp: Path, upstreams: list[sc.Server], label: str) -> sc.Server 
     relay = sc.Server(label, [str(binary), str(port), ports], port, log=tmp / f"{label}.log")
     relay.wait_ready(timeout=10)
     return relay
+
+
+NGINX_CONF = """
+worker_processes 2;
+daemon off;
+pid {tmp}/{label}.pid;
+error_log {tmp}/{label}.error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/{label}-body;
+  proxy_temp_path {tmp}/{label}-proxy;
+  upstream replicas {{ least_conn; {servers} keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://replicas; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+"""
+
+
+def start_nginx(tmp: Path, upstreams: list[sc.Server], label: str) -> sc.Server | None:
+    """nginx as a reverse proxy in front of `upstreams`; None (and its points left out) when
+    nginx is not installed."""
+    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    if nginx is None:
+        print(f"no nginx: the {label} points are left out (apt-get install nginx-light)", flush=True)
+        return None
+    port = sc.free_port()
+    conf = tmp / f"{label}.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, label=label, port=port, servers=" ".join(
+        f"server 127.0.0.1:{u.port};" for u in upstreams)))
+    server = sc.Server(label, [nginx, "-c", str(conf)], port, log=tmp / f"{label}.log")
+    server.wait_ready(timeout=10)
+    return server
 
 
 def url(server: sc.Server) -> str:
@@ -236,22 +275,24 @@ def comparisons(points: list[dict], conn_counts: list[int], paced: bool = False)
     return out
 
 
-def targets(comps: list[dict]) -> list[dict]:
+def targets(comps: list[dict], proxy: str = "gateway") -> list[dict]:
+    """The gateway's targets; with `proxy="nginx"`, the same targets applied to nginx's points
+    (information: how the peer fares on this machine)."""
     out = []
     for c in comps:
         # The latency the gateway adds: where the load does not saturate the machine.
-        if not c["setup"].startswith("gateway") or not (c["paced"] or c["conns"] == 1):
+        if not c["setup"].startswith(proxy) or not (c["paced"] or c["conns"] == 1):
             continue
         load = f"paced {c['conns']} conns" if c["paced"] else f"{c['conns']} conn"
         out.append({"target": f"added_p50_{'paced_' if c['paced'] else ''}{c['conns']}_{c['setup'][-2:]}",
-                    "text": f"gateway adds <= {ADDED_P50_LIMIT_US} µs at p50, {load}, "
+                    "text": f"{proxy} adds <= {ADDED_P50_LIMIT_US} µs at p50, {load}, "
                             f"{c['setup']} (µs)",
                     "value": c["added_p50_us"], "pass": c["added_p50_us"] <= ADDED_P50_LIMIT_US})
     for c in comps:
-        if not c["setup"].startswith("gateway") or c["paced"] or c["conns"] not in (16, 64):
+        if not c["setup"].startswith(proxy) or c["paced"] or c["conns"] not in (16, 64):
             continue
         out.append({"target": f"throughput_ratio_{c['conns']}_{c['setup'][-2:]}",
-                    "text": f"gateway keeps >= {THROUGHPUT_RATIO_MIN:.0%} of direct req/s, "
+                    "text": f"{proxy} keeps >= {THROUGHPUT_RATIO_MIN:.0%} of direct req/s, "
                             f"{c['conns']} conns, {c['setup']}",
                     "value": c["throughput_ratio"],
                     "pass": c["throughput_ratio"] >= THROUGHPUT_RATIO_MIN})
@@ -335,20 +376,25 @@ def main() -> int:
         servers.append(b)
         gateway = start_gateway(args, tmp, key)
         servers.append(gateway)
-        relays = {}
+        relays = {}  # the proxies that are not the gateway: relay and nginx
         for setup, upstreams in (("relay x1", [a]), ("relay x2", [a, b])):
             relay = start_relay(tmp, upstreams, setup.replace(" ", "-"))
             if relay:
                 relays[setup] = relay
                 servers.append(relay)
-        setups = tuple(s for s in SETUPS if not s.startswith("relay") or s in relays)
+        for setup, upstreams in (("nginx x1", [a]), ("nginx x2", [a, b])):
+            proxy = start_nginx(tmp, upstreams, setup.replace(" ", "-"))
+            if proxy:
+                relays[setup] = proxy
+                servers.append(proxy)
+        setups = tuple(s for s in SETUPS if s == "direct" or s.startswith("gateway") or s in relays)
         print(f"replicas A :{a.port}, B :{b.port} ready in {a.cold_start_ms:.0f} / "
               f"{b.cold_start_ms:.0f} ms; gateway :{gateway.port} ready in "
               f"{gateway.cold_start_ms:.0f} ms", flush=True)
         direct = post(url(a), raw)
         if post(url(b), raw) != direct:
             raise RuntimeError("replicas A and B answer the same body differently")
-        # The proxy column is the gateway's CPU, or the relay's at the relay's points.
+        # The proxy column is the gateway's CPU, or the relay's (nginx's) at their points.
         groups = {"gateway": [gateway] + list(relays.values()), "servers": [a, b]}
         replicas = {"gateway x1": [a], "gateway x2": [a, b]}
         current = None
@@ -411,22 +457,28 @@ def main() -> int:
     comps = comparisons(points, conn_counts) + comparisons(points, conn_counts, paced=True)
     checks = targets(comps)
     print_report(points, comps, checks)
+    peer = targets(comps, proxy="nginx")
+    if peer:
+        print(f"\nnginx against the same targets (information): {sum(c['pass'] for c in peer)} of "
+              f"{len(peer)} pass; failed: " + (", ".join(
+                  f"{c['text'].split(', ', 1)[1]} {c['value']:.2f}" for c in peer if not c["pass"]) or "none"))
     print()
     for setup in SETUPS[1:]:
         added = [c for c in comps if c["setup"] == setup and not c["paced"]]
         if added:
             print(f"p50 added, {setup}: " + ", ".join(
                 f"{c['added_p50_us']:.0f} µs at {c['conns']} conns" for c in added))
-    # What the gateway adds over a hop that does nothing but copy bytes to the same replicas.
-    for replicas in ("x1", "x2"):
-        over = []
-        for paced in (False, True):
-            for c in conn_counts:
-                g, r = find(points, f"gateway {replicas}", c, paced), find(points, f"relay {replicas}", c, paced)
-                if g and r:
-                    over.append(f"{g['p50_us'] - r['p50_us']:+.0f} µs at {c} conns{' paced' if paced else ''}")
-        if over:
-            print(f"p50, gateway {replicas} over relay {replicas}: " + ", ".join(over))
+    # What the gateway adds over a hop that only copies bytes, and over nginx, to the same replicas.
+    for peer in ("relay", "nginx"):
+        for replicas in ("x1", "x2"):
+            over = []
+            for paced in (False, True):
+                for c in conn_counts:
+                    g, r = find(points, f"gateway {replicas}", c, paced), find(points, f"{peer} {replicas}", c, paced)
+                    if g and r:
+                        over.append(f"{g['p50_us'] - r['p50_us']:+.0f} µs at {c} conns{' paced' if paced else ''}")
+            if over:
+                print(f"p50, gateway {replicas} over {peer} {replicas}: " + ", ".join(over))
     background.append(sc.busy_cpus())
     during = max((p["other_cpus"] for p in points), default=0.0)
     print(f"other processes busy on {background[0]:.2f} / {during:.2f} / {background[1]:.2f} CPUs "
@@ -441,7 +493,7 @@ def main() -> int:
                           "model": str(args.model), "cpus": os.cpu_count(),
                           "body_bytes": body.size, "background_cpus_before_after": background},
                "deployments": deployed, "points": points, "comparisons": comps,
-               "targets": checks, "failures": failures}
+               "targets": checks, "nginx_against_the_targets": peer, "failures": failures}
         Path(args.json).write_text(json.dumps(doc, indent=2))
         print(f"wrote {args.json}")
     if args.keep_logs:
