@@ -30,11 +30,17 @@ public struct RegistryClient: Sendable {
     /// until the deadline (async-http-client's default), and connecting gives up after 2 s.
     public static let failFast: HTTPClient = makeHTTPClient()
 
-    /// `failFast`'s configuration. An answer that sends nothing for `readTimeout` is cut: a
-    /// request's `timeout` covers only the wait for the answer's head, so without it a registry
-    /// that stalls part-way through a body would hold the caller (the alias watch of `wharf
-    /// serve --registry`) for ever.
-    public static func makeHTTPClient(readTimeout: TimeAmount = .seconds(30)) -> HTTPClient {
+    /// `failFast`, for the calls a long-running service makes on its own (the alias watch of
+    /// `wharf serve --registry`, the model server's feature lookups and prediction log): an
+    /// answer that sends nothing for 30 s is cut. A request's `timeout` covers only the wait for
+    /// the answer's head, so without it a server that stalls part-way through a body would hold
+    /// such a call, and what waits on it, for ever. Not for the command line, where a slow
+    /// answer (a large lookup, an artifact hashed before it is sent) is worth waiting for.
+    public static let forServices: HTTPClient = makeHTTPClient(readTimeout: .seconds(30))
+
+    /// `failFast`'s configuration, with an optional read timeout: how long an answer may send
+    /// nothing (after the request is sent, head and body alike) before it is cut.
+    public static func makeHTTPClient(readTimeout: TimeAmount? = nil) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout.connect = .seconds(2)
@@ -208,6 +214,8 @@ public struct RegistryClient: Sendable {
     private func perform(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {
         do {
             return try await http.execute(request, timeout: timeout)
+        } catch let error as HTTPClientError where error == .readTimeout {
+            throw WharfError(.unavailable, "the registry at \(baseURL) sent no answer within the read timeout")
         } catch {
             throw WharfError(.unavailable, "cannot reach the registry at \(baseURL): \(error)")
         }

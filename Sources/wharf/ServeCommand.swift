@@ -113,7 +113,8 @@ struct ServeCommand: AsyncParsableCommand {
                 references.append(reference)
             }
             let environment = ProcessInfo.processInfo.environment
-            let client = RegistryClient(baseURL: registry!, token: environment["WHARF_REGISTRY_TOKEN"], timeout: .seconds(30))
+            let client = RegistryClient(baseURL: registry!, token: environment["WHARF_REGISTRY_TOKEN"], http: RegistryClient.forServices,
+                                        timeout: .seconds(30))
             catalog = .registry(RegistrySource(client: client, references: references, cacheDirectory: cacheDir))
         case (false, nil):
             var files: [String: String] = [:]

@@ -123,11 +123,16 @@ public final class FeatureFiller: Sendable {
         }
         let response: HTTPClientResponse
         do {
-            response = try await RegistryClient.failFast.execute(request, timeout: .seconds(5))
+            response = try await RegistryClient.forServices.execute(request, timeout: .seconds(5))
         } catch {
             throw WharfError(.unavailable, "the feature store at \(hub) cannot be reached: \(error)")
         }
-        let bytes = try await response.body.collect(upTo: 64 << 20)
+        let bytes: ByteBuffer
+        do {
+            bytes = try await response.body.collect(upTo: 64 << 20)
+        } catch {
+            throw WharfError(.unavailable, "the feature store at \(hub) cut its answer short: \(error)")
+        }
         guard response.status.code == 200 else {
             let error = RegistryClient.failure(response.status, bytes)
             throw WharfError(error.code == .notFound ? .unavailable : error.code, "feature store: \(error.message)")

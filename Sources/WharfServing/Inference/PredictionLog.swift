@@ -132,7 +132,7 @@ struct PredictionLogShipper: Service {
         if let token = log.token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
         request.body = .bytes(ByteBuffer(bytes: body))
         do {
-            let response = try await RegistryClient.failFast.execute(request, timeout: .seconds(10))
+            let response = try await RegistryClient.forServices.execute(request, timeout: .seconds(10))
             _ = try await response.body.collect(upTo: 16 << 20)
             guard (200..<300).contains(response.status.code) else {
                 logger.warning("the hub refused prediction records", metadata: ["status": "\(response.status.code)"])
