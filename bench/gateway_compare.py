@@ -146,9 +146,13 @@ error_log {tmp}/{label}.error.log;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
+  keepalive_requests 1000000;
   client_body_temp_path {tmp}/{label}-body;
   proxy_temp_path {tmp}/{label}-proxy;
-  upstream replicas {{ least_conn; {servers} keepalive 64; }}
+  fastcgi_temp_path {tmp}/{label}-fastcgi;
+  uwsgi_temp_path {tmp}/{label}-uwsgi;
+  scgi_temp_path {tmp}/{label}-scgi;
+  upstream replicas {{ least_conn; {servers} keepalive 64; keepalive_requests 1000000; }}
   server {{
     listen 127.0.0.1:{port};
     location / {{ proxy_pass http://replicas; proxy_http_version 1.1; proxy_set_header Connection ""; }}
@@ -169,7 +173,12 @@ def start_nginx(tmp: Path, upstreams: list[sc.Server], label: str) -> sc.Server 
     conf.write_text(NGINX_CONF.format(tmp=tmp, label=label, port=port, servers=" ".join(
         f"server 127.0.0.1:{u.port};" for u in upstreams)))
     server = sc.Server(label, [nginx, "-c", str(conf)], port, log=tmp / f"{label}.log")
-    server.wait_ready(timeout=10)
+    try:
+        server.wait_ready(timeout=10)
+    except RuntimeError as e:  # a peer that cannot start costs its points, not the run
+        server.stop()
+        print(f"nginx did not start ({e}): the {label} points are left out", flush=True)
+        return None
     return server
 
 
@@ -469,16 +478,16 @@ def main() -> int:
             print(f"p50 added, {setup}: " + ", ".join(
                 f"{c['added_p50_us']:.0f} µs at {c['conns']} conns" for c in added))
     # What the gateway adds over a hop that only copies bytes, and over nginx, to the same replicas.
-    for peer in ("relay", "nginx"):
+    for other in ("relay", "nginx"):
         for replicas in ("x1", "x2"):
             over = []
             for paced in (False, True):
                 for c in conn_counts:
-                    g, r = find(points, f"gateway {replicas}", c, paced), find(points, f"{peer} {replicas}", c, paced)
+                    g, r = find(points, f"gateway {replicas}", c, paced), find(points, f"{other} {replicas}", c, paced)
                     if g and r:
                         over.append(f"{g['p50_us'] - r['p50_us']:+.0f} µs at {c} conns{' paced' if paced else ''}")
             if over:
-                print(f"p50, gateway {replicas} over {peer} {replicas}: " + ", ".join(over))
+                print(f"p50, gateway {replicas} over {other} {replicas}: " + ", ".join(over))
     background.append(sc.busy_cpus())
     during = max((p["other_cpus"] for p in points), default=0.0)
     print(f"other processes busy on {background[0]:.2f} / {during:.2f} / {background[1]:.2f} CPUs "
