@@ -36,7 +36,7 @@ public struct ModelServer: Sendable {
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
         let requestID = RequestIDMiddleware<BasicRequestContext>()
-        let httpMetrics = MetricsMiddleware<BasicRequestContext>()
+        let httpMetrics = HTTPMetricsMiddleware<BasicRequestContext>()
         let errors = ErrorMiddleware<BasicRequestContext>()
         router.add(middleware: requestID)
         router.add(middleware: httpMetrics)

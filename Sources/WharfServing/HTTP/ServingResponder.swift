@@ -16,7 +16,7 @@ struct ServingResponder: HTTPResponder {
 
     let router: RouterResponder<Context>
     let requestID: RequestIDMiddleware<Context>
-    let metrics: MetricsMiddleware<Context>
+    let metrics: HTTPMetricsMiddleware<Context>
     let errors: ErrorMiddleware<Context>
     let controller: InferenceController<Context>
 
