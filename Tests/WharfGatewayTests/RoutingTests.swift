@@ -416,13 +416,22 @@ struct UpstreamResponseParserTests {
         #expect(failure("HTTP/1.1 200 OK\r\nx: " + String(repeating: "a", count: 70_000)) != nil)
     }
 
-    @Test func requestHeadsLeaveOutWhatCouldBreakTheFraming() {
+    @Test func requestHeadsLeaveOutWhatCouldBreakTheFraming() throws {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "x-evil", value: "a\r\nx-injected: 1")
         headers.add(name: "bad name", value: "v")
-        let head = UpstreamLoopPool.requestHead(method: .POST, path: "/v2/models/m/infer", authority: "10.0.0.5:8080", headers: headers, bodyBytes: 42)
-        #expect(String(buffer: head) == "POST /v2/models/m/infer HTTP/1.1\r\nhost: 10.0.0.5:8080\r\ncontent-type: application/json\r\ncontent-length: 42\r\n\r\n")
+        let lane = UpstreamLane(endpoint: try #require(UpstreamEndpoint(url: "http://10.0.0.5:8080/base")), model: "m")
+        let start = UpstreamLoopPool.headStart(for: lane)
+        let small = UpstreamLoopPool.requestBytes(start: start, headers: headers, body: ByteBuffer(string: "{}"))
+        #expect(String(buffer: small.head)
+            == "POST /base/v2/models/m/infer HTTP/1.1\r\nhost: 10.0.0.5:8080\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+        #expect(small.body == nil)
+        // A large body is not copied into the head's buffer.
+        let large = ByteBuffer(repeating: UInt8(ascii: "x"), count: UpstreamLoopPool.inlineBodyLimit + 1)
+        let split = UpstreamLoopPool.requestBytes(start: start, headers: HTTPHeaders(), body: large)
+        #expect(String(buffer: split.head) == "POST /base/v2/models/m/infer HTTP/1.1\r\nhost: 10.0.0.5:8080\r\ncontent-length: \(large.readableBytes)\r\n\r\n")
+        #expect(split.body == large)
     }
 }
 

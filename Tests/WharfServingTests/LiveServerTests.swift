@@ -82,6 +82,44 @@ struct LiveServerTests {
         }
     }
 
+    /// An answer leaves in one write: head and body arrive together, so whoever reads it (a
+    /// client, the gateway) wakes once per answer. Request metrics used to wrap every body in
+    /// a closure, and then the head went out alone and the body some 100 µs after it.
+    @Test func anAnswerArrivesInOneRead() async throws {
+        let server = await ServingFixtures.server()
+        try await withRunningServer(server) { port, _ in
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            #expect(fd >= 0)
+            defer { close(fd) }
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            #expect(connected == 0)
+            let body = String(buffer: ServingFixtures.requestBody(Array(repeating: 0.5, count: 8), rows: 1, features: 8))
+            let request = Array("POST /v2/models/binary/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+            for round in 0..<20 {
+                #expect(request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } == request.count)
+                // One blocking read, as soon as anything arrives: it must hold the whole answer.
+                var buffer = [UInt8](repeating: 0, count: 8192)
+                let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                try #require(count > 0)
+                let text = String(decoding: buffer[..<count], as: UTF8.self)
+                let parts = text.components(separatedBy: "\r\n\r\n")
+                try #require(parts.count == 2, "round \(round): no whole head in \(text.debugDescription)")
+                let length = parts[0].split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
+                #expect(parts[0].hasPrefix("HTTP/1.1 200"))
+                #expect(length != nil && parts[1].utf8.count == length, "round \(round): the first read held \(parts[1].utf8.count) of \(length ?? -1) body bytes")
+            }
+        }
+    }
+
     /// Concurrent requests of different sizes are merged into batches, and every caller gets
     /// exactly its own rows back.
     @Test func batchingGivesEveryCallerItsOwnRows() async throws {

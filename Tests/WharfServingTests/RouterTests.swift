@@ -356,6 +356,9 @@ struct RouterTests {
                 #expect(text.contains(#"wharf_inference_requests_total{model="metered",version="1",status="ok"}"#))
                 #expect(text.contains("wharf_inference_duration_seconds"))
                 #expect(text.contains("wharf_batch_rows"))
+                // Per route, method and status (the middleware that keeps single-write answers).
+                #expect(text.contains(#"hb_requests{http_route="/v2/models/{model}/infer",http_request_method="POST",http_response_status_code="200"}"#))
+                #expect(text.contains(#"http_server_request_duration_count{http_route="/v2/models/{model}/infer",http_request_method="POST",http_response_status_code="200"}"#))
             }
         }
     }

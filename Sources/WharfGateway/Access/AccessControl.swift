@@ -97,6 +97,15 @@ final class AccessControl: Sendable {
         try authorize(presentedKey: Self.presentedKey(bearer: headers.first(name: "authorization"), apiKey: headers.first(name: "x-api-key")), scope: scope)
     }
 
+    /// Whether `model` may be inferred with: ``authorize(headers:scope:)`` for `infer:<model>`,
+    /// without writing the scope out when no key is presented and inference is open (every
+    /// request of an open gateway).
+    func authorizeInference(headers: HTTPHeaders, model: String) throws {
+        let presented = Self.presentedKey(bearer: headers.first(name: "authorization"), apiKey: headers.first(name: "x-api-key"))
+        if presented == nil, openInference { return }
+        try authorize(presentedKey: presented, scope: "infer:\(model)")
+    }
+
     private func authorize(presentedKey: String?, scope: String) throws -> APIKey? {
         guard let presented = presentedKey else {
             if scope.hasPrefix("infer:"), openInference { return nil }

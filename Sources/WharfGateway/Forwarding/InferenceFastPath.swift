@@ -207,11 +207,18 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func answer(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, requestID: String, context: ChannelHandlerContext) {
-        var head = context.channel.allocator.buffer(capacity: 256)
-        head.writeStaticString("HTTP/1.1 ")
-        head.writeString(String(status.code))
-        head.writeStaticString(" ")
-        head.writeString(status.reasonPhrase)
+        // A small body goes in the head's buffer: one write through the pipeline and one
+        // buffer through NIO's write path; a large one is not copied.
+        let inline = body.readableBytes <= UpstreamLoopPool.inlineBodyLimit
+        var head = ByteBufferAllocator().buffer(capacity: 256 + (inline ? body.readableBytes : 0))
+        if status == .ok {
+            head.writeStaticString("HTTP/1.1 200 OK")
+        } else {
+            head.writeStaticString("HTTP/1.1 ")
+            head.writeString(String(status.code))
+            head.writeStaticString(" ")
+            head.writeString(status.reasonPhrase)
+        }
         for (name, value) in headers {
             head.writeStaticString("\r\n")
             head.writeString(name)
@@ -225,11 +232,12 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         head.writeStaticString("\r\nserver: ")
         head.writeString(settings.serverName)
         head.writeStaticString("\r\n\r\n")
-        if body.readableBytes > 0 {
+        if inline {
+            head.writeImmutableBuffer(body)
+            context.writeAndFlush(wrapOutboundOut(.byteBuffer(head)), promise: nil)
+        } else {
             context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.byteBuffer(body)), promise: nil)
-        } else {
-            context.writeAndFlush(wrapOutboundOut(.byteBuffer(head)), promise: nil)
         }
         busy = false
         lastHeard = .now()

@@ -48,7 +48,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         /// Refuses a hostile model name, or a caller whose key may not infer with the model.
         func admit(model: String, headers: HTTPHeaders) throws {
             try RegistryName.check(model, kind: "model")
-            try access.authorize(headers: headers, scope: "infer:\(model)")
+            try access.authorizeInference(headers: headers, model: model)
         }
 
         /// The JSON error answer for `error`, logged with the request id.

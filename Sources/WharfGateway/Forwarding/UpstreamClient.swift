@@ -51,6 +51,13 @@ struct UpstreamEndpoint: Hashable, Sendable {
         guard !host.isEmpty else { return nil }
         pathPrefix = prefix
     }
+
+    /// Host and port tell replicas apart; the prefix and authority are left out of the hash
+    /// (still compared): a lane is looked up for every forwarded request.
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(host)
+        hasher.combine(port)
+    }
 }
 
 /// What a pool of connections is kept for: one replica, and one model on it. Two models served
@@ -137,6 +144,12 @@ final class UpstreamLoopPool {
         /// Open or being opened.
         var count = 0
         var waiting = CircularBuffer<UpstreamExchange>()
+        /// The request line and `host` of every request of this lane, written once.
+        let headStart: ByteBuffer
+
+        init(lane: UpstreamLane) {
+            headStart = UpstreamLoopPool.headStart(for: lane)
+        }
     }
 
     init(eventLoop: any EventLoop, connectionsPerEndpoint: Int) {
@@ -144,34 +157,57 @@ final class UpstreamLoopPool {
         self.connectionsPerEndpoint = connectionsPerEndpoint
     }
 
-    /// Sends one request; `completion` is called once, on this loop. `headers` should not
-    /// hold `Host` or `Content-Length`: they are added here.
+    /// Sends one inference request of the lane's model (`POST {prefix}/v2/models/{model}/infer`);
+    /// `completion` is called once, on this loop. `headers` should not hold `Host` or
+    /// `Content-Length`: they are added here.
     func execute(
-        _ lane: UpstreamLane, method: HTTPMethod = .POST, path: String, headers: HTTPHeaders, body: ByteBuffer, timeout: TimeAmount,
+        _ lane: UpstreamLane, headers: HTTPHeaders, body: ByteBuffer, timeout: TimeAmount,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
-        let endpoint = lane.endpoint
-        let head = Self.requestHead(method: method, path: endpoint.pathPrefix + path, authority: endpoint.authority, headers: headers, bodyBytes: body.readableBytes)
-        let exchange = UpstreamExchange(lane: lane, head: head, body: body, deadline: .now() + timeout, completion: completion)
+        let connections = self.connections(for: lane)
+        let bytes = Self.requestBytes(start: connections.headStart, headers: headers, body: body)
+        let exchange = UpstreamExchange(lane: lane, head: bytes.head, body: bytes.body, deadline: .now() + timeout, completion: completion)
         guard !closed else {
             exchange.fail(.connectionLost)
             return
         }
         exchange.pool = self
         watchDeadline(of: exchange)
-        dispatch(exchange)
+        dispatch(exchange, to: connections)
     }
 
-    /// The request line and headers, written out: the connection sends them as they are. A
-    /// header whose name or value could break the framing (CR, LF, NUL, a colon in the name)
-    /// is left out; the router passes only a few, checked, headers anyway.
-    static func requestHead(method: HTTPMethod, path: String, authority: String, headers: HTTPHeaders, bodyBytes: Int) -> ByteBuffer {
-        var head = ByteBufferAllocator().buffer(capacity: 192 + path.utf8.count)
-        head.writeString(method.rawValue)
-        head.writeStaticString(" ")
-        head.writeString(path)
-        head.writeStaticString(" HTTP/1.1\r\nhost: ")
-        head.writeString(authority)
+    private func connections(for lane: UpstreamLane) -> EndpointConnections {
+        if let known = endpoints[lane] { return known }
+        let made = EndpointConnections(lane: lane)
+        endpoints[lane] = made
+        return made
+    }
+
+    /// `POST {prefix}/v2/models/{model}/infer HTTP/1.1` and the `host` line, without the line end.
+    static func headStart(for lane: UpstreamLane) -> ByteBuffer {
+        let endpoint = lane.endpoint
+        var start = ByteBufferAllocator().buffer(capacity: 64 + endpoint.pathPrefix.utf8.count + lane.model.utf8.count + endpoint.authority.utf8.count)
+        start.writeStaticString("POST ")
+        start.writeString(endpoint.pathPrefix)
+        start.writeStaticString("/v2/models/")
+        start.writeString(lane.model)
+        start.writeStaticString("/infer HTTP/1.1\r\nhost: ")
+        start.writeString(endpoint.authority)
+        return start
+    }
+
+    /// Bodies up to this size are sent in the head's buffer.
+    static let inlineBodyLimit = 16 * 1024
+
+    /// The request written out: `start`, the headers, `content-length`, and a small body in the
+    /// same buffer (one write and one segment for the usual one-row request; the copy is
+    /// cheaper than a second buffer through the write path). A larger body stays apart, not
+    /// copied. A header whose name or value could break the framing (CR, LF, NUL, a colon in
+    /// the name) is left out; the router passes only a few, checked, headers anyway.
+    static func requestBytes(start: ByteBuffer, headers: HTTPHeaders, body: ByteBuffer) -> (head: ByteBuffer, body: ByteBuffer?) {
+        let inline = body.readableBytes <= inlineBodyLimit
+        var head = ByteBufferAllocator().buffer(capacity: start.readableBytes + 160 + (inline ? body.readableBytes : 0))
+        head.writeImmutableBuffer(start)
         for (name, value) in headers where isSafe(name, isName: true) && isSafe(value, isName: false) {
             head.writeStaticString("\r\n")
             head.writeString(name)
@@ -179,9 +215,11 @@ final class UpstreamLoopPool {
             head.writeString(value)
         }
         head.writeStaticString("\r\ncontent-length: ")
-        head.writeString(String(bodyBytes))
+        head.writeString(String(body.readableBytes))
         head.writeStaticString("\r\n\r\n")
-        return head
+        guard inline else { return (head, body) }
+        head.writeImmutableBuffer(body)
+        return (head, nil)
     }
 
     private static func isSafe(_ text: String, isName: Bool) -> Bool {
@@ -251,13 +289,8 @@ final class UpstreamLoopPool {
         while let first = watched.first, first.isFinished { watched.removeFirst() }
     }
 
-    /// Gives the exchange a connection: an idle one, a new one, or a place in the queue.
-    private func dispatch(_ exchange: UpstreamExchange) {
-        let connections = endpoints[exchange.lane] ?? {
-            let made = EndpointConnections()
-            endpoints[exchange.lane] = made
-            return made
-        }()
+    /// Gives the exchange a connection of its lane: an idle one, a new one, or a place in the queue.
+    private func dispatch(_ exchange: UpstreamExchange, to connections: EndpointConnections) {
         while let connection = connections.idle.popLast() {
             if connection.isUsable {
                 connection.send(exchange)
@@ -378,7 +411,7 @@ final class UpstreamLoopPool {
     /// most likely closed the idle connection as it was reused. Sent again, once, on another.
     func resend(_ exchange: UpstreamExchange) {
         exchange.resent = true
-        dispatch(exchange)
+        dispatch(exchange, to: connections(for: exchange.lane))
     }
 
     func closeAll() {
@@ -394,9 +427,10 @@ final class UpstreamLoopPool {
 /// One forwarded request: what to send, where the answer goes, its deadline.
 final class UpstreamExchange {
     let lane: UpstreamLane
-    /// The request line and headers, ready to send.
+    /// The request line and headers, ready to send, with the body when it is small.
     let head: ByteBuffer
-    let body: ByteBuffer
+    /// A body too large to go in `head`'s buffer.
+    let body: ByteBuffer?
     let deadline: NIODeadline
     private var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
     /// Told when this exchange finishes.
@@ -407,7 +441,7 @@ final class UpstreamExchange {
     private(set) var isFinished = false
 
     init(
-        lane: UpstreamLane, head: ByteBuffer, body: ByteBuffer, deadline: NIODeadline,
+        lane: UpstreamLane, head: ByteBuffer, body: ByteBuffer?, deadline: NIODeadline,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
         self.lane = lane
@@ -475,9 +509,9 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
         current = exchange
         exchange.connection = self
         parser.reset()
-        if exchange.body.readableBytes > 0 {
+        if let body = exchange.body {
             context.write(wrapOutboundOut(exchange.head), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(exchange.body), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(body), promise: nil)
         } else {
             context.writeAndFlush(wrapOutboundOut(exchange.head), promise: nil)
         }

@@ -151,6 +151,8 @@ struct UpstreamResponseParser {
         let isHTTP11 = statusLine[7] == UInt8(ascii: "1")
 
         var headers = HTTPHeaders()
+        // Room for the router's `x-wharf-deployment-version` too: the array is not regrown.
+        headers.reserveCapacity(keptNames.count + 1)
         var contentLength: Int?
         var chunked = false
         var close = !isHTTP11

@@ -190,7 +190,7 @@ final class InferenceRouter: Sendable {
             promise.futureResult.assumeIsolated().whenComplete(completion)
             return
         }
-        upstream.execute(UpstreamLane(endpoint: endpoint, model: request.model), path: "/v2/models/\(request.model)/infer", headers: request.headers, body: request.body,
+        upstream.execute(UpstreamLane(endpoint: endpoint, model: request.model), headers: request.headers, body: request.body,
                          timeout: request.timeout) { result in
             switch result {
             case .success(let response):
