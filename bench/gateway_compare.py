@@ -2,8 +2,8 @@
 """What `wharf gateway` costs: single-row inference direct to a model server and through the gateway.
 
 Everything runs on loopback (127.0.0.1) on free ports picked at run time. The script starts two
-`wharf serve` processes of the same model (replicas A and B) and one `wharf gateway`
-(--open-inference, a temp --data-dir, a random admin key), then loads with wrk, at 1, 16 and 64
+`wharf serve` processes of the same model (replicas A and B) and two `wharf gateway` processes
+(--open-inference, a temp --data-dir each, a random admin key), then loads with wrk, at 1, 16 and 64
 connections (-t2, or -t1 at one connection), POST /v2/models/{m}/infer with one row (shape
 [1,30], FP32, JSON: the same body as serve_compare.py):
   * direct:     to replica A itself
@@ -17,13 +17,16 @@ connections (-t2, or -t1 at one connection), POST /v2/models/{m}/infer with one 
                 proxy in front of A, and of A and B (least_conn), two workers, keep-alive
                 connections to the replicas: what a production C proxy adds on this machine, the
                 peer the gateway's figures are read against (not judged)
-  * gateway x1: to the gateway, whose deployment has one replica (A)
-  * gateway x2: to the gateway, whose deployment has two replicas (A and B)
-The deployment is switched between one and two replicas on the same gateway with
-`wharf deploy set` (which replaces the spec). The setups are measured one after the other at
-each connection count (direct, relays, nginx, x1, x2 at 1 connection, then at 16, then at 64), so that
-the figures compared are measured close together in time; each setup gets a warm-up first,
-and every point one second of its own load, not measured, right before it.
+  * gateway x1: to the first gateway, whose deployment (`wharf deploy set`) has one replica (A)
+  * gateway x2: to the second gateway, whose deployment has two replicas (A and B)
+At each connection count the setups take turns: each point is measured in --slices slices (5
+of 2 s by default), one slice of every setup after the other, again and again, and the slices of
+a setup make its point (requests and time summed, the latency percentiles the median of the
+slices'). The VM this was written on changes speed from second to second; measured one after
+the other, ten seconds of one setup could fall in a fast phase and those of direct in a slow one,
+and the ratio would read the VM rather than the proxy. Each setup gets a warm-up first, and its
+first slice at each point one second of its own load, not measured, right before it; a gateway
+not under load is idle.
 
 Reported per point: requests/s, p50, p99 and errors (wrk's connect/read/write/timeout errors plus
 responses with a status >= 400), from wrk and the Lua script of serve_compare.py whose done()
@@ -31,8 +34,8 @@ prints one JSON line; the CPUs used by the gateway, by the model servers (both p
 by wrk and by everything else; through the gateway with two replicas, the share of requests
 replica A answered (from the replicas' /metrics). Then, per connection count: the latency the
 gateway adds (gateway p50 - direct p50, and the same at p99) and the throughput ratio
-gateway / direct. Before the load, the gateway's answer must be byte for byte the direct answer
-for the same body (checked with urllib after each `deploy set`).
+gateway / direct. Before the load, each gateway's answer must be byte for byte the direct answer
+for the same body (checked with urllib after its `deploy set`).
 
 Two kinds of points:
   * saturated: each connection sends its next request as soon as the answer is in (wrk's
@@ -56,8 +59,8 @@ the model servers share the same cores here (2 on the reference VM), so at 16 an
 the gateway's CPU is taken from the model server's: these are figures of the whole machine.
 
 Usage (from the repository root, after `swift build -c release`; any Python >= 3.9, stdlib only):
-    python3 bench/gateway_compare.py                 # 10 s a point, about 8 minutes
-    python3 bench/gateway_compare.py --quick         # 3 s a point, about 2.5 minutes
+    python3 bench/gateway_compare.py                 # 5 x 2 s a point, about 8 minutes
+    python3 bench/gateway_compare.py --quick         # 3 x 1 s a point, about 3 minutes
     python3 bench/gateway_compare.py --json out.json --keep-logs
 """
 from __future__ import annotations
@@ -67,6 +70,7 @@ import json
 import os
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,12 +115,12 @@ def start_serve(args, tmp: Path, label: str) -> sc.Server:
     return server
 
 
-def start_gateway(args, tmp: Path, key: str) -> sc.Server:
+def start_gateway(args, tmp: Path, key: str, label: str) -> sc.Server:
     port = sc.free_port()
     cmd = [str(args.wharf), "gateway", "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(tmp / "gateway-data"), "--admin-key", key, "--open-inference",
+           "--data-dir", str(tmp / f"{label}-data"), "--admin-key", key, "--open-inference",
            "--health-interval-ms", "500"]
-    server = sc.Server("gateway", cmd, port, log=tmp / "gateway.log")
+    server = sc.Server(label, cmd, port, log=tmp / f"{label}.log")
     server.wait_ready(timeout=30)
     return server
 
@@ -262,6 +266,25 @@ def run_wrk(wrk: str, script: Path, target: str, conns: int, seconds: float, bod
     return r
 
 
+def combine(parts: list[dict]) -> dict:
+    """One point from its slices: counts and times summed (req/s over the whole time), CPUs
+    weighted by time, the latency percentiles the median of the slices' (wrk reports
+    percentiles, not its histogram), the maximum the largest."""
+    total_us = sum(p["duration_us"] for p in parts)
+    out = {k: sum(p[k] for p in parts) for k in (
+        "requests", "duration_us", "connect_errors", "read_errors", "write_errors", "status_errors",
+        "timeouts", "errors", "served_a", "served_b")}
+    out["rps"] = out["requests"] / (total_us / 1e6)
+    for k in ("p50_us", "p90_us", "p99_us"):
+        out[k] = statistics.median(p[k] for p in parts)
+    out["max_us"] = max(p["max_us"] for p in parts)
+    out["mean_us"] = sum(p["mean_us"] * p["requests"] for p in parts) / max(1, out["requests"])
+    for k in [k for k in parts[0] if k.endswith("_cpus")]:
+        out[k] = sum(p[k] * p["duration_us"] for p in parts) / total_us
+    out["slice_rps"] = [round(p["rps"]) for p in parts]
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 
@@ -346,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wharf", default=str(ROOT / ".build" / "release" / "wharf"))
     p.add_argument("--model", default=str(ROOT / "bench" / "models" / "yardstick.xgb.json"))
     p.add_argument("--duration", type=float, default=10.0, help="seconds per point (10)")
+    p.add_argument("--slices", type=int, default=5,
+                   help="each point measured in this many slices, the setups taking turns (5)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per setup (2)")
     p.add_argument("--conns", default="1,16,64", help="connection counts (1,16,64)")
     p.add_argument("--quick", action="store_true", help="3 s per point, 1 s warm-up")
@@ -359,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = build_parser().parse_args()
     if args.quick:
-        args.duration, args.warmup = 3.0, 1.0
+        args.duration, args.warmup, args.slices = 3.0, 1.0, 3
+    slices = max(1, args.slices)
+    slice_seconds = max(1, round(args.duration / slices))
     conn_counts = [int(c) for c in args.conns.split(",")]
     if not Path(args.wharf).exists():
         sys.exit(f"{args.wharf} not found: build it with `swift build -c release`")
@@ -371,7 +398,7 @@ def main() -> int:
     raw = body.path.read_bytes()
     key = secrets.token_hex(16)
     background = [sc.busy_cpus()]
-    print(f"wrk {args.duration:g} s a point; request body {body.size} B (1 row); other processes "
+    print(f"wrk {slices} x {slice_seconds} s a point, the setups taking turns; request body {body.size} B (1 row); other processes "
           f"busy on {background[0]:.2f} of {os.cpu_count()} CPUs before the run", flush=True)
 
     servers: list[sc.Server] = []
@@ -383,8 +410,12 @@ def main() -> int:
         servers.append(a)
         b = start_serve(args, tmp, "replica-b")
         servers.append(b)
-        gateway = start_gateway(args, tmp, key)
-        servers.append(gateway)
+        # One gateway per deployment shape, so that the setups can take turns without a
+        # redeploy; the one not under load is idle.
+        gateways = {}
+        for setup in ("gateway x1", "gateway x2"):
+            gateways[setup] = start_gateway(args, tmp, key, setup.replace(" ", "-"))
+            servers.append(gateways[setup])
         relays = {}  # the proxies that are not the gateway: relay and nginx
         for setup, upstreams in (("relay x1", [a]), ("relay x2", [a, b])):
             relay = start_relay(tmp, upstreams, setup.replace(" ", "-"))
@@ -398,64 +429,61 @@ def main() -> int:
                 servers.append(proxy)
         setups = tuple(s for s in SETUPS if s == "direct" or s.startswith("gateway") or s in relays)
         print(f"replicas A :{a.port}, B :{b.port} ready in {a.cold_start_ms:.0f} / "
-              f"{b.cold_start_ms:.0f} ms; gateway :{gateway.port} ready in "
-              f"{gateway.cold_start_ms:.0f} ms", flush=True)
+              f"{b.cold_start_ms:.0f} ms; gateways :{gateways['gateway x1'].port}, "
+              f":{gateways['gateway x2'].port} ready in "
+              + " / ".join(f"{g.cold_start_ms:.0f}" for g in gateways.values()) + " ms", flush=True)
         direct = post(url(a), raw)
         if post(url(b), raw) != direct:
             raise RuntimeError("replicas A and B answer the same body differently")
         # The proxy column is the gateway's CPU, or the relay's (nginx's) at their points.
-        groups = {"gateway": [gateway] + list(relays.values()), "servers": [a, b]}
+        # The proxy column is the gateways' CPU, or the relay's (nginx's) at their points.
+        groups = {"gateway": list(gateways.values()) + list(relays.values()), "servers": [a, b]}
         replicas = {"gateway x1": [a], "gateway x2": [a, b]}
-        current = None
-
-        def use(setup: str):
-            """Point the deployment at the setup's replicas (when it changes) and check it."""
-            nonlocal current
-            if setup == "direct" or setup in relays or current == setup:
-                return
-            deployed[setup] = deploy(args, gateway, key, replicas[setup])
-            current = setup
+        for setup, gw in gateways.items():
+            deployed[setup] = deploy(args, gw, key, replicas[setup])
             for _ in range(4):
-                check_answer(gateway, direct, raw, setup)
+                check_answer(gw, direct, raw, setup)
 
         def target_of(setup: str) -> str:
-            server = {"direct": a, **relays}.get(setup, gateway)
+            server = {"direct": a, **relays, **gateways}[setup]
             return f"{url(server)}/v2/models/{MODEL_NAME}/infer"
 
         for setup in setups:  # warm-up, not reported
-            use(setup)
             run_wrk(wrk, script, target_of(setup), 16, args.warmup, body, groups)
-        print(f"answers through the gateway equal the direct answer ({len(direct)} B)", flush=True)
+        print(f"answers through the gateways equal the direct answer ({len(direct)} B)", flush=True)
 
-        def settle(setup: str, conns: int, delay_ms: int = 0):
-            """One second of the point's own load before it is measured: replica B serves only
-            at the x2 points and the gateway's pools change with the deployment, while replica
-            A is warm all along (it serves every setup)."""
-            run_wrk(wrk, script, target_of(setup), conns, 1, body, groups, delay_ms)
+        def measure(conns: int, delay_ms: int = 0):
+            """One point of every setup, in slices: the setups take turns, slice by slice, so
+            that each sees the same mix of the VM's fast and slow seconds (this VM's speed
+            changes from second to second; measured one after the other, a setup's ten seconds
+            could fall in another phase than direct's, and the ratio would read the VM, not
+            the proxy). Each setup's first slice follows one second of its own load, not
+            measured: replica B serves only at the x2 points."""
+            parts: dict[str, list[dict]] = {setup: [] for setup in setups}
+            for turn in range(slices):
+                for setup in setups:
+                    if turn == 0:
+                        run_wrk(wrk, script, target_of(setup), conns, 1, body, groups, delay_ms)
+                    before = (served_requests(a), served_requests(b))
+                    r = run_wrk(wrk, script, target_of(setup), conns, slice_seconds, body, groups, delay_ms)
+                    after = (served_requests(a), served_requests(b))
+                    r.update(served_a=after[0] - before[0], served_b=after[1] - before[1])
+                    parts[setup].append(r)
+            for setup in setups:
+                r = combine(parts[setup])
+                served = r["served_a"] + r["served_b"]
+                r.update(setup=setup, conns=conns, slices=len(parts[setup]),
+                         replica_a_share=(r["served_a"] / served
+                                          if setup.endswith("x2") and served > 0 and not delay_ms else None))
+                if delay_ms:
+                    r.update(paced=True, delay_ms=delay_ms)
+                points.append(r)
+                print_point(r)
 
         for conns in conn_counts:
-            for setup in setups:
-                use(setup)
-                settle(setup, conns)
-                before = (served_requests(a), served_requests(b))
-                r = run_wrk(wrk, script, target_of(setup), conns, args.duration, body, groups)
-                after = (served_requests(a), served_requests(b))
-                served = (after[0] - before[0], after[1] - before[1])
-                r.update(setup=setup, conns=conns, served_a=served[0], served_b=served[1],
-                         replica_a_share=(served[0] / sum(served)
-                                          if setup.endswith("x2") and sum(served) > 0 else None))
-                points.append(r)
-                print_point(r)
-
+            measure(conns)
         for conns in [c for c in conn_counts if c in (16, 64)] if args.paced_rate > 0 else []:
-            delay_ms = max(1, round(conns * 1000 / args.paced_rate))
-            for setup in setups:
-                use(setup)
-                settle(setup, conns, delay_ms)
-                r = run_wrk(wrk, script, target_of(setup), conns, args.duration, body, groups, delay_ms)
-                r.update(setup=setup, conns=conns, paced=True, delay_ms=delay_ms, replica_a_share=None)
-                points.append(r)
-                print_point(r)
+            measure(conns, delay_ms=max(1, round(conns * 1000 / args.paced_rate)))
     except Exception as e:  # report what was measured
         failures.append(str(e))
         print(f"!! {e}", flush=True)
