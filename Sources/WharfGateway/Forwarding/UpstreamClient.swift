@@ -164,13 +164,10 @@ final class UpstreamLoopPool {
         _ lane: UpstreamLane, headers: HTTPHeaders, body: ByteBuffer, timeout: TimeAmount,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
+        guard !closed else { return completion(.failure(.connectionLost)) }
         let connections = self.connections(for: lane)
         let bytes = Self.requestBytes(start: connections.headStart, headers: headers, body: body)
         let exchange = UpstreamExchange(lane: lane, head: bytes.head, body: bytes.body, deadline: .now() + timeout, completion: completion)
-        guard !closed else {
-            exchange.fail(.connectionLost)
-            return
-        }
         exchange.pool = self
         watchDeadline(of: exchange)
         dispatch(exchange, to: connections)
