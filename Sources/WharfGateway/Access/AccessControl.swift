@@ -91,15 +91,9 @@ final class AccessControl: Sendable {
         try authorize(presentedKey: Self.presentedKey(bearer: request.headers[.authorization], apiKey: request.headers[.apiKey]), scope: scope)
     }
 
-    /// The same, for the forwarding path's HTTP/1 headers.
-    @discardableResult
-    func authorize(headers: HTTPHeaders, scope: String) throws -> APIKey? {
-        try authorize(presentedKey: Self.presentedKey(bearer: headers.first(name: "authorization"), apiKey: headers.first(name: "x-api-key")), scope: scope)
-    }
-
-    /// Whether `model` may be inferred with: ``authorize(headers:scope:)`` for `infer:<model>`,
-    /// without writing the scope out when no key is presented and inference is open (every
-    /// request of an open gateway).
+    /// The same for the forwarding path's HTTP/1 headers and the scope `infer:<model>`, without
+    /// writing the scope out when no key is presented and inference is open (every request of
+    /// an open gateway).
     func authorizeInference(headers: HTTPHeaders, model: String) throws {
         let presented = Self.presentedKey(bearer: headers.first(name: "authorization"), apiKey: headers.first(name: "x-api-key"))
         if presented == nil, openInference { return }
