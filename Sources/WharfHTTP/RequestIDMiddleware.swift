@@ -28,7 +28,12 @@ public struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
 public enum RequestIDs {
     /// Ids from callers are echoed into headers and logs: keep them short and printable.
     public static func isAcceptable(_ id: String) -> Bool {
-        !id.isEmpty && id.utf8.count <= 128 && id.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+        isAcceptable(bytes: id.utf8)
+    }
+
+    /// ``isAcceptable(_:)`` for an id still in the request's bytes.
+    public static func isAcceptable(bytes id: some Collection<UInt8>) -> Bool {
+        !id.isEmpty && id.count <= 128 && id.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
 
     /// Sixteen lower-case hex digits, written straight into the string (this runs for every
@@ -45,13 +50,26 @@ public enum RequestIDs {
     private static let issued = Atomic<UInt64>(0)
 
     public static func makeID(using random: inout some RandomNumberGenerator) -> String {
-        let value = random.next() as UInt64
-        return String(unsafeUninitializedCapacity: 16) { buffer in
-            let digits: StaticString = "0123456789abcdef"
-            for index in 0..<16 {
-                buffer[index] = digits.utf8Start[Int((value >> UInt64(60 - 4 * index)) & 0xF)]
-            }
-            return 16
+        id(random.next())
+    }
+
+    /// The id of `value`: its sixteen lower-case hex digits.
+    public static func id(_ value: UInt64) -> String {
+        String(unsafeUninitializedCapacity: idLength) { buffer in
+            writeID(value, into: UnsafeMutableRawBufferPointer(buffer))
+            return idLength
+        }
+    }
+
+    /// Bytes in an id made here.
+    public static let idLength = 16
+
+    /// Writes the id of `value` into the first ``idLength`` bytes of `bytes` (the gateway writes
+    /// ids into the requests and answers it sends, without a string between).
+    public static func writeID(_ value: UInt64, into bytes: UnsafeMutableRawBufferPointer) {
+        let digits: StaticString = "0123456789abcdef"
+        for index in 0..<idLength {
+            bytes[index] = digits.utf8Start[Int((value >> UInt64(60 - 4 * index)) & 0xF)]
         }
     }
 }

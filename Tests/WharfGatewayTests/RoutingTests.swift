@@ -307,10 +307,8 @@ struct ForwardingParsingTests {
 
 @Suite("Reading replicas' answers")
 struct UpstreamResponseParserTests {
-    private let kept = InferenceRouter.responseHeaders
-
     private func parser(maxBody: Int = 1 << 20) -> UpstreamResponseParser {
-        UpstreamResponseParser(keeping: kept, maxBodyBytes: maxBody)
+        UpstreamResponseParser(maxBodyBytes: maxBody)
     }
 
     /// Feeds `text` in pieces of `piece` bytes; the answer once it is whole.
@@ -349,7 +347,9 @@ struct UpstreamResponseParserTests {
             #expect(String(buffer: answer.body) == #"{"ok":true}"#)
             #expect(answer.headers.first(name: "content-type") == "application/json")
             #expect(answer.headers.first(name: "x-wharf-model-version") == "3")
-            #expect(!answer.headers.contains(name: "x-internal"))
+            var written = ByteBuffer()
+            answer.headers.write(into: &written)
+            #expect(String(buffer: written) == "\r\ncontent-type: application/json\r\nx-wharf-model-version: 3")
         }
     }
 
@@ -416,21 +416,28 @@ struct UpstreamResponseParserTests {
         #expect(failure("HTTP/1.1 200 OK\r\nx: " + String(repeating: "a", count: 70_000)) != nil)
     }
 
-    @Test func requestHeadsLeaveOutWhatCouldBreakTheFraming() throws {
+    @Test func requestHeadsPassOnlyTheTensorHeadersAndTheID() throws {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
-        headers.add(name: "x-evil", value: "a\r\nx-injected: 1")
-        headers.add(name: "bad name", value: "v")
+        headers.add(name: "inference-header-content-length", value: "a\r\nx-injected: 1")
+        headers.add(name: "x-other", value: "v")
+        var random = SeededGenerator(seed: 1)
+        let made = RequestID(given: "bad id", random: &random)
+        let forwarded = ForwardedRequestHeaders(headers, requestID: made)
         let lane = UpstreamLane(endpoint: try #require(UpstreamEndpoint(url: "http://10.0.0.5:8080/base")), model: "m")
         let start = UpstreamLoopPool.headStart(for: lane)
-        let small = UpstreamLoopPool.requestBytes(start: start, headers: headers, body: ByteBuffer(string: "{}"))
-        #expect(String(buffer: small.head)
-            == "POST /base/v2/models/m/infer HTTP/1.1\r\nhost: 10.0.0.5:8080\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+        let small = UpstreamLoopPool.requestBytes(start: start, headers: forwarded, body: ByteBuffer(string: "{}"))
+        // A value that could break the framing is left out; an unacceptable id is replaced.
+        #expect(made.string.count == 16 && made.string != "bad id")
+        #expect(String(buffer: small.head) == "POST /base/v2/models/m/infer HTTP/1.1\r\nhost: 10.0.0.5:8080\r\ncontent-type: application/json"
+            + "\r\nx-request-id: \(made.string)\r\ncontent-length: 2\r\n\r\n{}")
         #expect(small.body == nil)
         // A large body is not copied into the head's buffer.
         let large = ByteBuffer(repeating: UInt8(ascii: "x"), count: UpstreamLoopPool.inlineBodyLimit + 1)
-        let split = UpstreamLoopPool.requestBytes(start: start, headers: HTTPHeaders(), body: large)
-        #expect(String(buffer: split.head) == "POST /base/v2/models/m/infer HTTP/1.1\r\nhost: 10.0.0.5:8080\r\ncontent-length: \(large.readableBytes)\r\n\r\n")
+        let given = ForwardedRequestHeaders(HTTPHeaders(), requestID: RequestID(given: "client-7", random: &random))
+        let split = UpstreamLoopPool.requestBytes(start: start, headers: given, body: large)
+        #expect(String(buffer: split.head) == "POST /base/v2/models/m/infer HTTP/1.1\r\nhost: 10.0.0.5:8080\r\nx-request-id: client-7"
+            + "\r\ncontent-length: \(large.readableBytes)\r\n\r\n")
         #expect(split.body == large)
     }
 }
@@ -438,7 +445,7 @@ struct UpstreamResponseParserTests {
 @Suite("Plain inference requests, read at the byte level")
 struct PlainInferenceRequestTests {
     private func parse(_ text: String, maxBody: Int = 1 << 20) -> PlainInferenceRequest.Parsed {
-        Array(text.utf8).withUnsafeBytes { PlainInferenceRequest.parse($0, maxBodyBytes: maxBody) }
+        PlainInferenceRequest.parse(ByteBuffer(string: text), maxBodyBytes: maxBody)
     }
 
     private func isOther(_ text: String, maxBody: Int = 1 << 20) -> Bool {
@@ -455,8 +462,11 @@ struct PlainInferenceRequestTests {
         }
         #expect(request.model == "champ" && request.version == nil && request.path == "/v2/models/champ/infer")
         #expect(request.headLength == head.utf8.count && request.contentLength == 7)
-        #expect(request.headers.first(name: "authorization") == "Bearer k")
-        #expect(request.headers.first(name: "x-user") == "42")
+        #expect(request.first(name: "authorization") == "Bearer k")
+        #expect(request.first(name: "X-User") == "42")
+        #expect(request.first(name: "x-api-key") == nil)
+        #expect(request.value(request.contentType).map { String(buffer: $0) } == "application/json")
+        #expect(request.fields.map(\.name) == ["Host", "Content-Type", "Authorization", "X-User", "Connection", "Content-Length"])
         guard case .request(let versioned) = parse("POST /v2/models/champ/versions/canary/infer HTTP/1.1\r\nContent-Length: 0\r\n\r\n") else {
             Issue.record("versioned path not taken")
             return
@@ -564,7 +574,7 @@ struct PlainRequestDifferentialTests {
         var taken = 0
         for round in 0..<3000 {
             let bytes = round == 0 ? Self.base : mutate(Self.base, random: &random)
-            guard case .request(let request) = bytes.withUnsafeBytes({ PlainInferenceRequest.parse($0, maxBodyBytes: 1 << 20) }) else {
+            guard case .request(let request) = PlainInferenceRequest.parse(ByteBuffer(bytes: bytes), maxBodyBytes: 1 << 20) else {
                 continue
             }
             // The reader frames the request as head + Content-Length bytes.
@@ -579,8 +589,12 @@ struct PlainRequestDifferentialTests {
             }
             #expect(nio.head.method == .POST && nio.head.uri == request.path && nio.head.version == .http1_1)
             #expect(nio.bodyBytes == request.contentLength, "\(String(decoding: bytes, as: UTF8.self).debugDescription)")
-            #expect(nio.head.headers.map(\.name) == request.headers.map(\.name))
-            #expect(nio.head.headers.map { $0.value.trimmingCharacters(in: .whitespaces) } == request.headers.map(\.value))
+            #expect(nio.head.headers.map(\.name) == request.fields.map(\.name))
+            #expect(nio.head.headers.map { $0.value.trimmingCharacters(in: .whitespaces) } == request.fields.map(\.value))
+            // The headers read here are NIO's first of each name.
+            for name in ["content-type", "x-request-id", "authorization", "x-api-key"] {
+                #expect(request.first(name: name) == nio.head.headers.first(name: name).map { $0.trimmingCharacters(in: .whitespaces) })
+            }
             #expect(nio.sentinelNext, "\(String(decoding: bytes, as: UTF8.self).debugDescription)")
         }
         #expect(taken > 300, "too few mutated requests were taken to compare (\(taken))")

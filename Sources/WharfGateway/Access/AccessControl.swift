@@ -94,7 +94,7 @@ final class AccessControl: Sendable {
     /// The same for the forwarding path's HTTP/1 headers and the scope `infer:<model>`, without
     /// writing the scope out when no key is presented and inference is open (every request of
     /// an open gateway).
-    func authorizeInference(headers: HTTPHeaders, model: String) throws {
+    func authorizeInference(headers: some RequestHeaderLookup, model: String) throws {
         let presented = Self.presentedKey(bearer: headers.first(name: "authorization"), apiKey: headers.first(name: "x-api-key"))
         if presented == nil, openInference { return }
         try authorize(presentedKey: presented, scope: "infer:\(model)")

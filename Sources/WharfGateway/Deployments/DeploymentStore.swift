@@ -12,6 +12,10 @@ final class LiveDeployment: Sendable {
     let pools: [String: ReplicaPool]
     let shadowPool: ReplicaPool?
     let stats: [String: VersionStats]
+    /// `pools` and `stats` in the order of the spec's targets: what the router looks up for
+    /// every request, by index rather than by hashing the version's name.
+    let targetPools: [ReplicaPool?]
+    let targetStats: [VersionStats?]
     /// Requests in flight for the model, shared by every spec of it: a spec change (a canary
     /// step) does not start a fresh count while the old spec's requests still run.
     let inFlight: InFlightCount
@@ -41,6 +45,8 @@ final class LiveDeployment: Sendable {
         }
         self.pools = pools
         self.stats = versionStats
+        targetPools = spec.targets.map { pools[$0.version] }
+        targetStats = spec.targets.map { versionStats[$0.version] }
         self.inFlight = inFlight
     }
 }

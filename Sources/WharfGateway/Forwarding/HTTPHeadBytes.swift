@@ -52,12 +52,23 @@ enum HTTPHeadBytes {
 
     static func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lowercase: UnsafeRawBufferPointer) -> Bool {
         guard bytes.count == lowercase.count else { return false }
-        for index in 0..<bytes.count {
-            let byte = bytes[index]
-            let lowered = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
-            guard lowered == lowercase[index] else { return false }
+        for index in 0..<bytes.count where lowered(bytes[index]) != lowercase[index] {
+            return false
         }
         return true
+    }
+
+    /// Whether `first` and `second` are equal but for the case of ASCII letters.
+    static func equalsIgnoringCase(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> Bool {
+        guard first.count == second.count else { return false }
+        for index in 0..<first.count where lowered(first[index]) != lowered(second[index]) {
+            return false
+        }
+        return true
+    }
+
+    private static func lowered(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
     }
 
     /// The CRLF-ended lines of a head (without the blank line that ends it), each without its

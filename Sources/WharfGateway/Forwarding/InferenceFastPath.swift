@@ -22,7 +22,7 @@ import WharfHTTP
 /// the answer owed here has been written, the bytes are passed on untouched. Deciding where a
 /// request ends needs no judgement here (one `Content-Length`, nothing that could disagree
 /// with it), and everything doubtful is left to NIO's parser.
-final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
+final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler, InferenceReceiver {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = IOData
@@ -38,6 +38,9 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private var headRead: PlainInferenceRequest?
     /// A request forwarded whose answer is not written yet.
     private var busy = false
+    /// That request, and its id.
+    private var forwarded: (request: PlainInferenceRequest, id: RequestID)?
+    private var context: ChannelHandlerContext?
     private var readHeld = false
     private var quiesceHeld = false
     /// The client closed its side after sending: answer what came whole, then close.
@@ -58,12 +61,24 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         upstream = settings.router.upstream.pool(for: context.eventLoop)
         if let timeout = settings.idleTimeout { checkSilence(after: timeout, context: context) }
+        // Reads are asked for here, after each read cycle, until the hand-over: NIO's own
+        // request after each cycle would pass through every handler behind this one, which
+        // have nothing to say while the connection is read here (2 % of the gateway's CPU).
+        try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+        if context.channel.isActive { context.read() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.read()
+        context.fireChannelActive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         isRemoved = true
+        self.context = nil
         silenceTimer?.cancel()
         silenceTimer = nil
     }
@@ -103,7 +118,11 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         inReadCycle = false
         // The handlers behind have seen nothing while the requests are taken here.
-        if passingThrough { context.fireChannelReadComplete() }
+        if passingThrough {
+            context.fireChannelReadComplete()
+        } else {
+            read(context: context)
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -135,7 +154,7 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             if let headRead {
                 parsed = .request(headRead)
             } else {
-                parsed = buffer.withUnsafeReadableBytes { PlainInferenceRequest.parse($0, maxBodyBytes: settings.maxBodyBytes) }
+                parsed = PlainInferenceRequest.parse(buffer, maxBodyBytes: settings.maxBodyBytes)
             }
             switch parsed {
             case .incomplete:
@@ -164,6 +183,8 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         passingThrough = true
         silenceTimer?.cancel()
         silenceTimer = nil
+        // The handlers behind control reads from here on, as NIO's channel does.
+        try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         if let buffer = pending, buffer.readableBytes > 0 {
             pending = nil
             context.fireChannelRead(wrapInboundOut(buffer))
@@ -181,36 +202,52 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Forwarding
 
     private func forward(_ request: PlainInferenceRequest, body: ByteBuffer, context: ChannelHandlerContext) {
-        let requestID = settings.requestID(request.headers, random: &upstream!.random)
+        let requestID = RequestID(given: request.value(request.requestID), random: &upstream!.random)
         do {
-            try settings.admit(model: request.model, headers: request.headers)
+            try settings.admit(model: request.model, headers: request)
         } catch {
             return answer(error: error, request: request, requestID: requestID, context: context)
         }
+        forwarded = (request, requestID)
+        let headers = ForwardedRequestHeaders(
+            contentType: request.value(request.contentType), inferenceHeaderContentLength: request.value(request.inferenceHeaderContentLength),
+            requestID: requestID)
         settings.router.route(
-            model: request.model, version: request.version, body: body, headers: request.headers, requestID: requestID, pool: upstream!
-        ) { result in
-            guard !self.isRemoved else { return }
-            switch result {
-            case .success(let forwarded):
-                self.answer(status: forwarded.status, headers: forwarded.headers, body: forwarded.body, requestID: requestID, context: context)
-            case .failure(let error):
-                self.answer(error: error, request: request, requestID: requestID, context: context)
+            model: request.model, version: request.version, body: body, headers: request, forwarded: headers, pool: upstream!, receiver: self)
+    }
+
+    func inferenceFinished(_ result: Result<InferenceRouter.Forwarded, any Error>) {
+        guard !isRemoved, let context, let (request, requestID) = forwarded else { return }
+        forwarded = nil
+        switch result {
+        case .success(let answer):
+            self.answer(status: answer.status, body: answer.body, requestID: requestID, context: context) { answer.headers.write(into: &$0) }
+        case .failure(let error):
+            self.answer(error: error, request: request, requestID: requestID, context: context)
+        }
+    }
+
+    private func answer(error: any Error, request: PlainInferenceRequest, requestID: RequestID, context: ChannelHandlerContext) {
+        let error = settings.errorAnswer(error, method: .post, path: request.path, requestID: requestID.string)
+        answer(status: HTTPResponseStatus(statusCode: error.status.code), body: error.body, requestID: requestID, context: context) { head in
+            for (name, value) in HTTPHeaders(error.headers) {
+                head.writeStaticString("\r\n")
+                head.writeString(name)
+                head.writeStaticString(": ")
+                head.writeString(value)
             }
         }
     }
 
-    private func answer(error: any Error, request: PlainInferenceRequest, requestID: String, context: ChannelHandlerContext) {
-        let error = settings.errorAnswer(error, method: .post, path: request.path, requestID: requestID)
-        answer(status: HTTPResponseStatus(statusCode: error.status.code), headers: HTTPHeaders(error.headers), body: error.body,
-               requestID: requestID, context: context)
-    }
-
-    private func answer(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, requestID: String, context: ChannelHandlerContext) {
+    /// Writes the answer: the status line, the headers `writeHeaders` writes (each as
+    /// `\r\nname: value`), the gateway's own, and the body.
+    private func answer(
+        status: HTTPResponseStatus, body: ByteBuffer, requestID: RequestID, context: ChannelHandlerContext, writeHeaders: (inout ByteBuffer) -> Void
+    ) {
         // A small body goes in the head's buffer: one write through the pipeline and one
         // buffer through NIO's write path; a large one is not copied.
         let inline = body.readableBytes <= UpstreamLoopPool.inlineBodyLimit
-        var head = ByteBufferAllocator().buffer(capacity: 256 + (inline ? body.readableBytes : 0))
+        var head = ByteBufferAllocator().buffer(capacity: 320 + (inline ? body.readableBytes : 0))
         if status == .ok {
             head.writeStaticString("HTTP/1.1 200 OK")
         } else {
@@ -219,14 +256,9 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             head.writeStaticString(" ")
             head.writeString(status.reasonPhrase)
         }
-        for (name, value) in headers {
-            head.writeStaticString("\r\n")
-            head.writeString(name)
-            head.writeStaticString(": ")
-            head.writeString(value)
-        }
+        writeHeaders(&head)
         head.writeStaticString("\r\nx-request-id: ")
-        head.writeString(requestID)
+        requestID.write(into: &head)
         head.writeStaticString("\r\ncontent-length: ")
         head.writeString(String(body.readableBytes))
         head.writeStaticString("\r\nserver: ")
@@ -269,11 +301,20 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 }
 
 /// A plain inference request's head, read strictly: what ``InferenceFastPath`` answers itself.
-struct PlainInferenceRequest {
+/// Its headers stay in the bytes read; the few the gateway reads are found as they are parsed.
+struct PlainInferenceRequest: RequestHeaderLookup {
     var model: String
     var version: String?
-    var path: String
-    var headers: HTTPHeaders
+    /// The request line and headers, without the blank line: a slice of the bytes read.
+    var head: ByteBuffer
+    /// Where in `head` the path is.
+    var pathRange: Range<Int>
+    /// Where in `head` the values of the headers read here are (the first of each name).
+    var contentType: Range<Int>?
+    var inferenceHeaderContentLength: Range<Int>?
+    var requestID: Range<Int>?
+    var authorization: Range<Int>?
+    var apiKey: Range<Int>?
     /// Bytes of the request line and headers, with the blank line.
     var headLength: Int
     var contentLength: Int
@@ -289,21 +330,86 @@ struct PlainInferenceRequest {
     static let maxHeadBytes = 8192
     static let maxHeaders = 64
 
-    static func parse(_ bytes: UnsafeRawBufferPointer, maxBodyBytes: Int) -> Parsed {
+    var path: String {
+        String(buffer: head.getSlice(at: pathRange.lowerBound, length: pathRange.count)!)
+    }
+
+    /// The bytes of a value found while parsing.
+    func value(_ range: Range<Int>?) -> ByteBuffer? {
+        range.map { head.getSlice(at: $0.lowerBound, length: $0.count)! }
+    }
+
+    /// The value of the first header named `name` (any case).
+    func first(name: String) -> String? {
+        switch name {
+        case "authorization": return value(authorization).map { String(buffer: $0) }
+        case "x-api-key": return value(apiKey).map { String(buffer: $0) }
+        case "x-request-id": return value(requestID).map { String(buffer: $0) }
+        case "content-type": return value(contentType).map { String(buffer: $0) }
+        default:
+            var name = name
+            return name.withUTF8 { wanted in
+                var found: String?
+                forEachField { fieldName, value in
+                    if found == nil, HTTPHeadBytes.equalsIgnoringCase(fieldName, UnsafeRawBufferPointer(wanted)) {
+                        found = String(decoding: value, as: UTF8.self)
+                    }
+                }
+                return found
+            }
+        }
+    }
+
+    /// Every header, in order, names as sent and values without the spaces around them.
+    var fields: [(name: String, value: String)] {
+        var fields: [(name: String, value: String)] = []
+        forEachField { fields.append((String(decoding: $0, as: UTF8.self), String(decoding: $1, as: UTF8.self))) }
+        return fields
+    }
+
+    private func forEachField(_ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Void) {
+        head.withUnsafeReadableBytes { bytes in
+            var lines = HTTPHeadBytes.Lines(bytes)
+            _ = lines.next()
+            while let line = lines.next() {
+                if let (name, value) = HTTPHeadBytes.field(line) { body(name, value) }
+            }
+        }
+    }
+
+    static func parse(_ buffer: ByteBuffer, maxBodyBytes: Int) -> Parsed {
+        buffer.withUnsafeReadableBytes { bytes in
+            let parsed = parse(bytes, maxBodyBytes: maxBodyBytes)
+            guard case .request(var request) = parsed else { return parsed }
+            request.head = buffer.getSlice(at: buffer.readerIndex, length: request.headLength - 4)!
+            return .request(request)
+        }
+    }
+
+    /// Parses `bytes`; a request's `head` is left empty, for the caller to set.
+    private static func parse(_ bytes: UnsafeRawBufferPointer, maxBodyBytes: Int) -> Parsed {
         let prefix: StaticString = "POST /v2/models/"
         let known = min(bytes.count, prefix.utf8CodeUnitCount)
         guard memcmp(bytes.baseAddress!, prefix.utf8Start, known) == 0 else { return .other }
         guard let end = HTTPHeadBytes.headEnd(in: bytes, within: maxHeadBytes + 4) else { return bytes.count > maxHeadBytes ? .other : .incomplete }
         var lines = HTTPHeadBytes.Lines(UnsafeRawBufferPointer(rebasing: bytes[0..<end]))
         guard let requestLine = lines.next(), let (model, version, path) = target(requestLine) else { return .other }
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(8)
+        func range(_ part: UnsafeRawBufferPointer) -> Range<Int> {
+            let start = part.baseAddress.map { $0 - bytes.baseAddress! } ?? 0
+            return start..<(start + part.count)
+        }
+        var request = PlainInferenceRequest(
+            model: model, version: version, head: ByteBuffer(), pathRange: range(path), headLength: end + 4, contentLength: 0)
         var contentLength: Int?
+        var count = 0
         while let line = lines.next() {
-            guard headers.count < maxHeaders, let (name, value) = HTTPHeadBytes.field(line) else { return .other }
+            count += 1
+            guard count <= maxHeaders, let (name, value) = HTTPHeadBytes.field(line) else { return .other }
             // Visible ASCII, spaces and tabs only.
             guard value.allSatisfy({ ($0 >= 0x20 && $0 < 0x7F) || $0 == 0x09 }) else { return .other }
-            if HTTPHeadBytes.equalsLowercase(name, "content-length") {
+            // By length first: most names are none of these.
+            switch name.count {
+            case 14 where HTTPHeadBytes.equalsLowercase(name, "content-length"):
                 guard contentLength == nil, !value.isEmpty, value.count <= 15 else { return .other }
                 var length = 0
                 for byte in value {
@@ -312,25 +418,35 @@ struct PlainInferenceRequest {
                     length = length * 10 + Int(digit)
                 }
                 contentLength = length
-            } else if HTTPHeadBytes.equalsLowercase(name, "connection") {
+            case 10 where HTTPHeadBytes.equalsLowercase(name, "connection"):
                 guard HTTPHeadBytes.equalsLowercase(value, "keep-alive") else { return .other }
-            } else if HTTPHeadBytes.equalsLowercase(name, "transfer-encoding")
-                || HTTPHeadBytes.equalsLowercase(name, "expect")
-                || HTTPHeadBytes.equalsLowercase(name, "upgrade")
-            {
+            case 17 where HTTPHeadBytes.equalsLowercase(name, "transfer-encoding"),
+                 6 where HTTPHeadBytes.equalsLowercase(name, "expect"),
+                 7 where HTTPHeadBytes.equalsLowercase(name, "upgrade"):
                 return .other
+            case 12 where HTTPHeadBytes.equalsLowercase(name, "content-type"):
+                if request.contentType == nil { request.contentType = range(value) }
+            case 12 where HTTPHeadBytes.equalsLowercase(name, "x-request-id"):
+                if request.requestID == nil { request.requestID = range(value) }
+            case 13 where HTTPHeadBytes.equalsLowercase(name, "authorization"):
+                if request.authorization == nil { request.authorization = range(value) }
+            case 9 where HTTPHeadBytes.equalsLowercase(name, "x-api-key"):
+                if request.apiKey == nil { request.apiKey = range(value) }
+            case 31 where HTTPHeadBytes.equalsLowercase(name, "inference-header-content-length"):
+                if request.inferenceHeaderContentLength == nil { request.inferenceHeaderContentLength = range(value) }
+            default:
+                break
             }
-            headers.add(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self))
         }
         // A bare CR or LF anywhere in the head: NIO's parser judges it.
         guard !lines.failed, let contentLength, contentLength <= maxBodyBytes else { return .other }
-        return .request(PlainInferenceRequest(
-            model: model, version: version, path: path, headers: headers, headLength: end + 4, contentLength: contentLength))
+        request.contentLength = contentLength
+        return .request(request)
     }
 
     /// `POST /v2/models/{m}/infer HTTP/1.1` or `…/{m}/versions/{v}/infer …`, names of letters,
     /// digits, '.', '_' and '-' only.
-    private static func target(_ line: UnsafeRawBufferPointer) -> (String, String?, String)? {
+    private static func target(_ line: UnsafeRawBufferPointer) -> (String, String?, UnsafeRawBufferPointer)? {
         let method = "POST ".utf8.count
         let version: StaticString = " HTTP/1.1"
         guard line.count > method + version.utf8CodeUnitCount,
@@ -341,7 +457,7 @@ struct PlainInferenceRequest {
         guard let target = InferenceForwarder.target(path: path),
               target.model.utf8.allSatisfy(isNameByte), target.version?.utf8.allSatisfy(isNameByte) ?? true
         else { return nil }
-        return (target.model, target.version, String(decoding: path, as: UTF8.self))
+        return (target.model, target.version, path)
     }
 
     private static func isNameByte(_ byte: UInt8) -> Bool {

@@ -40,13 +40,8 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         /// answer, is closed: idle between requests, or stalled in the middle of one.
         var idleTimeout: TimeAmount? = .seconds(60)
 
-        /// The client's `x-request-id` when it is acceptable, else a new one.
-        func requestID(_ headers: HTTPHeaders, random: inout SeededGenerator) -> String {
-            headers.first(name: "x-request-id").flatMap { RequestIDs.isAcceptable($0) ? $0 : nil } ?? RequestIDs.makeID(using: &random)
-        }
-
         /// Refuses a hostile model name, or a caller whose key may not infer with the model.
-        func admit(model: String, headers: HTTPHeaders) throws {
+        func admit(model: String, headers: some RequestHeaderLookup) throws {
             try RegistryName.check(model, kind: "model")
             try access.authorizeInference(headers: headers, model: model)
         }
@@ -76,7 +71,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     private struct Inference {
         var head: HTTPRequestHead
         var target: Target
-        var requestID: String
+        var requestID: RequestID
         var body: ByteBuffer?
         var closeAfter: Bool
     }
@@ -170,7 +165,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
                 passOn(part, context: context)
                 return
             }
-            let requestID = settings.requestID(head.headers, random: &upstream!.random)
+            let requestID = RequestID(given: head.headers.first(name: "x-request-id"), random: &upstream!.random)
             state = .collecting(Inference(head: head, target: target, requestID: requestID, body: nil, closeAfter: !head.isKeepAlive))
             // curl and others wait (a second, for curl) for leave to send a large body.
             if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
@@ -264,12 +259,13 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         }
         settings.router.route(
             model: model, version: inference.target.version, body: inference.body ?? context.channel.allocator.buffer(capacity: 0),
-            headers: inference.head.headers, requestID: inference.requestID, pool: upstream!
+            headers: inference.head.headers, forwarded: ForwardedRequestHeaders(inference.head.headers, requestID: inference.requestID),
+            pool: upstream!
         ) { result in
             guard !self.isRemoved else { return }
             switch result {
             case .success(let forwarded):
-                self.respond(to: inference, status: forwarded.status, headers: forwarded.headers, body: forwarded.body, context: context)
+                self.respond(to: inference, status: forwarded.status, headers: forwarded.headers.httpHeaders, body: forwarded.body, context: context)
             case .failure(let error):
                 self.respond(to: inference, with: self.errorAnswer(error, inference), context: context)
             }
@@ -278,7 +274,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func errorAnswer(_ error: any Error, _ inference: Inference) -> ErrorAnswer {
         let method = (try? HTTPRequest.Method(inference.head.method)) ?? .post
-        return settings.errorAnswer(error, method: method, path: inference.head.uri, requestID: inference.requestID)
+        return settings.errorAnswer(error, method: method, path: inference.head.uri, requestID: inference.requestID.string)
     }
 
     private func respond(to inference: Inference, with error: ErrorAnswer, context: ChannelHandlerContext) {
@@ -288,7 +284,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func respond(to inference: Inference, status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, context: ChannelHandlerContext) {
         var headers = headers
-        headers.add(name: "x-request-id", value: inference.requestID)
+        headers.add(name: "x-request-id", value: inference.requestID.string)
         headers.add(name: "content-length", value: String(body.readableBytes))
         headers.add(name: "server", value: settings.serverName)
         if inference.closeAfter {

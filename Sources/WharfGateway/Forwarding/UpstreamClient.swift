@@ -82,10 +82,16 @@ enum UpstreamError: Error, Equatable {
     case badAnswer
 }
 
-struct UpstreamResponse: Sendable {
+struct UpstreamResponse {
     var status: HTTPResponseStatus
-    var headers: HTTPHeaders
+    var headers: AnswerHeaders
     var body: ByteBuffer
+}
+
+/// Told the outcome of a forwarded request, once, on the loop that sent it. The router's
+/// per-request object: one reference, where a completion closure cost an allocation a request.
+protocol UpstreamReceiver: AnyObject {
+    func upstreamFinished(_ outcome: Result<UpstreamResponse, UpstreamError>)
 }
 
 /// The gateway's HTTP/1.1 client for forwarding inference: keep-alive connections to each
@@ -158,16 +164,14 @@ final class UpstreamLoopPool {
     }
 
     /// Sends one inference request of the lane's model (`POST {prefix}/v2/models/{model}/infer`);
-    /// `completion` is called once, on this loop. `headers` should not hold `Host` or
-    /// `Content-Length`: they are added here.
+    /// `receiver` hears of its outcome once, on this loop.
     func execute(
-        _ lane: UpstreamLane, headers: HTTPHeaders, body: ByteBuffer, timeout: TimeAmount,
-        completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
+        _ lane: UpstreamLane, headers: ForwardedRequestHeaders, body: ByteBuffer, timeout: TimeAmount, receiver: any UpstreamReceiver
     ) {
-        guard !closed else { return completion(.failure(.connectionLost)) }
+        guard !closed else { return receiver.upstreamFinished(.failure(.connectionLost)) }
         let connections = self.connections(for: lane)
         let bytes = Self.requestBytes(start: connections.headStart, headers: headers, body: body)
-        let exchange = UpstreamExchange(lane: lane, head: bytes.head, body: bytes.body, deadline: .now() + timeout, completion: completion)
+        let exchange = UpstreamExchange(lane: lane, head: bytes.head, body: bytes.body, deadline: .now() + timeout, receiver: receiver)
         exchange.pool = self
         watchDeadline(of: exchange)
         dispatch(exchange, to: connections)
@@ -199,32 +203,18 @@ final class UpstreamLoopPool {
     /// The request written out: `start`, the headers, `content-length`, and a small body in the
     /// same buffer (one write and one segment for the usual one-row request; the copy is
     /// cheaper than a second buffer through the write path). A larger body stays apart, not
-    /// copied. A header whose name or value could break the framing (CR, LF, NUL, a colon in
-    /// the name) is left out; the router passes only a few, checked, headers anyway.
-    static func requestBytes(start: ByteBuffer, headers: HTTPHeaders, body: ByteBuffer) -> (head: ByteBuffer, body: ByteBuffer?) {
+    /// copied.
+    static func requestBytes(start: ByteBuffer, headers: ForwardedRequestHeaders, body: ByteBuffer) -> (head: ByteBuffer, body: ByteBuffer?) {
         let inline = body.readableBytes <= inlineBodyLimit
-        var head = ByteBufferAllocator().buffer(capacity: start.readableBytes + 160 + (inline ? body.readableBytes : 0))
+        var head = ByteBufferAllocator().buffer(capacity: start.readableBytes + 192 + (inline ? body.readableBytes : 0))
         head.writeImmutableBuffer(start)
-        for (name, value) in headers where isSafe(name, isName: true) && isSafe(value, isName: false) {
-            head.writeStaticString("\r\n")
-            head.writeString(name)
-            head.writeStaticString(": ")
-            head.writeString(value)
-        }
+        headers.write(into: &head)
         head.writeStaticString("\r\ncontent-length: ")
         head.writeString(String(body.readableBytes))
         head.writeStaticString("\r\n\r\n")
         guard inline else { return (head, body) }
         head.writeImmutableBuffer(body)
         return (head, nil)
-    }
-
-    private static func isSafe(_ text: String, isName: Bool) -> Bool {
-        if isName, text.isEmpty { return false }
-        for byte in text.utf8 where byte == 0x0D || byte == 0x0A || byte == 0 || (isName && !HTTPHeadBytes.isTokenByte(byte)) {
-            return false
-        }
-        return true
     }
 
     // MARK: Deadlines
@@ -429,7 +419,7 @@ final class UpstreamExchange {
     /// A body too large to go in `head`'s buffer.
     let body: ByteBuffer?
     let deadline: NIODeadline
-    private var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
+    private var receiver: (any UpstreamReceiver)?
     /// Told when this exchange finishes.
     var pool: UpstreamLoopPool?
     /// The connection carrying it now.
@@ -437,15 +427,12 @@ final class UpstreamExchange {
     var resent = false
     private(set) var isFinished = false
 
-    init(
-        lane: UpstreamLane, head: ByteBuffer, body: ByteBuffer?, deadline: NIODeadline,
-        completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
-    ) {
+    init(lane: UpstreamLane, head: ByteBuffer, body: ByteBuffer?, deadline: NIODeadline, receiver: any UpstreamReceiver) {
         self.lane = lane
         self.head = head
         self.body = body
         self.deadline = deadline
-        self.completion = completion
+        self.receiver = receiver
     }
 
     func succeed(_ response: UpstreamResponse) {
@@ -461,11 +448,11 @@ final class UpstreamExchange {
         guard !isFinished else { return }
         isFinished = true
         connection = nil
-        let completion = self.completion
-        self.completion = nil
+        let receiver = self.receiver
+        self.receiver = nil
         pool?.exchangeFinished()
         pool = nil
-        completion?(outcome)
+        receiver?.upstreamFinished(outcome)
     }
 }
 
@@ -482,7 +469,7 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     /// When it was last put back in the pool.
     var idleSince = NIODeadline.now()
     private var current: UpstreamExchange?
-    private var parser = UpstreamResponseParser(keeping: InferenceRouter.responseHeaders, maxBodyBytes: UpstreamClient.maxResponseBytes)
+    private var parser = UpstreamResponseParser(maxBodyBytes: UpstreamClient.maxResponseBytes)
     /// Whether this connection carried an exchange before the current one.
     private var reused = false
     private var isClosed = false

@@ -14,18 +14,17 @@ struct UpstreamResponseParser {
         case tooLarge
     }
 
-    /// A whole answer: status, the kept headers, body, and whether the connection stays open.
+    /// A whole answer: status, the headers passed back, body, and whether the connection stays open.
     struct Answer {
         var status: HTTPResponseStatus
-        var headers: HTTPHeaders
+        var headers: AnswerHeaders
         var body: ByteBuffer
         var keepAlive: Bool
     }
 
-    /// Header names kept (lowercase); the rest are read and dropped.
-    let keptHeaders: [String]
-    /// `keptHeaders` as bytes, for comparing without `String`.
-    private let keptNames: [[UInt8]]
+    /// ``AnswerHeaders/names`` as bytes, for comparing without `String`; other headers are read
+    /// and dropped.
+    private static let keptNames = AnswerHeaders.names.map { Array($0.utf8) }
     let maxBodyBytes: Int
     static let maxHeadBytes = 64 * 1024
     static let maxChunkLineBytes = 1024
@@ -45,7 +44,7 @@ struct UpstreamResponseParser {
 
     private struct Head {
         var status: HTTPResponseStatus
-        var headers: HTTPHeaders
+        var headers: AnswerHeaders
         var keepAlive: Bool
         var framing: Framing
     }
@@ -58,9 +57,7 @@ struct UpstreamResponseParser {
     /// arrived did not just drop an idle request.
     private(set) var hasStarted = false
 
-    init(keeping keptHeaders: [String], maxBodyBytes: Int) {
-        self.keptHeaders = keptHeaders
-        self.keptNames = keptHeaders.map { Array($0.lowercased().utf8) }
+    init(maxBodyBytes: Int) {
         self.maxBodyBytes = maxBodyBytes
     }
 
@@ -121,15 +118,16 @@ struct UpstreamResponseParser {
         }
         guard end <= Self.maxHeadBytes else { throw .malformed("an answer head over \(Self.maxHeadBytes) bytes") }
         let head = try buffer.withUnsafeReadableBytes { bytes throws(Failure) in
-            try parseHead(UnsafeRawBufferPointer(rebasing: bytes[0..<end]))
+            try parseHead(UnsafeRawBufferPointer(rebasing: bytes[0..<end]), in: buffer)
         }
         buffer.moveReaderIndex(forwardBy: end + 4)
         pending = buffer
         return head
     }
 
-    /// The status line and headers (without the blank line).
-    private func parseHead(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> Head {
+    /// The status line and headers (without the blank line): `bytes`, the readable bytes of
+    /// `buffer`, whose slices hold the values passed back.
+    private func parseHead(_ bytes: UnsafeRawBufferPointer, in buffer: ByteBuffer) throws(Failure) -> Head {
         var lines = HTTPHeadBytes.Lines(bytes)
         guard let statusLine = lines.next() else {
             throw .malformed(lines.failed ? "a bare CR or LF in the answer head" : "an empty answer head")
@@ -150,9 +148,7 @@ struct UpstreamResponseParser {
         guard code >= 100 else { throw .malformed("status code \(code)") }
         let isHTTP11 = statusLine[7] == UInt8(ascii: "1")
 
-        var headers = HTTPHeaders()
-        // Room for the router's `x-wharf-deployment-version` too: the array is not regrown.
-        headers.reserveCapacity(keptNames.count + 1)
+        var headers = AnswerHeaders()
         var contentLength: Int?
         var chunked = false
         var close = !isHTTP11
@@ -179,9 +175,12 @@ struct UpstreamResponseParser {
                     if HTTPHeadBytes.equalsLowercase(token, "keep-alive") { close = false }
                 }
             } else {
-                for (index, kept) in keptNames.enumerated() where kept.count == name.count {
+                for (index, kept) in Self.keptNames.enumerated() where kept.count == name.count {
                     if kept.withUnsafeBytes({ HTTPHeadBytes.equalsLowercase(name, $0) }) {
-                        headers.add(name: keptHeaders[index], value: String(decoding: value, as: UTF8.self))
+                        // The first of a name is passed back, as `HTTPHeaders.first` would.
+                        if headers[index] == nil {
+                            headers[index] = buffer.getSlice(at: buffer.readerIndex + (value.baseAddress.map { $0 - bytes.baseAddress! } ?? 0), length: value.count)
+                        }
                         break
                     }
                 }

@@ -42,188 +42,104 @@ final class InferenceRouter: Sendable {
     /// A replica's answer: its status, the headers passed back, and the body.
     struct Forwarded: Sendable {
         var status: HTTPResponseStatus
-        var headers: HTTPHeaders
+        var headers: AnswerHeaders
         var body: ByteBuffer
     }
 
     typealias Completion = (Result<Forwarded, any Error>) -> Void
 
-    /// Headers passed to the model server and back.
-    static let requestHeaders = ["content-type", "inference-header-content-length"]
-    static let responseHeaders = ["content-type", "inference-header-content-length", "x-wharf-model-version", "retry-after"]
-
-    /// Routes one request, on `pool`'s event loop; `completion` gets the answer of a replica of
+    /// Routes one request, on `pool`'s event loop; `receiver` gets the answer of a replica of
     /// the right version (with `x-wharf-deployment-version` set) or a ``WharfError`` (404, 503).
+    /// `headers` are the client's, for the sticky-routing key; `forwarded` what replicas get.
     func route(
-        model: String, version: String?, body: ByteBuffer, headers: HTTPHeaders, requestID: String,
-        pool upstreamPool: UpstreamLoopPool, completion: @escaping Completion
+        model: String, version: String?, body: ByteBuffer, headers: some RequestHeaderLookup, forwarded: ForwardedRequestHeaders,
+        pool upstreamPool: UpstreamLoopPool, receiver: any InferenceReceiver
     ) {
         guard let deployment = store.deployment(model) else {
-            return completion(.failure(WharfError(.notFound, "no deployment for model \(model) (create one with wharf deploy set)")))
+            return receiver.inferenceFinished(.failure(WharfError(.notFound, "no deployment for model \(model) (create one with wharf deploy set)")))
         }
         let spec = deployment.spec
         // The bulkhead: this model's requests in flight never exceed its limit.
         let inFlight = deployment.inFlight.enter()
-        let finish: Completion = { result in
-            deployment.inFlight.leave()
-            completion(result)
-        }
         guard inFlight <= spec.maxConcurrency else {
-            return finish(.failure(WharfError(.unavailable, "model \(model) already has \(spec.maxConcurrency) requests in flight (its max_concurrency)")))
+            deployment.inFlight.leave()
+            return receiver.inferenceFinished(.failure(WharfError(
+                .unavailable, "model \(model) already has \(spec.maxConcurrency) requests in flight (its max_concurrency)")))
         }
-
-        var order: [Int]
+        let first: Int
         if let version {
             guard let index = spec.targets.firstIndex(where: { $0.version == version }) else {
-                return finish(.failure(WharfError(.notFound, "deployment \(model) has no version \(version)")))
+                deployment.inFlight.leave()
+                return receiver.inferenceFinished(.failure(WharfError(.notFound, "deployment \(model) has no version \(version)")))
             }
-            order = [index]
+            first = index
         } else {
             let key = spec.stickyHeader.flatMap { headers.first(name: $0) }
             guard let chosen = TrafficSplitter.choose(spec.targets, key: key, random: &upstreamPool.random) else {
-                return finish(.failure(WharfError(.unavailable, "deployment \(model) gives no version any traffic")))
+                deployment.inFlight.leave()
+                return receiver.inferenceFinished(.failure(WharfError(.unavailable, "deployment \(model) gives no version any traffic")))
             }
-            order = [chosen]
-            if spec.targets.count > 1 {
-                order += spec.targets.indices.filter { $0 != chosen && spec.targets[$0].weight > 0 }
-            }
+            first = chosen
         }
-        var forwardHeaders = HTTPHeaders()
-        forwardHeaders.reserveCapacity(5)
-        for name in Self.requestHeaders {
-            if let value = headers.first(name: name) { forwardHeaders.add(name: name, value: value) }
-        }
-        forwardHeaders.add(name: "x-request-id", value: requestID)
-        let request = Outbound(model: model, body: body, headers: forwardHeaders, timeout: .milliseconds(Int64(spec.timeoutMilliseconds)))
-        tryVersions(order[...], deployment: deployment, request: request, pool: upstreamPool, completion: finish)
+        let request = Outbound(model: model, body: body, headers: forwarded, timeout: .milliseconds(Int64(spec.timeoutMilliseconds)))
+        RoutedInference(router: self, deployment: deployment, request: request, upstream: upstreamPool, receiver: receiver,
+                        first: first, versionPinned: version != nil).start()
+    }
+
+    /// ``route(model:version:body:headers:forwarded:pool:receiver:)`` with a closure.
+    func route(
+        model: String, version: String?, body: ByteBuffer, headers: some RequestHeaderLookup, forwarded: ForwardedRequestHeaders,
+        pool upstreamPool: UpstreamLoopPool, completion: @escaping Completion
+    ) {
+        route(model: model, version: version, body: body, headers: headers, forwarded: forwarded, pool: upstreamPool,
+              receiver: CompletionReceiver(completion))
     }
 
     /// One request as sent to replicas.
     struct Outbound: Sendable {
         var model: String
         var body: ByteBuffer
-        var headers: HTTPHeaders
+        var headers: ForwardedRequestHeaders
         var timeout: TimeAmount
     }
 
-    /// The versions in `order`, each until one answers: a dead canary costs its own error
-    /// count, not the client's request.
-    private func tryVersions(
-        _ order: ArraySlice<Int>, deployment: LiveDeployment, request: Outbound, pool upstreamPool: UpstreamLoopPool,
-        completion: @escaping Completion
-    ) {
-        let spec = deployment.spec
-        guard let index = order.first else {
-            return completion(.failure(WharfError(.unavailable, "no replica of model \(request.model) can answer now")))
-        }
-        let target = spec.targets[index]
-        guard let pool = deployment.pools[target.version], let stats = deployment.stats[target.version] else {
-            return tryVersions(order.dropFirst(), deployment: deployment, request: request, pool: upstreamPool, completion: completion)
-        }
-        let started = ContinuousClock.now
-        attempt(pool: pool, request: request, retriesLeft: spec.retries, excluded: [], upstream: upstreamPool) { result in
-            switch result {
-            case .failure(let error):
-                // A timeout: the version took the request and did not answer. It counts against
-                // it like any failure, or a canary whose replicas hang would pass its steps.
-                stats.record(failed: true, duration: .now - started)
-                completion(.failure(error))
-            case .success(nil):
-                // The chosen version could not answer: count it against that version, try the next.
-                stats.record(failed: true, duration: .now - started)
-                if order.count > 1, order.startIndex == 0 {
-                    self.logger.warning("version could not answer; trying another", metadata: ["model": "\(request.model)", "version": "\(target.version)"])
-                }
-                self.tryVersions(order.dropFirst(), deployment: deployment, request: request, pool: upstreamPool, completion: completion)
-            case .success(var answer?):
-                let failed = answer.status.code >= 500
-                stats.record(failed: failed, duration: .now - started)
-                if !failed { self.shadow(deployment, primary: answer, request: request, upstream: upstreamPool) }
-                answer.headers.add(name: "x-wharf-deployment-version", value: target.version)
-                completion(.success(answer))
-            }
-        }
-    }
-
-    /// Up to 1 + retries replicas of one pool; nil when none answered (or none was available).
-    private func attempt(
-        pool: ReplicaPool, request: Outbound, retriesLeft: Int, excluded: Set<String>, upstream: UpstreamLoopPool,
-        completion: @escaping (Result<Forwarded?, any Error>) -> Void
-    ) {
-        guard let lease = pool.acquire(excluding: excluded, random: &upstream.random) else { return completion(.success(nil)) }
-        let replica = lease.replica
-        send(request, to: replica, upstream: upstream) { result in
-            switch result {
-            case .success(let answer):
-                // 503: not ready or overloaded; 404: this replica does not serve the model (a
-                // misdeployed version). Nothing was evaluated; another replica may take it.
-                let unavailable = answer.status == .serviceUnavailable || answer.status == .notFound
-                lease.release(failed: unavailable || answer.status.code >= 500, now: .now)
-                guard unavailable else { return completion(.success(answer)) }
-            case .failure(let error):
-                lease.release(failed: true, now: .now)
-                if Self.isTimeout(error) {
-                    return completion(.failure(WharfError(
-                        .unavailable, "model \(request.model) did not answer within \(request.timeout.nanoseconds / 1_000_000) ms")))
-                }
-                // Connection refused, reset or cut: inference is a pure function, so trying it
-                // on another replica is safe even if this one had started on it.
-                self.logger.debug("replica failed", metadata: ["replica": "\(replica.url)", "error": "\(error)"])
-            }
-            guard retriesLeft > 0 else { return completion(.success(nil)) }
-            self.attempt(pool: pool, request: request, retriesLeft: retriesLeft - 1, excluded: excluded.union([replica.url]),
-                         upstream: upstream, completion: completion)
-        }
-    }
-
-    private static func isTimeout(_ error: any Error) -> Bool {
+    static func isTimeout(_ error: any Error) -> Bool {
         if let error = error as? UpstreamError { return error == .timedOut }
         if let error = error as? HTTPClientError { return error == .deadlineExceeded }
         return false
     }
 
-    /// One request to one replica: on the raw client for http://, async-http-client for https://.
+    /// One request to one replica, with a closure (shadow copies): on the raw client for
+    /// http://, async-http-client for https://.
     private func send(_ request: Outbound, to replica: Replica, upstream: UpstreamLoopPool, completion: @escaping Completion) {
         guard let endpoint = replica.endpoint else {
-            let promise = upstream.eventLoop.makePromise(of: Forwarded.self)
-            promise.completeWithTask { try await self.forwardOverTLS(to: replica.url, request: request) }
-            promise.futureResult.assumeIsolated().whenComplete(completion)
+            sendOverTLS(request, to: replica, upstream: upstream, completion: completion)
             return
         }
         upstream.execute(UpstreamLane(endpoint: endpoint, model: request.model), headers: request.headers, body: request.body,
-                         timeout: request.timeout) { result in
-            switch result {
-            case .success(let response):
-                // The raw client keeps only `responseHeaders`.
-                completion(.success(Forwarded(status: response.status, headers: response.headers, body: response.body)))
-            case .failure(let error):
-                completion(.failure(error))
-            }
-        }
+                         timeout: request.timeout, receiver: CompletionReceiver(completion))
     }
 
-    private static func passedBack(_ headers: HTTPHeaders) -> HTTPHeaders {
-        var passed = HTTPHeaders()
-        passed.reserveCapacity(8)
-        for name in responseHeaders {
-            if let value = headers.first(name: name) { passed.add(name: name, value: value) }
-        }
-        return passed
+    /// To an https replica, through async-http-client; `completion` runs on `upstream`'s loop.
+    func sendOverTLS(_ request: Outbound, to replica: Replica, upstream: UpstreamLoopPool, completion: @escaping Completion) {
+        let promise = upstream.eventLoop.makePromise(of: Forwarded.self)
+        promise.completeWithTask { try await self.forwardOverTLS(to: replica.url, request: request) }
+        promise.futureResult.assumeIsolated().whenComplete(completion)
     }
 
     private func forwardOverTLS(to base: String, request: Outbound) async throws -> Forwarded {
         var outbound = HTTPClientRequest(url: "\(base)/v2/models/\(request.model)/infer")
         outbound.method = .POST
-        outbound.headers = request.headers
+        outbound.headers = request.headers.httpHeaders
         outbound.body = .bytes(request.body)
         let response = try await http.execute(outbound, deadline: .now() + request.timeout)
         let bytes = try await response.body.collect(upTo: UpstreamClient.maxResponseBytes)
-        return Forwarded(status: response.status, headers: Self.passedBack(response.headers), body: bytes)
+        return Forwarded(status: response.status, headers: AnswerHeaders(response.headers), body: bytes)
     }
 
     /// Copies the request to the shadow version when sampled, compares its answer with the
     /// primary's and records the result; never delays or changes the client's answer.
-    private func shadow(_ deployment: LiveDeployment, primary: Forwarded, request: Outbound, upstream: UpstreamLoopPool) {
+    fileprivate func shadow(_ deployment: LiveDeployment, primary: Forwarded, request: Outbound, upstream: UpstreamLoopPool) {
         guard let shadow = deployment.spec.shadow, let pool = deployment.shadowPool, let stats = deployment.stats[shadow.version] else { return }
         guard TrafficSplitter.sampleShadow(share: shadow.share, random: &upstream.random) else { return }
         guard shadowsInFlight.wrappingAdd(1, ordering: .relaxed).newValue <= Self.maxShadowsInFlight else {
@@ -257,6 +173,171 @@ final class InferenceRouter: Sendable {
                 stats.recordShadow(.failed)
             }
         }
+    }
+}
+
+/// Where a routed request's outcome goes, once, on the loop it was routed on: the handler of
+/// the client's connection.
+protocol InferenceReceiver: AnyObject {
+    func inferenceFinished(_ result: Result<InferenceRouter.Forwarded, any Error>)
+}
+
+/// A closure as a receiver, where one allocation more does not matter (shadow copies, the
+/// codec's path).
+private final class CompletionReceiver: InferenceReceiver, UpstreamReceiver {
+    let completion: InferenceRouter.Completion
+
+    init(_ completion: @escaping InferenceRouter.Completion) {
+        self.completion = completion
+    }
+
+    func inferenceFinished(_ result: Result<InferenceRouter.Forwarded, any Error>) {
+        completion(result)
+    }
+
+    func upstreamFinished(_ outcome: Result<UpstreamResponse, UpstreamError>) {
+        completion(outcome.map { InferenceRouter.Forwarded(status: $0.status, headers: $0.headers, body: $0.body) }.mapError { $0 })
+    }
+}
+
+/// One request on its way through a deployment, after the bulkhead let it in: the version
+/// tried, the replica leased, the retries left. One object carries it from route to answer (a
+/// chain of closures, one for each step, cost an allocation at each).
+///
+/// Versions: the first (chosen by weight or the sticky key, or named by the client); when it
+/// cannot answer at all, the other versions with weight, unless the client named it. Replicas
+/// of a version: up to 1 + `retries`, each tried once.
+private final class RoutedInference: UpstreamReceiver {
+    let router: InferenceRouter
+    let deployment: LiveDeployment
+    let request: InferenceRouter.Outbound
+    let upstream: UpstreamLoopPool
+    let receiver: any InferenceReceiver
+    let first: Int
+    let versionPinned: Bool
+    /// Versions still to try after the first: listed when the first could not answer.
+    private var fallbacks: ArraySlice<Int>?
+    /// The version tried now (an index of the spec's targets), its replicas and its stats.
+    private var version: Int
+    private var pool: ReplicaPool?
+    private var stats: VersionStats?
+    private var started = ContinuousClock.now
+    private var retriesLeft = 0
+    private var excluded: Set<String> = []
+    private var lease: Replica.Lease?
+
+    init(
+        router: InferenceRouter, deployment: LiveDeployment, request: InferenceRouter.Outbound, upstream: UpstreamLoopPool,
+        receiver: any InferenceReceiver, first: Int, versionPinned: Bool
+    ) {
+        self.router = router
+        self.deployment = deployment
+        self.request = request
+        self.upstream = upstream
+        self.receiver = receiver
+        self.first = first
+        self.versionPinned = versionPinned
+        self.version = first
+    }
+
+    func start() {
+        tryVersion(first)
+    }
+
+    private func tryVersion(_ index: Int) {
+        guard let pool = deployment.targetPools[index], let stats = deployment.targetStats[index] else { return tryNextVersion() }
+        version = index
+        self.pool = pool
+        self.stats = stats
+        started = .now
+        retriesLeft = deployment.spec.retries
+        excluded = []
+        attempt()
+    }
+
+    private func tryNextVersion() {
+        if fallbacks == nil {
+            let targets = deployment.spec.targets
+            fallbacks = versionPinned ? [] : targets.indices.filter { $0 != first && targets[$0].weight > 0 }[...]
+            if !fallbacks!.isEmpty {
+                router.logger.warning("version could not answer; trying another",
+                                      metadata: ["model": "\(request.model)", "version": "\(targets[first].version)"])
+            }
+        }
+        guard let next = fallbacks!.popFirst() else {
+            return finish(.failure(WharfError(.unavailable, "no replica of model \(request.model) can answer now")))
+        }
+        tryVersion(next)
+    }
+
+    /// The next replica of the version, unless none is available.
+    private func attempt() {
+        guard let lease = pool!.acquire(excluding: excluded, random: &upstream.random) else { return versionFailed() }
+        self.lease = lease
+        guard let endpoint = lease.replica.endpoint else {
+            router.sendOverTLS(request, to: lease.replica, upstream: upstream) { self.replicaAnswered($0) }
+            return
+        }
+        upstream.execute(UpstreamLane(endpoint: endpoint, model: request.model), headers: request.headers, body: request.body,
+                         timeout: request.timeout, receiver: self)
+    }
+
+    func upstreamFinished(_ outcome: Result<UpstreamResponse, UpstreamError>) {
+        switch outcome {
+        case .success(let response):
+            replicaAnswered(.success(InferenceRouter.Forwarded(status: response.status, headers: response.headers, body: response.body)))
+        case .failure(let error):
+            replicaAnswered(.failure(error))
+        }
+    }
+
+    private func replicaAnswered(_ result: Result<InferenceRouter.Forwarded, any Error>) {
+        let lease = self.lease!
+        self.lease = nil
+        switch result {
+        case .success(let answer):
+            // 503: not ready or overloaded; 404: this replica does not serve the model (a
+            // misdeployed version). Nothing was evaluated; another replica may take it.
+            let unavailable = answer.status == .serviceUnavailable || answer.status == .notFound
+            lease.release(failed: unavailable || answer.status.code >= 500, now: .now)
+            guard unavailable else { return versionAnswered(answer) }
+        case .failure(let error):
+            lease.release(failed: true, now: .now)
+            if InferenceRouter.isTimeout(error) {
+                // The version took the request and did not answer. It counts against it like
+                // any failure, or a canary whose replicas hang would pass its steps.
+                stats!.record(failed: true, duration: .now - started)
+                return finish(.failure(WharfError(
+                    .unavailable, "model \(request.model) did not answer within \(request.timeout.nanoseconds / 1_000_000) ms")))
+            }
+            // Connection refused, reset or cut: inference is a pure function, so trying it on
+            // another replica is safe even if this one had started on it.
+            router.logger.debug("replica failed", metadata: ["replica": "\(lease.replica.url)", "error": "\(error)"])
+        }
+        guard retriesLeft > 0 else { return versionFailed() }
+        retriesLeft -= 1
+        excluded.insert(lease.replica.url)
+        attempt()
+    }
+
+    /// The version could not answer: it counts against it, and the next is tried.
+    private func versionFailed() {
+        stats!.record(failed: true, duration: .now - started)
+        tryNextVersion()
+    }
+
+    private func versionAnswered(_ answer: InferenceRouter.Forwarded) {
+        var answer = answer
+        let failed = answer.status.code >= 500
+        stats!.record(failed: failed, duration: .now - started)
+        if !failed { router.shadow(deployment, primary: answer, request: request, upstream: upstream) }
+        answer.headers.deploymentVersion = deployment.spec.targets[version].version
+        finish(.success(answer))
+    }
+
+    private func finish(_ result: Result<InferenceRouter.Forwarded, any Error>) {
+        deployment.inFlight.leave()
+        receiver.inferenceFinished(result)
     }
 }
 
