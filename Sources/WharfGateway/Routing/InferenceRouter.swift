@@ -19,8 +19,9 @@ import WharfHTTP
 /// canary costs its own error count, not the client's request. No replica anywhere: 503 at
 /// once, with `Retry-After`.
 ///
-/// Everything happens on the event loop of the client's connection, with callbacks rather than
-/// futures or tasks: this is the gateway's hot path.
+/// Everything happens on the event loop of the client's connection, with one object a request
+/// (``RoutedInference``) called back, rather than futures or tasks: this is the gateway's hot
+/// path.
 final class InferenceRouter: Sendable {
     let store: DeploymentStore
     /// Forwards to plain-HTTP replicas on the caller's event loop.
