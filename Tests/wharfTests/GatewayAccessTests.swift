@@ -103,6 +103,26 @@ struct GatewayAccessTests {
         #expect(compared == 10)
         #expect(disagreement > 0)
 
+        // Sticky routing by a header: a user keeps one version on both inference paths (the
+        // byte-level reader, and the codec after `Connection: close` hands the connection over),
+        // whatever the case of the header's name, and users spread over both versions.
+        let sticky = #"{"model":"champ","sticky_header":"X-User","targets":[{"version":"1","weight":50,"replicas":["http://127.0.0.1:\#(base + 1)"]},"#
+            + #"{"version":"2","weight":50,"replicas":["http://127.0.0.1:\#(base + 2)"]}]}"#
+        #expect(try await Self.request("PUT", url + "/v1/deployments/champ", key: Self.adminKey, body: sticky).status == 200)
+        func infer(_ extra: String) -> String {
+            "POST /v2/models/champ/infer HTTP/1.1\r\nHost: x\r\nx-api-key: \(Self.adminKey)\r\nContent-Type: application/json\r\n\(extra)"
+                + "Content-Length: \(Self.row.utf8.count)\r\n\r\n\(Self.row)"
+        }
+        var seen: Set<String> = []
+        for user in 0..<12 {
+            let answers = try RawHTTP.exchange(
+                port: base, request: infer("x-user: u\(user)\r\n") + infer("X-USER: u\(user)\r\n") + infer("X-User: u\(user)\r\nConnection: close\r\n"))
+            let versions = answers.map { $0.header("x-wharf-deployment-version") ?? "none" }
+            #expect(answers.map(\.status) == [200, 200, 200] && Set(versions).count == 1, "user \(user): \(versions)")
+            seen.formUnion(versions)
+        }
+        #expect(seen == ["1", "2"])
+
         // The OpenAPI document the gateway serves is the one in the repository.
         let document = try String(contentsOf: WharfCLI.packageRoot.appendingPathComponent("docs/gateway-openapi.yaml"), encoding: .utf8)
         let (served, _) = try await URLSession.shared.data(from: URL(string: url + "/openapi.yaml")!)
