@@ -53,6 +53,15 @@ struct LiveServerTests {
         return (response.status.code, bytes, response.headers.first(name: "x-wharf-model-version"))
     }
 
+    /// Blocking socket work, on a thread of its own: a test blocked in `recv` on one of the
+    /// concurrency pool's two threads while CPU-bound tests held the other left the server's
+    /// routes, which run on that pool, no thread to answer on (the read timed out in CI).
+    private static func offThePool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: work()) }.start()
+        }
+    }
+
     /// A plain TCP connection to the server on loopback, reads timing out after 10 s: for the
     /// byte-level behaviour an HTTP client hides.
     private static func connectedSocket(port: Int) throws -> Int32 {
@@ -102,13 +111,18 @@ struct LiveServerTests {
             defer { close(fd) }
             let body = String(buffer: ServingFixtures.requestBody(Array(repeating: 0.5, count: 8), rows: 1, features: 8))
             let request = Array("POST /v2/models/binary/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
-            for round in 0..<20 {
-                #expect(request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } == request.count)
-                // One blocking read, as soon as anything arrives: it must hold the whole answer.
-                var buffer = [UInt8](repeating: 0, count: 8192)
-                let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                try #require(count > 0)
-                let text = String(decoding: buffer[..<count], as: UTF8.self)
+            // One blocking read after each request, as soon as anything arrives: it must hold
+            // the whole answer.
+            let firstReads = await Self.offThePool { () -> [String?] in
+                (0..<20).map { _ in
+                    guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == request.count else { return nil }
+                    var buffer = [UInt8](repeating: 0, count: 8192)
+                    let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                    return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : nil
+                }
+            }
+            for (round, read) in firstReads.enumerated() {
+                let text = try #require(read, "round \(round): nothing read")
                 let parts = text.components(separatedBy: "\r\n\r\n")
                 try #require(parts.count == 2, "round \(round): no whole head in \(text.debugDescription)")
                 let length = parts[0].split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
