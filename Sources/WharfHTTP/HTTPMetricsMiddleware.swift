@@ -25,16 +25,14 @@ public struct HTTPMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         let active = cache.activeRequests(request.method)
         active.increment()
         defer { active.decrement() }
-        let status: HTTPResponse.Status
         do {
             let response = try await next(request, context)
-            status = response.status
-            let route = cache.route(context.endpointPath ?? "Unknown", request.method, status)
+            let route = cache.route(context.endpointPath ?? "Unknown", request.method, response.status)
             route.requests.increment()
             route.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- started))
             return response
         } catch {
-            status = (error as? any HTTPResponseError)?.status ?? .internalServerError
+            let status = (error as? any HTTPResponseError)?.status ?? .internalServerError
             let route = cache.route(context.endpointPath ?? "NotFound", request.method, status)
             route.requests.increment()
             route.errors.increment()

@@ -16,6 +16,12 @@ protocol RequestHeaderLookup {
 
 extension HTTPHeaders: RequestHeaderLookup {}
 
+/// Whether a header value taken from an `HTTPHeaders` could break the framing of the bytes it is
+/// written into (CR, LF, NUL): such a value is left out.
+private func breaksFraming(_ value: String) -> Bool {
+    value.utf8.contains { $0 == 0x0D || $0 == 0x0A || $0 == 0 }
+}
+
 /// A request's id: the caller's, as sent (checked printable), or one made here, kept as its
 /// number until it is written.
 enum RequestID {
@@ -73,7 +79,7 @@ struct ForwardedRequestHeaders {
     /// written out (CR, LF, NUL) is left out.
     init(_ headers: HTTPHeaders, requestID: RequestID) {
         func safe(_ name: String) -> ByteBuffer? {
-            guard let value = headers.first(name: name), !value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) else { return nil }
+            guard let value = headers.first(name: name), !breaksFraming(value) else { return nil }
             return ByteBuffer(string: value)
         }
         self.init(contentType: safe("content-type"), inferenceHeaderContentLength: safe("inference-header-content-length"), requestID: requestID)
@@ -121,7 +127,7 @@ struct AnswerHeaders {
     /// From an answer read by async-http-client (https replicas).
     init(_ headers: HTTPHeaders) {
         for (index, name) in Self.names.enumerated() {
-            if let value = headers.first(name: name), !value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) {
+            if let value = headers.first(name: name), !breaksFraming(value) {
                 self[index] = ByteBuffer(string: value)
             }
         }
