@@ -79,6 +79,53 @@ struct TrafficSplitterTests {
         ]
         for spec in bad { #expect(throws: WharfError.self) { try spec.validated() } }
     }
+
+    @Test func replicaURLsAreCheckedNormalizedAndNotRepeated() throws {
+        func version(_ replicas: [String]) -> DeploymentSpec {
+            DeploymentSpec(model: "m", targets: [.init(version: "1", weight: 1, replicas: replicas)])
+        }
+        func refusal(_ replicas: [String]) -> String? {
+            do {
+                _ = try version(replicas).validated()
+                return nil
+            } catch {
+                return error.message
+            }
+        }
+        // Kept without trailing slashes, so that url + "/v2/health/ready" is the health route.
+        let valid = try version(["http://10.0.0.5:8080/", "http://models.internal/champ//", "https://[::1]"]).validated()
+        #expect(valid.targets[0].replicas == ["http://10.0.0.5:8080", "http://models.internal/champ", "https://[::1]"])
+        // The same server twice, however written.
+        for pair in [["http://a:80", "http://a"], ["http://Host:9000", "http://host:9000/"], ["https://a", "https://a:443"], ["http://[::1]:1", "http://[::1]:1/"]] {
+            #expect(refusal(pair)?.contains("targets[0] (version 1): replica \"\(pair[1])\" is listed twice (also as \"\(pair[0])\")") == true)
+        }
+        // Different servers, or the same server behind different prefixes, are fine.
+        #expect(refusal(["http://a:1", "http://a:2", "https://a:1", "http://a:1/p"]) == nil)
+        let reasons = [
+            "http://": "has no host",
+            "http://:80": "has no host",
+            "http://host:0": "it must be a number 1…65535",
+            "http://host:99999": "it must be a number 1…65535",
+            "http://host:+80": "it must be a number 1…65535",
+            "http://host:８０": "it must be a number 1…65535",
+            "http://user:pw@host": "user name or password",
+            "http://host/a b": "spaces or control characters",
+            "http://host/v?x=1": "query or fragment",
+            "http://[::1": "closing ]",
+            "http://[::1]x": "after its IPv6 address",
+            "HTTP://host": "must be an http:// or https:// URL",
+            "http://" + String(repeating: "a", count: 600): "longer than 512 bytes",
+        ]
+        for (url, reason) in reasons {
+            #expect(refusal([url])?.contains(reason) == true, "\(url)")
+        }
+        // A shadow's and a canary's replicas are held to the same rules.
+        let shadowed = DeploymentSpec(model: "m", targets: [.init(version: "1", weight: 1, replicas: ["http://a"])],
+                                      shadow: .init(version: "2", share: 0.5, replicas: ["http://b/", "http://B"]))
+        #expect(throws: WharfError.self) { try shadowed.validated() }
+        #expect(throws: WharfError.self) { try CanaryPlan(version: "2", replicas: ["http://a:70000"]).validated() }
+        #expect(try CanaryPlan(version: "2", replicas: ["http://a/"]).validated().replicas == ["http://a"])
+    }
 }
 
 @Suite("Replicas: least outstanding, breaker, health")
@@ -199,6 +246,28 @@ struct CanaryTests {
         #expect((try? spec.validated()) != nil)
         #expect(throws: WharfError.self) { try CanaryPlan(version: "2", replicas: ["http://a"], steps: [50, 25, 100]).validated() }
         #expect(throws: WharfError.self) { try CanaryPlan(version: "2", replicas: ["http://a"], steps: [5, 50]).validated() }
+    }
+
+    /// A deployments file from an older gateway (or edited by hand) is held to today's rules
+    /// when the gateway starts: URLs normalized, a spec that names a replica twice refused.
+    @Test func storedSpecsAreCheckedWhenLoaded() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("deployments-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try DeploymentStore(file: file).set(DeploymentSpec(model: "m", targets: [.init(version: "1", weight: 100, replicas: ["http://127.0.0.1:1"])]),
+                                            actor: "t", action: "set", detail: "")
+        let written = try String(contentsOfFile: file, encoding: .utf8)
+        let replica = #""http:\/\/127.0.0.1:1""#
+        #expect(written.contains(replica))
+        try written.replacingOccurrences(of: replica, with: #""http:\/\/127.0.0.1:1\/""#).write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try DeploymentStore(file: file).entry("m")?.spec.targets[0].replicas == ["http://127.0.0.1:1"])
+        try written.replacingOccurrences(of: replica, with: #""http:\/\/127.0.0.1:1", "http:\/\/127.0.0.1:1\/""#).write(toFile: file, atomically: true, encoding: .utf8)
+        do {
+            _ = try DeploymentStore(file: file)
+            Issue.record("a spec naming one replica twice was loaded")
+        } catch {
+            #expect(error.message.hasPrefix(file + ": deployment m: targets[0] (version 1): replica"))
+            #expect(error.message.contains("is listed twice"))
+        }
     }
 
     /// `rollback` after a rollout goes back to the spec before it: after a promotion, the old

@@ -46,6 +46,11 @@ struct GatewayAccessTests {
         #expect(try await Self.request("PUT", url + "/v1/deployments/champ", body: spec).status == 401)
         #expect(try await Self.request("PUT", url + "/v1/deployments/champ", key: Self.adminKey, body: spec).status == 200)
         #expect(try await Self.request("PUT", url + "/v1/deployments/champ", key: Self.adminKey, body: #"{"model":"champ","targets":[]}"#).status == 400)
+        // One replica twice (with a trailing slash) is refused, and the error names it.
+        let twice = #"{"model":"champ","targets":[{"version":"1","weight":100,"replicas":["http://127.0.0.1:\#(base + 1)","http://127.0.0.1:\#(base + 1)/"]}]}"#
+        let refused = try await Self.request("PUT", url + "/v1/deployments/champ", key: Self.adminKey, body: twice)
+        #expect(refused.status == 400)
+        #expect((refused.json["error"] as? String)?.contains("targets[0] (version 1): replica \"http://127.0.0.1:\(base + 1)/\" is listed twice") == true)
         // A known path with a method it does not take: 405 with Allow, also on the inference
         // path, which the forwarder answers before the router.
         let wrongMethod = try await Self.request("GET", url + "/v2/models/champ/infer")

@@ -78,8 +78,10 @@ public struct DeploymentSpec: Sendable, Hashable, Codable {
         maxConcurrency = try container.decodeIfPresent(Int.self, forKey: .maxConcurrency) ?? 256
     }
 
-    /// Refuses a spec that cannot route: names, weights, replica URLs, limits.
+    /// Refuses a spec that cannot route: names, weights, replica URLs (each version's without
+    /// repeats), limits. Returns the spec with its replica URLs normalized (no trailing `/`).
     public func validated() throws(WharfError) -> DeploymentSpec {
+        var spec = self
         try RegistryName.check(model, kind: "model")
         guard !targets.isEmpty else { throw WharfError(.invalidInput, "deployment \(model): targets must name at least one version") }
         var seen: Set<String> = []
@@ -89,7 +91,7 @@ public struct DeploymentSpec: Sendable, Hashable, Codable {
             guard seen.insert(target.version).inserted else { throw WharfError(.invalidInput, "\(label): version \(target.version) is listed twice") }
             guard target.weight.isFinite, target.weight >= 0 else { throw WharfError(.invalidInput, "\(label): weight must be a number ≥ 0") }
             guard !target.replicas.isEmpty else { throw WharfError(.invalidInput, "\(label): version \(target.version) needs at least one replica URL") }
-            for replica in target.replicas { try Self.checkReplica(replica, label) }
+            spec.targets[index].replicas = try ReplicaAddress.checkList(target.replicas, "\(label) (version \(target.version))")
         }
         guard targets.contains(where: { $0.weight > 0 }) else { throw WharfError(.invalidInput, "deployment \(model): at least one target needs a weight above 0") }
         if let shadow {
@@ -98,7 +100,7 @@ public struct DeploymentSpec: Sendable, Hashable, Codable {
                 throw WharfError(.invalidInput, "deployment \(model): shadow.share must be between 0 and 1")
             }
             guard !shadow.replicas.isEmpty else { throw WharfError(.invalidInput, "deployment \(model): the shadow needs at least one replica URL") }
-            for replica in shadow.replicas { try Self.checkReplica(replica, "deployment \(model): shadow") }
+            spec.shadow!.replicas = try ReplicaAddress.checkList(shadow.replicas, "deployment \(model): shadow")
         }
         if let stickyHeader {
             guard !stickyHeader.isEmpty, stickyHeader.count <= 64, stickyHeader.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
@@ -108,13 +110,7 @@ public struct DeploymentSpec: Sendable, Hashable, Codable {
         guard (1...600_000).contains(timeoutMilliseconds) else { throw WharfError(.invalidInput, "deployment \(model): timeout_ms must be 1…600000") }
         guard (0...5).contains(retries) else { throw WharfError(.invalidInput, "deployment \(model): retries must be 0…5") }
         guard (1...100_000).contains(maxConcurrency) else { throw WharfError(.invalidInput, "deployment \(model): max_concurrency must be 1…100000") }
-        return self
-    }
-
-    private static func checkReplica(_ url: String, _ label: String) throws(WharfError) {
-        guard url.hasPrefix("http://") || url.hasPrefix("https://"), url.count <= 512, !url.contains(" ") else {
-            throw WharfError(.invalidInput, "\(label): replica \"\(url.prefix(80))\" must be an http:// or https:// URL")
-        }
+        return spec
     }
 }
 
@@ -151,9 +147,12 @@ public struct CanaryPlan: Sendable, Hashable, Codable {
         case minRequests = "min_requests"
     }
 
+    /// Returns the plan with its replica URLs normalized, as ``DeploymentSpec/validated()`` does.
     public func validated() throws(WharfError) -> CanaryPlan {
         try RegistryName.check(version, kind: "version")
         guard !replicas.isEmpty else { throw WharfError(.invalidInput, "canary: the new version needs at least one replica URL") }
+        var plan = self
+        plan.replicas = try ReplicaAddress.checkList(replicas, "canary (version \(version))")
         guard !steps.isEmpty, steps.allSatisfy({ $0 > 0 && $0 <= 100 }), steps == steps.sorted(), steps.last == 100 else {
             throw WharfError(.invalidInput, "canary: steps must rise from above 0 to 100, like 5,25,50,100")
         }
@@ -161,6 +160,6 @@ public struct CanaryPlan: Sendable, Hashable, Codable {
         guard maxErrorRate >= 0, maxErrorRate <= 1 else { throw WharfError(.invalidInput, "canary: max error rate must be 0…1") }
         if let maxP99Milliseconds, !(maxP99Milliseconds > 0) { throw WharfError(.invalidInput, "canary: max p99 must be above 0") }
         guard minRequests >= 0 else { throw WharfError(.invalidInput, "canary: min requests must be ≥ 0") }
-        return self
+        return plan
     }
 }

@@ -106,9 +106,20 @@ final class DeploymentStore: Sendable {
         do {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601
-            let stored = try decoder.decode([String: Entry].self, from: data)
+            var stored = try decoder.decode([String: Entry].self, from: data)
+            // Held to today's rules (a file from an older gateway, or edited by hand): the
+            // replica URLs normalized, a spec that could not route refused by name.
+            for (model, entry) in stored {
+                do {
+                    stored[model]?.spec = try entry.spec.validated()
+                } catch {
+                    throw WharfError(.invalidInput, "\(file): \(error.message)")
+                }
+            }
             entries.withLock { $0 = stored }
             for entry in stored.values { install(entry.spec) }
+        } catch let error as WharfError {
+            throw error
         } catch {
             throw WharfError(.invalidInput, "\(file) is not a deployments file: \(error)")
         }

@@ -13,43 +13,14 @@ struct UpstreamEndpoint: Hashable, Sendable {
     /// The `Host` header: as written in the URL.
     var authority: String
 
-    /// nil for URLs the raw client does not speak (https: TLS goes through async-http-client).
+    /// nil for URLs the raw client does not speak (https: TLS goes through async-http-client)
+    /// and for those ``ReplicaAddress`` refuses (a validated spec has none).
     init?(url: String) {
-        // The prefix goes into request lines as it is: no spaces or control bytes.
-        guard url.hasPrefix("http://"), url.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else { return nil }
-        var rest = Substring(url.dropFirst("http://".count))
-        var prefix = ""
-        if let slash = rest.firstIndex(of: "/") {
-            prefix = String(rest[slash...])
-            rest = rest[..<slash]
-            while prefix.hasSuffix("/") { prefix.removeLast() }
-        }
-        guard !rest.isEmpty, !rest.contains("@") else { return nil }
-        authority = String(rest)
-        var portText: Substring?
-        if rest.hasPrefix("[") {
-            // [v6 address]:port
-            guard let close = rest.firstIndex(of: "]") else { return nil }
-            host = String(rest[rest.index(after: rest.startIndex)..<close])
-            let after = rest[rest.index(after: close)...]
-            if !after.isEmpty {
-                guard after.hasPrefix(":") else { return nil }
-                portText = after.dropFirst()
-            }
-        } else if let colon = rest.lastIndex(of: ":") {
-            host = String(rest[..<colon])
-            portText = rest[rest.index(after: colon)...]
-        } else {
-            host = String(rest)
-        }
-        if let portText {
-            guard let port = Int(portText), (1...65535).contains(port) else { return nil }
-            self.port = port
-        } else {
-            port = 80
-        }
-        guard !host.isEmpty else { return nil }
-        pathPrefix = prefix
+        guard let address = try? ReplicaAddress(url), address.scheme == .http else { return nil }
+        host = address.host
+        port = address.port
+        pathPrefix = address.pathPrefix
+        authority = address.authority
     }
 
     /// Host and port tell replicas apart; the prefix and authority are left out of the hash
