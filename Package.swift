@@ -259,6 +259,7 @@ let package = Package(
             dependencies: [
                 "WharfCore",
                 "WharfGateway",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -52,14 +52,18 @@ struct DeployCommand: AsyncParsableCommand {
         @Option(help: "A JSON deployment spec (docs/gateway-openapi.yaml).") var spec: String?
         @Option(help: "VERSION=WEIGHT@URL[,URL…]. Repeatable.") var target: [String] = []
         @Option(help: "Route by this header with consistent hashing.") var stickyHeader: String?
-        @Option(help: "Per-attempt timeout, milliseconds.") var timeoutMs = 10_000
-        @Option(help: "Other replicas tried when one fails.") var retries = 2
-        @Option(help: "Requests in flight at most; beyond, 503.") var maxConcurrency = 256
+        @Option(help: "Per-attempt timeout, milliseconds (default: 10000).") var timeoutMs: Int?
+        @Option(help: "Other replicas tried when one fails (default: 2).") var retries: Int?
+        @Option(help: "Requests in flight at most; beyond, 503 (default: 256).") var maxConcurrency: Int?
 
         func run() async throws {
             try await reportingErrors {
-                var deployment: DeploymentSpec
+                let deployment: DeploymentSpec
                 if let spec {
+                    // The file is the whole spec: a flag beside it would be silently ignored.
+                    guard target.isEmpty, stickyHeader == nil, timeoutMs == nil, retries == nil, maxConcurrency == nil else {
+                        throw WharfError(.invalidInput, "--spec holds the whole deployment: leave out --target, --sticky-header, --timeout-ms, --retries and --max-concurrency, or put them in the file")
+                    }
                     do {
                         deployment = try JSONDecoder().decode(DeploymentSpec.self, from: Data(try readFile(spec)))
                     } catch let error as WharfError {
@@ -67,11 +71,15 @@ struct DeployCommand: AsyncParsableCommand {
                     } catch {
                         throw WharfError(.invalidInput, "\(spec) is not a deployment spec: \(error)")
                     }
+                    guard deployment.model == model else {
+                        throw WharfError(.invalidInput, "\(spec) is the spec of model \(deployment.model.prefix(80)), not \(model)")
+                    }
                 } else {
+                    let defaults = DeploymentSpec(model: model, targets: [])
                     deployment = DeploymentSpec(model: model, targets: try target.map(parseTarget), stickyHeader: stickyHeader,
-                                                timeoutMilliseconds: timeoutMs, retries: retries, maxConcurrency: maxConcurrency)
+                                                timeoutMilliseconds: timeoutMs ?? defaults.timeoutMilliseconds, retries: retries ?? defaults.retries,
+                                                maxConcurrency: maxConcurrency ?? defaults.maxConcurrency)
                 }
-                deployment.model = model
                 try printJSONObject(try await options.client.set(try deployment.validated()))
             }
         }

@@ -37,6 +37,8 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Log format: text or json.") var logFormat: LogFormat = .text
     @Option(help: "Log level.") var logLevel: Logger.Level = .info
 
+    static let minimumAdminKeyLength = 16
+
     func run() async throws {
         // The gateway only moves bytes: run Swift Concurrency's jobs on NIO's event loops, so a
         // forwarded request does not hop between the cooperative pool and the loops (each hop a
@@ -49,6 +51,11 @@ struct GatewayCommand: AsyncParsableCommand {
         logger.debug("executor", metadata: ["concurrency_on_event_loops": "\(onEventLoops)"])
         do {
             let key = adminKey ?? ProcessInfo.processInfo.environment["WHARF_GATEWAY_ADMIN_KEY"]
+            // An empty key (an unset variable in `--admin-key "$ADMIN"`) would be matched by an
+            // empty header; a short one is guessed.
+            if let key, key.utf8.count < Self.minimumAdminKeyLength {
+                throw WharfError(.invalidInput, "the admin key (--admin-key or WHARF_GATEWAY_ADMIN_KEY) is \(key.isEmpty ? "empty" : "\(key.utf8.count) bytes long"): give one of at least \(Self.minimumAdminKeyLength)")
+            }
             let digest = adminKeySha256?.lowercased() ?? key.map { SHA256.hash(Array($0.utf8)).hex }
             guard healthIntervalMs >= 50 else { throw WharfError(.invalidInput, "--health-interval-ms must be at least 50") }
             guard (1...4096).contains(connectionsPerReplica) else { throw WharfError(.invalidInput, "--connections-per-replica must be 1…4096") }

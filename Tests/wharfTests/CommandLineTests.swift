@@ -175,4 +175,30 @@ extension ServeCommandLineTests {
         }
         #expect(lines.contains { $0.contains("model loaded") })
     }
+
+    @Test("the gateway refuses an empty or short admin key")
+    func gatewayAdminKeyLength() throws {
+        let empty = try WharfCLI.run(["gateway", "--port", "0", "--admin-key", ""])
+        #expect(empty.status == 2)
+        #expect(empty.stderr.contains("the admin key (--admin-key or WHARF_GATEWAY_ADMIN_KEY) is empty: give one of at least 16"), "\(empty.stderr)")
+        let short = try WharfCLI.run(["gateway", "--port", "0", "--admin-key", "secret"])
+        #expect(short.status == 2)
+        #expect(short.stderr.contains("is 6 bytes long"), "\(short.stderr)")
+    }
+
+    @Test("deploy set --spec: the file's model must be the one named, and no flag is ignored")
+    func deploySpecFile() throws {
+        let spec = try WharfCLI.temporaryFile("churn-spec.json", contents: #"{"model":"churn","targets":[{"version":"1","weight":100,"replicas":["http://127.0.0.1:1"]}]}"#)
+        // No gateway listens there: each is refused before anything is sent.
+        let gateway = ["--gateway", "http://127.0.0.1:1", "--key", "unused-key-0000000"]
+        let other = try WharfCLI.run(["deploy", "set", "fraud", "--spec", spec] + gateway)
+        #expect(other.status == 2)
+        #expect(other.stderr.contains("is the spec of model churn, not fraud"), "\(other.stderr)")
+        let mixed = try WharfCLI.run(["deploy", "set", "churn", "--spec", spec, "--retries", "3"] + gateway)
+        #expect(mixed.status == 2)
+        #expect(mixed.stderr.contains("--spec holds the whole deployment"), "\(mixed.stderr)")
+        let twice = try WharfCLI.run(["deploy", "set", "churn", "--target", "1=100@http://127.0.0.1:1,http://127.0.0.1:1/"] + gateway)
+        #expect(twice.status == 2)
+        #expect(twice.stderr.contains("is listed twice"), "\(twice.stderr)")
+    }
 }

@@ -108,6 +108,43 @@ struct GatewayAccessTests {
         #expect(compared == 10)
         #expect(disagreement > 0)
 
+        // A shadow change without a share is refused, not taken for "off"; the shadow's version
+        // cannot start a canary.
+        func shadowVersion() async throws -> String? {
+            let spec = try await Self.request("GET", url + "/v1/deployments/champ", key: Self.adminKey).json["spec"] as? [String: Any]
+            return (spec?["shadow"] as? [String: Any])?["version"] as? String
+        }
+        let noShare = try await Self.request("PUT", url + "/v1/deployments/champ/shadow", key: Self.adminKey,
+                                             body: #"{"version":"2","replicas":["http://127.0.0.1:\#(base + 2)"]}"#)
+        #expect(noShare.status == 400)
+        #expect((noShare.json["error"] as? String)?.contains("share must be above 0") == true)
+        #expect(try await shadowVersion() == "2")
+        let canary = #"{"version":"2","replicas":["http://127.0.0.1:\#(base + 2)"]}"#
+        #expect(try await Self.request("POST", url + "/v1/deployments/champ/canary", key: Self.adminKey, body: canary).status == 409)
+        #expect(try await Self.request("PUT", url + "/v1/deployments/champ/shadow", key: Self.adminKey, body: #"{"share":0}"#).status == 200)
+        #expect(try await shadowVersion() == nil)
+
+        // A canary plan needs only its version and replicas (the rest as documented); a
+        // promotion of a version the deployment does not have leaves the rollout running.
+        let started = try await Self.request("POST", url + "/v1/deployments/champ/canary", key: Self.adminKey, body: canary)
+        #expect(started.status == 202)
+        #expect(started.json["steps"] as? [Double] == [5, 25, 50, 100])
+        let typo = try await Self.request("POST", url + "/v1/deployments/champ/promote", key: Self.adminKey, body: #"{"version":"tpyo"}"#)
+        #expect(typo.status == 404)
+        #expect((typo.json["error"] as? String)?.contains("has no version tpyo (its versions: 2, 1)") == true)
+        let running = try await Self.request("GET", url + "/v1/deployments/champ", key: Self.adminKey).json
+        #expect((running["canary"] as? [String: Any])?["state"] as? String == "running")
+        #expect(try await Self.request("POST", url + "/v1/deployments/champ/rollback", key: Self.adminKey).status == 200)
+
+        // Keys whose limits would mean something else than they say are refused.
+        for (body, reason) in [(#"{"id":"k1","scopes":["infer:*"],"rate_per_second":0}"#, "rate_per_second must be above 0"),
+                               (#"{"id":"k2","scopes":["infer:*"],"burst":5}"#, "burst needs a rate_per_second"),
+                               (#"{"id":"admin","scopes":["deploy"]}"#, "kept for the bootstrap key")] {
+            let answer = try await Self.request("POST", url + "/v1/keys", key: Self.adminKey, body: body)
+            #expect(answer.status == 400)
+            #expect((answer.json["error"] as? String)?.contains(reason) == true, "\(body): \(answer.json)")
+        }
+
         // Sticky routing by a header: a user keeps one version on both inference paths (the
         // byte-level reader, and the codec after `Connection: close` hands the connection over),
         // whatever the case of the header's name, and users spread over both versions.

@@ -78,6 +78,9 @@ public struct DeploymentSpec: Sendable, Hashable, Codable {
         maxConcurrency = try container.decodeIfPresent(Int.self, forKey: .maxConcurrency) ?? 256
     }
 
+    /// The largest weight: weights are relative, and their sum must stay a finite number.
+    public static let maxWeight = 1_000_000.0
+
     /// Refuses a spec that cannot route: names, weights, replica URLs (each version's without
     /// repeats), limits. Returns the spec with its replica URLs normalized (no trailing `/`).
     public func validated() throws(WharfError) -> DeploymentSpec {
@@ -89,13 +92,19 @@ public struct DeploymentSpec: Sendable, Hashable, Codable {
             let label = "deployment \(model): targets[\(index)]"
             try RegistryName.check(target.version, kind: "version")
             guard seen.insert(target.version).inserted else { throw WharfError(.invalidInput, "\(label): version \(target.version) is listed twice") }
-            guard target.weight.isFinite, target.weight >= 0 else { throw WharfError(.invalidInput, "\(label): weight must be a number ≥ 0") }
+            guard target.weight.isFinite, target.weight >= 0, target.weight <= Self.maxWeight else {
+                throw WharfError(.invalidInput, "\(label): weight must be a number 0 … \(Int(Self.maxWeight))")
+            }
             guard !target.replicas.isEmpty else { throw WharfError(.invalidInput, "\(label): version \(target.version) needs at least one replica URL") }
             spec.targets[index].replicas = try ReplicaAddress.checkList(target.replicas, "\(label) (version \(target.version))")
         }
         guard targets.contains(where: { $0.weight > 0 }) else { throw WharfError(.invalidInput, "deployment \(model): at least one target needs a weight above 0") }
         if let shadow {
             try RegistryName.check(shadow.version, kind: "version")
+            // Figures are kept by version: a shadow's copies would count as that target's requests.
+            guard !targets.contains(where: { $0.version == shadow.version }) else {
+                throw WharfError(.invalidInput, "deployment \(model): the shadow's version \(shadow.version) is also a target: shadow another version")
+            }
             guard shadow.share.isFinite, shadow.share >= 0, shadow.share <= 1 else {
                 throw WharfError(.invalidInput, "deployment \(model): shadow.share must be between 0 and 1")
             }
@@ -145,6 +154,20 @@ public struct CanaryPlan: Sendable, Hashable, Codable {
         case maxErrorRate = "max_error_rate"
         case maxP99Milliseconds = "max_p99_ms"
         case minRequests = "min_requests"
+    }
+
+    /// Only `version` and `replicas` are required; the rest default as in ``init(version:replicas:steps:intervalSeconds:maxErrorRate:maxP99Milliseconds:minRequests:)``
+    /// (and in the OpenAPI document).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = CanaryPlan(version: "", replicas: [])
+        version = try container.decode(String.self, forKey: .version)
+        replicas = try container.decode([String].self, forKey: .replicas)
+        steps = try container.decodeIfPresent([Double].self, forKey: .steps) ?? defaults.steps
+        intervalSeconds = try container.decodeIfPresent(Double.self, forKey: .intervalSeconds) ?? defaults.intervalSeconds
+        maxErrorRate = try container.decodeIfPresent(Double.self, forKey: .maxErrorRate) ?? defaults.maxErrorRate
+        maxP99Milliseconds = try container.decodeIfPresent(Double.self, forKey: .maxP99Milliseconds)
+        minRequests = try container.decodeIfPresent(Int.self, forKey: .minRequests) ?? defaults.minRequests
     }
 
     /// Returns the plan with its replica URLs normalized, as ``DeploymentSpec/validated()`` does.

@@ -37,6 +37,26 @@ public struct APIKey: Sendable, Hashable, Codable {
         return false
     }
 
+    /// The highest rate and burst taken: beyond, a limit is no limit, and the arithmetic of
+    /// the bucket (Retry-After) stays in range.
+    static let maxRate = 1_000_000.0
+
+    /// A rate limit that means what it says: a rate above 0 (at most ``maxRate``), a burst of at
+    /// least one request, and a burst only with a rate.
+    static func checkLimit(ratePerSecond: Double?, burst: Double?, _ label: String) throws(WharfError) {
+        if let ratePerSecond {
+            guard ratePerSecond.isFinite, ratePerSecond > 0, ratePerSecond <= maxRate else {
+                throw WharfError(.invalidInput, "\(label): rate_per_second must be above 0 and at most \(Int(maxRate)) (leave it out for no limit)")
+            }
+        }
+        if let burst {
+            guard ratePerSecond != nil else { throw WharfError(.invalidInput, "\(label): burst needs a rate_per_second") }
+            guard burst.isFinite, burst >= 1, burst <= maxRate else {
+                throw WharfError(.invalidInput, "\(label): burst must be 1 … \(Int(maxRate)) requests")
+            }
+        }
+    }
+
     static func checkScopes(_ scopes: [String]) throws(WharfError) {
         guard !scopes.isEmpty else { throw WharfError(.invalidInput, "a key needs at least one scope") }
         for scope in scopes where !(["admin", "deploy", "infer:*"].contains(scope)) {
@@ -56,6 +76,8 @@ final class AccessControl: Sendable {
     }
 
     private let keys: Mutex<[String: APIKey]>
+    /// Held through a whole change of the keys (the map and the file), one change at a time.
+    private let changes = Mutex(())
     private let buckets = Mutex([String: Bucket]())
     /// Inference without a key (keys still apply when one is sent).
     let openInference: Bool
@@ -75,6 +97,17 @@ final class AccessControl: Sendable {
                 keys = try JSONDecoder().decode([APIKey].self, from: data)
             } catch {
                 throw WharfError(.invalidInput, "\(file) is not a keys file (a JSON array of {id, sha256, scopes}): \(error)")
+            }
+            // Held to today's rules: a key that could not be created now is refused by name.
+            for key in keys {
+                do {
+                    try RegistryName.check(key.id, kind: "key")
+                    try RegistryName.checkDigest(key.sha256)
+                    try APIKey.checkScopes(key.scopes)
+                    try APIKey.checkLimit(ratePerSecond: key.ratePerSecond, burst: key.burst, "key \(key.id)")
+                } catch {
+                    throw WharfError(.invalidInput, "\(file): \(error.message)")
+                }
             }
         }
         if let adminKeySHA256 {
@@ -100,7 +133,7 @@ final class AccessControl: Sendable {
         try authorize(presentedKey: presented, scope: "infer:\(model)")
     }
 
-    private func authorize(presentedKey: String?, scope: String) throws -> APIKey? {
+    func authorize(presentedKey: String?, scope: String) throws -> APIKey? {
         guard let presented = presentedKey else {
             if scope.hasPrefix("infer:"), openInference { return nil }
             throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "this needs an API key (Authorization: Bearer <key> or X-API-Key)")
@@ -112,7 +145,7 @@ final class AccessControl: Sendable {
         guard key.allows(scope) else {
             throw WharfError(.forbidden, "key \(key.id) lacks the scope \(scope)")
         }
-        if let rate = key.ratePerSecond, rate > 0 {
+        if let rate = key.ratePerSecond {
             let capacity = max(1, key.burst ?? rate)
             let now = ContinuousClock.now
             let wait: Double? = buckets.withLock { buckets in
@@ -125,18 +158,21 @@ final class AccessControl: Sendable {
                 return nil
             }
             if let wait {
-                throw HTTPError(.tooManyRequests, headers: [.retryAfter: String(Int(wait.rounded(.up)))],
+                // At least one second (the header counts whole seconds); the rate's floor keeps it small.
+                throw HTTPError(.tooManyRequests, headers: [.retryAfter: String(Int(min(wait, 86_400).rounded(.up)))],
                                 message: "key \(key.id) is over its rate limit of \(rate) requests a second")
             }
         }
         return key
     }
 
-    /// `Authorization: Bearer <key>`, else `X-API-Key`.
+    /// `Authorization: Bearer <key>`, else `X-API-Key`; an empty value is no key.
     static func presentedKey(bearer: String?, apiKey: String?) -> String? {
         if let bearer, bearer.hasPrefix("Bearer ") {
-            return String(bearer.dropFirst("Bearer ".count))
+            let token = bearer.dropFirst("Bearer ".count)
+            if !token.isEmpty { return String(token) }
         }
+        guard let apiKey, !apiKey.isEmpty else { return nil }
         return apiKey
     }
 
@@ -145,38 +181,47 @@ final class AccessControl: Sendable {
     /// Creates a key; returns the secret, shown this once.
     func create(id: String, scopes: [String], ratePerSecond: Double?, burst: Double?) throws(WharfError) -> String {
         try RegistryName.check(id, kind: "key")
+        // The bootstrap key's id: it is never written to the file, so a key of that name would
+        // be lost at the next start.
+        guard id != "admin" else { throw WharfError(.invalidInput, "the key id admin is kept for the bootstrap key (--admin-key): choose another") }
         try APIKey.checkScopes(scopes)
+        try APIKey.checkLimit(ratePerSecond: ratePerSecond, burst: burst, "key \(id)")
         var random = SystemRandomNumberGenerator()
         let secret = "wk_" + (0..<4).map { _ in String(random.next() as UInt64, radix: 16) }.joined()
         let key = APIKey(id: id, sha256: SHA256.hash(Array(secret.utf8)).hex, scopes: scopes, ratePerSecond: ratePerSecond, burst: burst)
-        try keys.withLock { keys throws(WharfError) in
-            guard !keys.values.contains(where: { $0.id == id }) else { throw WharfError(.conflict, "a key named \(id) exists") }
-            keys[key.sha256] = key
+        try changes.withLock { _ throws(WharfError) in
+            var all = keys.withLock { $0 }
+            guard !all.values.contains(where: { $0.id == id }) else { throw WharfError(.conflict, "a key named \(id) exists") }
+            all[key.sha256] = key
+            try commit(all)
         }
-        try persist()
         return secret
     }
 
     func delete(id: String) throws(WharfError) {
-        let removed = keys.withLock { keys in
-            let before = keys.count
-            keys = keys.filter { $0.value.id != id }
-            return keys.count < before
+        try changes.withLock { _ throws(WharfError) in
+            var all = keys.withLock { $0 }
+            let before = all.count
+            all = all.filter { $0.value.id != id }
+            guard all.count < before else { throw WharfError(.notFound, "no key named \(id)") }
+            try commit(all)
         }
-        guard removed else { throw WharfError(.notFound, "no key named \(id)") }
-        try persist()
     }
 
-    private func persist() throws(WharfError) {
-        guard let file else { return }
-        let stored = all.filter { $0.id != "admin" }
-        do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(stored).write(to: URL(fileURLWithPath: file), options: .atomic)
-        } catch {
-            throw WharfError(.io, "cannot save the keys to \(file)")
+    /// Writes the keys to the file, then makes them the ones in force: a key the file does not
+    /// have is not created (nor one it has revoked). Runs under `changes`.
+    private func commit(_ all: [String: APIKey]) throws(WharfError) {
+        if let file {
+            let stored = all.values.filter { $0.id != "admin" }.sorted { $0.id < $1.id }
+            do {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try encoder.encode(stored).write(to: URL(fileURLWithPath: file), options: .atomic)
+            } catch {
+                throw WharfError(.io, "cannot save the keys to \(file)")
+            }
         }
+        keys.withLock { $0 = all }
     }
 }
 

@@ -58,6 +58,9 @@ final class CanaryController: Sendable {
             guard !entry.spec.targets.contains(where: { $0.version == plan.version }) else {
                 throw WharfError(.conflict, "version \(plan.version) is already a target of \(model)")
             }
+            guard entry.spec.shadow?.version != plan.version else {
+                throw WharfError(.conflict, "version \(plan.version) is the shadow of \(model): turn the shadow off before its canary")
+            }
             if runs[model]?.status.state == "running" { throw WharfError(.conflict, "a canary of \(model) is already running") }
             let run = Run(status: status, task: nil, stable: entry.spec, rollbackPoint: entry.previous)
             runs[model] = run

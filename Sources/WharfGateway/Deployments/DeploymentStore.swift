@@ -95,6 +95,8 @@ final class DeploymentStore: Sendable {
     }
 
     private let entries = Mutex([String: Entry]())
+    /// Held through a whole change (entries, file, routing), so that changes apply one at a time.
+    private let changes = Mutex(())
     private let live = Mutex([String: LiveDeployment]())
     private let statsByVersion = Mutex([String: VersionStats]())
     let directory = ReplicaDirectory()
@@ -143,15 +145,17 @@ final class DeploymentStore: Sendable {
         case spec(DeploymentSpec?)
     }
 
-    /// Replaces (or creates) a deployment; returns the change recorded.
+    /// Replaces (or creates) a deployment; returns the change recorded. The change is written
+    /// to the file before it routes or shows: when it cannot be saved, it is not made.
     @discardableResult
     func set(_ spec: DeploymentSpec, actor: String, action: String, detail: String,
              rollbackTo point: RollbackPoint = .replacedSpec) throws(WharfError) -> DeploymentChange {
         let spec = try spec.validated()
         let change = DeploymentChange(at: Date(), actor: actor, action: action, detail: detail,
                                       weights: Dictionary(uniqueKeysWithValues: spec.targets.map { ($0.version, $0.weight) }))
-        entries.withLock { entries in
-            var entry = entries[spec.model] ?? Entry(spec: spec, history: [], previous: nil)
+        try changes.withLock { _ throws(WharfError) in
+            var all = entries.withLock { $0 }
+            var entry = all[spec.model] ?? Entry(spec: spec, history: [], previous: nil)
             switch point {
             case .replacedSpec: if entry.spec != spec { entry.previous = entry.spec }
             case .spec(let target): entry.previous = target
@@ -159,20 +163,30 @@ final class DeploymentStore: Sendable {
             entry.spec = spec
             entry.history.append(change)
             if entry.history.count > 500 { entry.history.removeFirst(entry.history.count - 500) }
-            entries[spec.model] = entry
+            all[spec.model] = entry
+            try commit(all)
+            install(spec)
+            forgetUnnamedReplicas(all)
         }
-        install(spec)
-        try persist()
         return change
     }
 
     func delete(_ model: String) throws(WharfError) {
-        guard entries.withLock({ $0.removeValue(forKey: model) }) != nil else {
-            throw WharfError(.notFound, "no deployment for model \(model)")
+        try changes.withLock { _ throws(WharfError) in
+            var all = entries.withLock { $0 }
+            guard all.removeValue(forKey: model) != nil else {
+                throw WharfError(.notFound, "no deployment for model \(model)")
+            }
+            try commit(all)
+            _ = live.withLock { $0.removeValue(forKey: model) }
+            forgetUnnamedReplicas(all)
         }
-        _ = live.withLock { $0.removeValue(forKey: model) }
-        directory.retain(Set(entries.withLock { $0.values.flatMap { Self.urls($0.spec) } }))
-        try persist()
+    }
+
+    /// Replicas no deployment names any more (a rolled-back canary, a replaced pod) are no
+    /// longer health-checked or kept; requests still on them finish.
+    private func forgetUnnamedReplicas(_ all: [String: Entry]) {
+        directory.retain(Set(all.values.flatMap { Self.urls($0.spec) }))
     }
 
     func stats(model: String, version: String) -> VersionStats {
@@ -196,9 +210,15 @@ final class DeploymentStore: Sendable {
         spec.targets.flatMap(\.replicas) + (spec.shadow?.replicas ?? [])
     }
 
-    private func persist() throws(WharfError) {
+    /// Writes `all` to the file (atomically: a whole new file renamed over the old), then
+    /// makes it the store's. Runs under `changes`, so two changes never write out of order.
+    private func commit(_ all: [String: Entry]) throws(WharfError) {
+        try persist(all)
+        entries.withLock { $0 = all }
+    }
+
+    private func persist(_ snapshot: [String: Entry]) throws(WharfError) {
         guard let file else { return }
-        let snapshot = entries.withLock { $0 }
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

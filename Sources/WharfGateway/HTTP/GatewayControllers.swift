@@ -51,6 +51,28 @@ struct GatewayInferenceController<Context: RequestContext>: Sendable {
     }
 }
 
+/// The body of `PUT /v1/deployments/{model}/shadow`.
+struct ShadowChange: Codable {
+    var version: String?
+    var share: Double?
+    var replicas: [String]?
+
+    /// The shadow asked for; nil turns it off, which only share 0 alone (or `{}`) does: a
+    /// version or replicas without a share above 0 is a mistake, not a request to stop.
+    func shadow(of model: String) throws(WharfError) -> DeploymentSpec.Shadow? {
+        let label = "shadow of \(model)"
+        guard let share, share != 0 else {
+            guard version == nil, replicas?.isEmpty ?? true else {
+                throw WharfError(.invalidInput, "\(label): share must be above 0 to copy traffic to a version (to turn the shadow off, send share 0 alone)")
+            }
+            return nil
+        }
+        guard let version else { throw WharfError(.invalidInput, "\(label): version is missing") }
+        // The rest (share 0…1, the replicas) is checked with the whole spec.
+        return DeploymentSpec.Shadow(version: version, share: share, replicas: replicas ?? [])
+    }
+}
+
 /// `/v1/deployments` and `/v1/keys`: always behind a key (`deploy`, `admin`).
 struct DeploymentController<Context: RequestContext>: Sendable {
     let store: DeploymentStore
@@ -82,12 +104,6 @@ struct DeploymentController<Context: RequestContext>: Sendable {
     }
 
     struct Promotion: Codable { var version: String }
-    struct ShadowChange: Codable {
-        var version: String?
-        var share: Double?
-        var replicas: [String]?
-    }
-
     struct KeyRequest: Codable {
         var id: String
         var scopes: [String]
@@ -145,11 +161,12 @@ struct DeploymentController<Context: RequestContext>: Sendable {
             // by hand ends any running canary, whichever version it promotes; the canary's next
             // step would otherwise undo it.
             var spec = try current(model).spec
+            // Checked before a running canary is stopped: a mistyped version changes nothing.
+            guard let target = spec.targets.first(where: { $0.version == promotion.version }) else {
+                throw WharfError(.notFound, "deployment \(model) has no version \(promotion.version.prefix(80)) (its versions: \(spec.targets.map(\.version).joined(separator: ", ")))")
+            }
             if let canary = canaries.status(model), canary.state == "running" {
                 _ = try canaries.abort(model: model, actor: actor, reason: "\(promotion.version) promoted by hand")
-            }
-            guard let target = spec.targets.first(where: { $0.version == promotion.version }) else {
-                throw WharfError(.notFound, "deployment \(model) has no version \(promotion.version)")
             }
             spec.targets = [DeploymentSpec.Target(version: target.version, weight: 100, replicas: target.replicas)]
             try store.set(spec, actor: actor, action: "promote", detail: "\(promotion.version) takes all traffic")
@@ -175,11 +192,7 @@ struct DeploymentController<Context: RequestContext>: Sendable {
             // Each canary step rebuilds the spec from the one before the rollout: not during one.
             try canaries.withoutRunningCanary(model) { () throws(WharfError) in
                 var spec = try current(model).spec
-                if let version = change.version, let share = change.share, share > 0 {
-                    spec.shadow = DeploymentSpec.Shadow(version: version, share: share, replicas: change.replicas ?? [])
-                } else {
-                    spec.shadow = nil
-                }
+                spec.shadow = try change.shadow(of: model)
                 try store.set(spec, actor: key?.id ?? "anonymous", action: "shadow",
                               detail: spec.shadow.map { "\($0.version) gets a copy of \($0.share * 100)%" } ?? "shadow off")
             }

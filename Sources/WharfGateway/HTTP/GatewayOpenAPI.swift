@@ -29,15 +29,15 @@ components:
       required: [version, weight, replicas]
       properties:
         version: {type: string, description: "a registry version number or alias label"}
-        weight: {type: number, minimum: 0}
-        replicas: {type: array, items: {type: string, format: uri}, minItems: 1}
+        weight: {type: number, minimum: 0, maximum: 1000000}
+        replicas: {type: array, items: {type: string, format: uri}, minItems: 1, description: "http[s]://host[:port][/prefix], each server once"}
     Shadow:
       type: object
       required: [version, share, replicas]
       properties:
-        version: {type: string}
+        version: {type: string, description: "not one of the targets' versions"}
         share: {type: number, minimum: 0, maximum: 1}
-        replicas: {type: array, items: {type: string, format: uri}}
+        replicas: {type: array, items: {type: string, format: uri}, minItems: 1}
     Deployment:
       type: object
       required: [model, targets]
@@ -171,10 +171,10 @@ paths:
   /v1/deployments/{model}/shadow:
     parameters: [{$ref: "#/components/parameters/model"}]
     put:
-      summary: Copy a share of the traffic to a version whose answers are compared, never returned (share 0 turns it off); not while a canary runs (409).
+      summary: Copy a share of the traffic to a version whose answers are compared, never returned; share 0 alone (or an empty object) turns it off. Not while a canary runs (409).
       security: [{key: []}]
-      requestBody: {required: true, content: {application/json: {schema: {type: object, properties: {version: {type: string}, share: {type: number}, replicas: {type: array, items: {type: string}}}}}}}
-      responses: {"200": {description: status}, "409": {$ref: "#/components/responses/error"}}
+      requestBody: {required: true, content: {application/json: {schema: {type: object, properties: {version: {type: string}, share: {type: number, minimum: 0, maximum: 1}, replicas: {type: array, items: {type: string}}}}}}}
+      responses: {"200": {description: status}, "400": {$ref: "#/components/responses/error"}, "409": {$ref: "#/components/responses/error"}}
   /v1/keys:
     get: {summary: Key ids and scopes (never the keys)., security: [{key: []}], responses: {"200": {description: keys}}}
     post:
@@ -190,9 +190,9 @@ paths:
               properties:
                 id: {type: string}
                 scopes: {type: array, items: {type: string}}
-                rate_per_second: {type: number}
-                burst: {type: number}
-      responses: {"201": {description: created}, "409": {$ref: "#/components/responses/error"}}
+                rate_per_second: {type: number, exclusiveMinimum: 0, maximum: 1000000, description: "no limit when left out"}
+                burst: {type: number, minimum: 1, maximum: 1000000, description: "only with rate_per_second; default one second's worth"}
+      responses: {"201": {description: created}, "400": {$ref: "#/components/responses/error"}, "409": {$ref: "#/components/responses/error"}}
   /v1/keys/{id}:
     delete:
       summary: Revoke a key.
