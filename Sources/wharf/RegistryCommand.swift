@@ -57,15 +57,25 @@ struct RegistryCommand: AsyncParsableCommand {
         let logger = Logger(label: "wharf.registry")
         let environment = ProcessInfo.processInfo.environment
         do {
+            // Flags before the environment (a token given on the command line is the one meant);
+            // an empty variable is no value.
+            func variable(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+            guard tokenSha256 == nil || token == nil else {
+                throw WharfError(.invalidInput, "give --token or --token-sha256, not both")
+            }
             let digest: String
-            if let hash = tokenSha256 ?? environment["WHARF_REGISTRY_TOKEN_SHA256"] {
+            if let hash = tokenSha256 {
                 digest = hash.lowercased()
-            } else if let token = token ?? environment["WHARF_REGISTRY_TOKEN"], !token.isEmpty {
+            } else if let token, !token.isEmpty {
+                digest = SHA256.hash(Array(token.utf8)).hex
+            } else if let hash = variable("WHARF_REGISTRY_TOKEN_SHA256") {
+                digest = hash.lowercased()
+            } else if let token = variable("WHARF_REGISTRY_TOKEN") {
                 digest = SHA256.hash(Array(token.utf8)).hex
             } else {
                 throw WharfError(.invalidInput, "the registry needs a bearer token for writes: --token, --token-sha256, WHARF_REGISTRY_TOKEN or WHARF_REGISTRY_TOKEN_SHA256")
             }
-            for alias in protectedAlias { try RegistryName.check(alias, kind: "alias") }
+            for alias in protectedAlias { try RegistryName.checkAlias(alias) }
             let configuration = RegistryConfiguration(
                 host: host, port: port, dataDirectory: dataDir ?? environment["WHARF_DATA_DIR"] ?? ".wharf",
                 databaseURL: database ?? environment["WHARF_DATABASE"], tokenSHA256: digest, protectReads: protectReads,

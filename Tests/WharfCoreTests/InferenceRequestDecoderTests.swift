@@ -81,6 +81,12 @@ struct InferenceRequestDecoderTests {
             == [0x1.998p-4, 65_504, 65_504, -0x1.47cp-9, 0, 0x1p-24, 0x1.5p-17, -0.0, 0x1.92p1].map(\.bitPattern))  // numpy.float16 of each
         #expect(failure(#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP16","data":[65520]}]}"#).contains("65520.0 is beyond the range of FP16 (±65504.0)"))
         #expect(failure(#"{"inputs":[{"name":"x","shape":[1],"data":[-3.4e38],"datatype":"BF16"}]}"#).contains("is beyond the range of BF16"))
+        // Past a double's range (read as infinity): beyond every floating-point type, both orders
+        // of datatype and data.
+        for type in ["FP16", "BF16", "FP32", "FP64"] {
+            #expect(failure(#"{"inputs":[{"name":"x","shape":[2],"datatype":"\#(type)","data":[1,1e400]}]}"#).contains("a number is beyond the range of \(type)"), "\(type)")
+            #expect(failure(#"{"inputs":[{"name":"x","shape":[2],"data":[-1e400,1],"datatype":"\#(type)"}]}"#).contains("a number is beyond the range of \(type)"), "\(type)")
+        }
     }
 
     /// Runs of numbers are read straight through only after a comma and at most one space;
@@ -258,8 +264,12 @@ extension JSONNumberTests {
             let scaled = Double(bitPattern: random.next() & 0x7FEF_FFFF_FFFF_FFFF)
             texts.append(String(format: "%.18e", scaled))
         }
-        texts += ["1.7976931348623157e308", "1.7976931348623159e308", "2.2250738585072014e-308", "2.2250738585072011e-308",
-                  "4.9406564584124654e-324", "1e-400", "1e400", "9007199254740993", "9007199254740992.5", "0e50", "0.000000e-999"]
+        texts += ["1.7976931348623157e308", "2.2250738585072014e-308", "2.2250738585072011e-308",
+                  "4.9406564584124654e-324", "1e-400", "9007199254740993", "9007199254740992.5", "0e50", "0.000000e-999"]
+        // Past the largest double (strtod gives infinity): beyond FP64's range, a 400.
+        for overflow in ["1.7976931348623159e308", "1e400", "-1e400"] {
+            #expect(throws: WharfError.self) { try decodeNumbers([overflow]) }
+        }
         let values = try decodeNumbers(texts)
         var mismatches: [String] = []
         for (text, value) in zip(texts, values) {

@@ -124,6 +124,12 @@ struct RegistryAPITests {
             let signature = #""signature":{"features":["a"],"feature_types":["numeric"],"outputs":["p"]}"#
             let unknownArtifact = #"{"format":"xgboost_json","task":"binary",\#(signature),"artifact":{"sha256":"\#(zeros)","size":5},"params":{},"tags":{},"lineage":{}}"#
             let badTask = #"{"format":"xgboost_json","task":"ranking",\#(signature),"artifact":{"sha256":"\#(zeros)","size":5},"params":{},"tags":{},"lineage":{}}"#
+            let badType = #"{"format":"xgboost_json","task":"binary","signature":{"features":["a"],"feature_types":["banana"],"outputs":["p"]},"artifact":{"sha256":"\#(zeros)","size":5},"params":{},"tags":{},"lineage":{}}"#
+            let badLineage = #"{"format":"xgboost_json","task":"binary",\#(signature),"artifact":{"sha256":"\#(zeros)","size":5},"params":{},"tags":{},"lineage":{"training_data":{"sha256":"nope","rows":-5,"columns":0}}}"#
+            let nulFormat = #"{"format":"xgboost\u0000json","task":"binary",\#(signature),"artifact":{"sha256":"\#(zeros)","size":5},"params":{},"tags":{},"lineage":{}}"#
+            let gate = #"{"gate":"roc_auc>=0.9","value":0.5,"threshold":0.9,"passed":false,"detail":""}"#
+            let claimsPass = #"{"data":{"sha256":"\#(zeros)","rows":10,"columns":3},"metrics":{},"gates":[\#(gate)],"passed":true}"#
+            let noRows = #"{"data":{"sha256":"\#(zeros)","rows":0,"columns":-3},"metrics":{},"gates":[],"passed":true}"#
             let cases: [(HTTPMethod, String, String?, UInt, String)] = [
                 (.POST, "/v1/models/churn/versions", #"{"format":"x"}"#, 400, "task is missing"),
                 (.POST, "/v1/models/churn/versions", "{not json", 400, "malformed JSON"),
@@ -138,7 +144,17 @@ struct RegistryAPITests {
                 (.GET, "/v1/artifacts/\(String(repeating: "a", count: 64))", nil, 404, "no artifact"),
                 (.PUT, "/v1/models/churn/aliases/staging", #"{"version":"one"}"#, 400, "version must be a number"),
                 (.PUT, "/v1/models/churn/aliases/staging", #"{"version":1,"force":true}"#, 400, "needs a reason"),
-                (.POST, "/v1/models/churn/versions/1/archive", "{}", 200, ""),
+                (.PUT, "/v1/models/churn/aliases/staging", #"{"version":0}"#, 400, "version must be a whole number from 1"),
+                (.PUT, "/v1/models/churn/aliases/2024", #"{"version":1}"#, 400, "is all digits"),
+                (.PUT, "/v1/models/churn/aliases/staging", #"{"version":1,"force":true,"reason":"rollback\u0000 by mallory"}"#, 400, "reason must not contain control characters"),
+                (.POST, "/v1/models/churn/versions", badType, 400, "signature.feature_types[0] must be numeric or categorical"),
+                (.POST, "/v1/models/churn/versions", badLineage, 400, "lineage.training_data.sha256"),
+                (.POST, "/v1/models/churn/versions", nulFormat, 400, "format must not contain control characters"),
+                (.POST, "/v1/models/churn/versions/1/validations", claimsPass, 400, "passed is true, but gates[0] (roc_auc>=0.9) failed"),
+                (.POST, "/v1/models/churn/versions/1/validations", noRows, 400, "rows and columns must be positive"),
+                // No body at all: the reason is optional.
+                (.DELETE, "/v1/models/churn/aliases/staging", nil, 404, "has no alias staging"),
+                (.POST, "/v1/models/churn/versions/1/archive", nil, 200, ""),
                 (.PUT, "/v1/models/churn/aliases/staging", #"{"version":1}"#, 409, "archived"),
             ]
             for (method, path, body, status, message) in cases {

@@ -331,9 +331,14 @@ struct RouterTests {
             try await client.execute(uri: "/v2/models/binary/ready", method: .get) { #expect($0.status == .notFound) }
             try await client.execute(uri: "/v2/repository/models/binary/unload", method: .post) { #expect($0.status == .notFound) }
             try await client.execute(uri: "/v2/repository/models/other/load", method: .post) { #expect($0.status == .notFound) }
+            // A name this server never had stays unknown (a 404, not a 503 kept for good); one
+            // that could leave the repository directory is a 400.
+            try await client.execute(uri: "/v2/models/other/ready", method: .get) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v2/repository/models/../load", method: .post) { #expect($0.status == .badRequest) }
             try await client.execute(uri: "/v2/repository/index", method: .post) { response in
                 let entries = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [[String: Any]]
                 #expect(entries?.first?["state"] as? String == "UNAVAILABLE")
+                #expect(entries?.map { $0["name"] as? String } == ["binary"])
             }
             // {"ready": true} lists only the models that can answer.
             try await client.execute(uri: "/v2/repository/index", method: .post, body: ByteBuffer(string: #"{"ready": true}"#)) { response in

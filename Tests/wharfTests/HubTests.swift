@@ -80,6 +80,22 @@ struct HubTests {
         #expect(try await Self.request("POST", url + "/v1/streams/clicks/events", body: #"[{"seq":1}]"#).status == 400)
         #expect(try await Self.request("POST", url + "/v1/streams/clicks/events", body: #"[{"user":"x",}"#).status == 400)
         #expect(try await Self.request("POST", url + "/v1/streams/nope/events", body: #"[{"user":"x"}]"#).status == 404)
+        // Numbers JSON reads as infinity, and times that are not seconds since 1970 to tomorrow
+        // (milliseconds, say), are refused: stored, they broke every replay page holding them
+        // and held up retention.
+        let odd = """
+            {"user":"u7","ts":1e999,"seq":1}
+            {"user":"u7","seq":-1e999}
+            {"user":"u7","ts":1700000000000,"seq":1}
+            {"user":"u7","ts":-5,"seq":1}
+            """
+        let refused = try await Self.request("POST", url + "/v1/streams/clicks/events", body: odd)
+        #expect(refused.status == 400)
+        let reasons = (refused.json["results"] as? [[String: Any]] ?? []).map { ($0["error"] as? String) ?? "" }
+        #expect(reasons.count == 4)
+        #expect(reasons.enumerated().allSatisfy { index, reason in
+            reason.contains(index == 1 ? "seq must be a finite number" : "ts must be seconds since 1970 (or RFC 3339 text) from 1970 to a day from now")
+        }, "\(reasons)")
 
         let replay = try await Self.request("GET", url + "/v1/streams/clicks/events?from=1&limit=10")
         let events = replay.json["events"] as? [[String: Any]] ?? []
@@ -216,6 +232,11 @@ extension HubTests {
         let missing = try await Self.request("GET", url + "/v1/features/activity/u3")
         #expect(missing.status == 400)
         #expect((missing.json["error"] as? String)?.contains("seq") == true)
+        // An entity with a space is asked for percent-encoded, as any path segment.
+        #expect(try await Self.request("POST", url + "/v1/streams/clicks/events", body: #"{"user":"user 9/b","seq":5}"#).json["accepted"] as? Int == 1)
+        let spaced = try await Self.request("GET", url + "/v1/features/activity/user%209%2Fb")
+        #expect(spaced.status == 200)
+        #expect((spaced.json["features"] as? [String: Any])?["seq"] as? Double == 5)
     }
 }
 

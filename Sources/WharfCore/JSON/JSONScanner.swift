@@ -293,8 +293,10 @@ package struct JSONScanner {
     @inline(__always)
     func narrowedToFloat(_ value: Double, readAt start: Int) throws(Failure) -> Double {
         let float = Float(value)
-        if _slowPath(float.isInfinite), value.isFinite {
-            throw Failure(offset: start, message: "\(value) is beyond the range of FP32 (±\(Double(Float.greatestFiniteMagnitude)))")
+        // A JSON number is never infinite as written: infinity here is an overflow, of FP32 or
+        // (1e400) of the double it was read as.
+        if _slowPath(float.isInfinite) {
+            throw Failure(offset: start, message: "\(value.isFinite ? "\(value)" : "a number") is beyond the range of FP32 (±\(Double(Float.greatestFiniteMagnitude)))")
         }
         return Double(float)
     }

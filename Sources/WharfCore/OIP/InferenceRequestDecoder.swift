@@ -180,6 +180,10 @@ public enum InferenceRequestDecoder {
             if let range = datatype.integerRange, let bad = data.first(where: { !range.contains($0) || $0 != $0.rounded() }) {
                 throw JSONScanner.Failure(offset: start, message: "\(label): \(bad) is not a \(datatype.rawValue) value")
             }
+            // JSON cannot write infinity: one read here is a number past a double's range (1e400).
+            if datatype == .fp64, data.contains(where: \.isInfinite) {
+                throw JSONScanner.Failure(offset: start, message: "\(label): a number is beyond the range of FP64 (±\(Double.greatestFiniteMagnitude))")
+            }
         }
         // Narrower floating-point data is rounded to its type, as in binary (FP32 read as such
         // already when its datatype came first).
@@ -187,8 +191,9 @@ public enum InferenceRequestDecoder {
             var narrowed = values
             for index in narrowed.indices {
                 guard let value = datatype.narrowed(values[index]) else {
+                    let written = values[index].isFinite ? "\(values[index])" : "a number"
                     throw JSONScanner.Failure(
-                        offset: start, message: "\(label): \(values[index]) is beyond the range of \(datatype.rawValue) (±\(datatype.largestFinite ?? 0))")
+                        offset: start, message: "\(label): \(written) is beyond the range of \(datatype.rawValue) (±\(datatype.largestFinite ?? 0))")
                 }
                 narrowed[index] = value
             }

@@ -49,7 +49,7 @@ public enum TensorDatatype: String, Sendable, Hashable, Codable, CaseIterable {
         switch self {
         case .fp32:
             let float = Float(value)
-            return float.isInfinite && value.isFinite ? nil : Double(float)
+            return float.isInfinite ? nil : Double(float)
         case .fp16: return Self.rounded(value, significandBits: 10, exponents: -14...15)
         case .bf16: return Self.rounded(value, significandBits: 7, exponents: -126...127)
         default: return value
@@ -62,6 +62,7 @@ public enum TensorDatatype: String, Sendable, Hashable, Codable, CaseIterable {
         case .fp32: Double(Float.greatestFiniteMagnitude)
         case .fp16: 65_504
         case .bf16: Double(sign: .plus, exponent: 127, significand: 2 - 0x1p-7)
+        case .fp64: Double.greatestFiniteMagnitude
         default: nil
         }
     }
@@ -70,6 +71,7 @@ public enum TensorDatatype: String, Sendable, Hashable, Codable, CaseIterable {
     /// `exponents` (subnormals below): a multiple of the format's spacing at the value, found
     /// exactly in double arithmetic (the scalings are by powers of two).
     private static func rounded(_ value: Double, significandBits: Int, exponents: ClosedRange<Int>) -> Double? {
+        guard !value.isInfinite else { return nil }
         guard value.isFinite, value != 0 else { return value }
         let spacing = Double(sign: .plus, exponent: max(Int(value.exponent), exponents.lowerBound) - significandBits, significand: 1)
         let result = (value / spacing).rounded(.toNearestOrEven) * spacing

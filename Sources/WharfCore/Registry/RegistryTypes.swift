@@ -286,6 +286,15 @@ public enum RegistryName {
         }
     }
 
+    /// An alias name: a registry name that is not all digits (`churn@2024` reads as version
+    /// 2024, so such an alias could never be asked for).
+    public static func checkAlias(_ alias: String) throws(WharfError) {
+        try check(alias, kind: "alias")
+        guard !alias.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+            throw WharfError(.invalidInput, "alias \"\(alias)\" is all digits: NAME@\(alias) would read as version \(alias); add a letter")
+        }
+    }
+
     /// A lower-case 64-digit hexadecimal SHA-256.
     public static func checkDigest(_ digest: String) throws(WharfError) {
         let bytes = Array(digest.utf8)
@@ -320,7 +329,7 @@ public struct ModelReference: Sendable, Hashable, CustomStringConvertible {
             guard version >= 1 else { throw WharfError(.invalidInput, "\"\(text)\": versions start at 1") }
             self.init(name: name, selector: .version(version))
         } else {
-            try RegistryName.check(rest, kind: "alias")
+            try RegistryName.checkAlias(rest)
             self.init(name: name, selector: .alias(rest))
         }
     }

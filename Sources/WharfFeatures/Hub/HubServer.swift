@@ -28,6 +28,8 @@ public final class HubServer: Sendable {
     let definitions: Mutex<[String: StreamDefinition]>
     let definitionsFile: String?
     let views: Mutex<[String: FeatureView]>
+    /// Held while a stream or view definition is changed and saved: one change at a time.
+    private let saving = Mutex(())
     let store: FeatureStore
     let tokenSHA256: String
     public static let maxBatchEvents = 10_000
@@ -108,12 +110,14 @@ public final class HubServer: Sendable {
 
     func defineView(_ view: FeatureView) throws {
         let view = try view.validated(against: try definition(view.stream))
-        let snapshot = views.withLock { all in
+        // The file is written before the view takes effect, one definition at a time: two
+        // definitions at once cannot leave the older snapshot on disk.
+        try saving.withLock { _ in
+            var all = views.withLock { $0 }
             all[view.name] = view
-            return all
+            if let definitionsFile { try Self.save(all, to: (definitionsFile as NSString).deletingLastPathComponent + "/views.json") }
+            views.withLock { $0 = all }
         }
-        guard let definitionsFile else { return }
-        try Self.save(snapshot, to: (definitionsFile as NSString).deletingLastPathComponent + "/views.json")
     }
 
     /// Whether a view reads `stream` (then the feature store follows it).
@@ -166,12 +170,12 @@ public final class HubServer: Sendable {
     func define(_ definition: StreamDefinition) async throws {
         let definition = try definition.validated()
         try await bus.createStream(StreamConfiguration(name: definition.name, maxAgeSeconds: definition.maxAgeSeconds, maxMessages: definition.maxMessages))
-        let snapshot = definitions.withLock { all in
+        try saving.withLock { _ in
+            var all = definitions.withLock { $0 }
             all[definition.name] = definition
-            return all
+            if let definitionsFile { try Self.save(all, to: definitionsFile) }
+            definitions.withLock { $0 = all }
         }
-        guard let definitionsFile else { return }
-        try Self.save(snapshot, to: definitionsFile)
     }
 
     func definition(_ name: String) throws(WharfError) -> StreamDefinition {
@@ -275,7 +279,11 @@ struct HubController: Sendable {
     /// The online read: the latest fresh values now; 400 when a required feature is absent.
     private func features(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let view = try hub.view(try context.parameters.require("view"))
-        let entity = try context.parameters.require("entity")
+        // Path parameters arrive as sent: an entity with a space or a slash comes percent-encoded.
+        let raw = try context.parameters.require("entity")
+        guard let entity = raw.removingPercentEncoding, !entity.isEmpty else {
+            throw WharfError(.invalidInput, "entity \"\(raw.prefix(64))\" is not valid percent-encoded text")
+        }
         let result = try await hub.lookup(view, entities: [(entity, Date())])[0]
         let absent = view.required.filter { result.features[$0] == nil }
         guard absent.isEmpty else {
@@ -294,7 +302,9 @@ struct HubController: Sendable {
         let keys = try rows.enumerated().map { index, row throws(WharfError) -> (String, Date) in
             switch row.time {
             case nil: return (row.entity, now)
-            case .number(let seconds)?: return (row.entity, Date(timeIntervalSince1970: seconds))
+            case .number(let seconds)?:
+                guard seconds.isFinite else { throw WharfError(.invalidInput, "rows[\(index)].time must be a finite number of seconds") }
+                return (row.entity, Date(timeIntervalSince1970: seconds))
             case .string(let text)?:
                 guard let time = StreamDefinition.parseTime(text) else { throw WharfError(.invalidInput, "rows[\(index)].time \"\(text.prefix(40))\" is not an RFC 3339 time") }
                 return (row.entity, time)
@@ -348,7 +358,14 @@ struct HubController: Sendable {
             let events = zip(offsets, zip(accepted, values)).map { offset, event in
                 MaterializedEvent(offset: offset, entity: event.0.key, time: event.0.time, values: event.1)
             }
-            try await hub.store.applyAppended(stream: definition.name, events)
+            // The batch is durable in the log: a failure here must not read as "not stored" (a
+            // client would send it again). The store's position did not move, so the next
+            // catch-up reads these events from the log.
+            do {
+                try await hub.store.applyAppended(stream: definition.name, events)
+            } catch {
+                context.logger.warning("feature store update failed; the views catch up from the log", metadata: ["stream": "\(definition.name)", "error": "\(error)"])
+            }
         }
         let result = BatchResult(accepted: accepted.count, rejected: parsed.count - accepted.count, results: items)
         return Response.json(result.json, status: accepted.isEmpty ? .badRequest : .ok)

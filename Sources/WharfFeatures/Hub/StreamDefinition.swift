@@ -75,6 +75,9 @@ public struct StreamDefinition: Sendable, Hashable, Codable {
     }
 
     /// Checks one event; the error names the field and what was wrong.
+    /// How far ahead of the hub's clock an event's time may be (clocks of sources drift).
+    static let maxFutureSeconds: Double = 86_400
+
     public func check(_ fields: [(String, Scalar)], receivedAt now: Date) -> Result<Event, WharfError> {
         var entity: String?
         var time = now
@@ -99,10 +102,19 @@ public struct StreamDefinition: Sendable, Hashable, Codable {
                     time = parsed
                 default: return .failure(WharfError(.invalidInput, "\(timeField) must be RFC 3339 text or seconds since 1970"))
                 }
+                // A time beyond tomorrow (milliseconds sent as seconds, an overflow) would be
+                // invisible to lookups "as of now" and hold up retention, which deletes from the
+                // old end up to the first young event; a non-finite one cannot be read back.
+                let seconds = time.timeIntervalSince1970
+                guard seconds.isFinite, seconds >= 0, seconds <= now.timeIntervalSince1970 + Self.maxFutureSeconds else {
+                    return .failure(WharfError(.invalidInput, "\(timeField) must be seconds since 1970 (or RFC 3339 text) from 1970 to a day from now"))
+                }
             } else {
                 guard let type = features[field] else { return .failure(WharfError(.invalidInput, "\(field) is not a feature of stream \(name)")) }
                 switch (type, value) {
                 case (_, .null): continue
+                case (.number, .number(let number)) where !number.isFinite:
+                    return .failure(WharfError(.invalidInput, "\(field) must be a finite number"))
                 case (.number, .number), (.string, .string), (.bool, .bool): values.append((field, value))
                 default: return .failure(WharfError(.invalidInput, "\(field) must be a \(type == .bool ? "boolean" : type.rawValue)"))
                 }

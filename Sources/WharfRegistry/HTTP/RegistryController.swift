@@ -73,14 +73,14 @@ struct RegistryController: Sendable {
         models.post(":name/versions/:version/validations") { request, context in
             let version = try await resolveVersion(context)
             var record = try await JSONBody.decode(ValidationRecord.self, from: request)
-            try RegistryName.checkDigest(record.data.sha256)
+            try Self.check(record)
             record.by = Self.actor(request)
             record.at = Date()
             return try JSONBody.response(try await store.addValidation(name: version.name, version: version.version, record: record), status: .created)
         }
         models.post(":name/versions/:version/archive") { request, context in
             let version = try await resolveVersion(context)
-            let reason = try await JSONBody.decode(Reason.self, from: request).reason
+            let reason = try await Self.reason(request)
             return try JSONBody.response(try await store.archive(name: version.name, version: version.version, actor: Self.actor(request), reason: reason))
         }
         models.get(":name/aliases") { _, context in
@@ -95,6 +95,8 @@ struct RegistryController: Sendable {
         models.put(":name/aliases/:alias") { request, context in
             let (name, alias) = try Self.alias(context)
             let move = try await JSONBody.decode(AliasMove.self, from: request)
+            guard move.version >= 1 else { throw WharfError(.invalidInput, "version must be a whole number from 1, not \(move.version)") }
+            try Self.checkText(move.reason, "reason", maxBytes: Self.maxReasonBytes)
             let forced = try await policy.check(store: store, name: name, alias: alias, version: move.version, force: move.force ?? false, reason: move.reason)
             if move.dryRun == true {
                 guard let target = try await store.version(name: name, version: move.version) else { throw RegistryStoreError.unknownVersion(name, move.version) }
@@ -108,7 +110,7 @@ struct RegistryController: Sendable {
         }
         models.delete(":name/aliases/:alias") { request, context in
             let (name, alias) = try Self.alias(context)
-            let reason = try await JSONBody.decode(Reason.self, from: request).reason
+            let reason = try await Self.reason(request)
             return try JSONBody.response(try await store.deleteAlias(name: name, alias: alias, actor: Self.actor(request), reason: reason))
         }
         models.get(":name/audit") { _, context in try await auditLog(context) }
@@ -191,7 +193,7 @@ struct RegistryController: Sendable {
 
     private static func alias(_ context: Context) throws -> (String, String) {
         let alias = try context.parameters.require("alias")
-        try RegistryName.check(alias, kind: "alias")
+        try RegistryName.checkAlias(alias)
         return (try name(context), alias)
     }
 
@@ -201,10 +203,72 @@ struct RegistryController: Sendable {
         return String(actor.prefix(128))
     }
 
+    static let maxReasonBytes = 1000
+
+    /// A text field kept in the audit log or a record: no control characters (a NUL cut the
+    /// text short in SQLite and failed the insert in PostgreSQL), at most `maxBytes`.
+    static func checkText(_ text: String?, _ field: String, maxBytes: Int) throws(WharfError) {
+        guard let text else { return }
+        guard text.utf8.count <= maxBytes else { throw WharfError(.invalidInput, "\(field) is longer than \(maxBytes) bytes") }
+        guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw WharfError(.invalidInput, "\(field) must not contain control characters")
+        }
+    }
+
+    /// The reason of an archive or an alias removal: the body is optional (`{}`, or nothing).
+    private static func reason(_ request: Request) async throws -> String? {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: 64 << 10)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw WharfError(.payloadTooLarge, "the request body is larger than \(64 << 10) bytes")
+        }
+        guard buffer.readableBytesView.contains(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) else { return nil }
+        let reason = try JSONBody.decode(Reason.self, from: Data(buffer.readableBytesView)).reason
+        try checkText(reason, "reason", maxBytes: maxReasonBytes)
+        return reason
+    }
+
+    /// A validation record as `wharf validate` writes it: a fingerprint like the validation
+    /// data's, finite figures, and `passed` only when no gate failed (the promotion policy
+    /// trusts it).
+    private static func check(_ record: ValidationRecord) throws(WharfError) {
+        try RegistryName.checkDigest(record.data.sha256)
+        guard record.data.rows > 0, record.data.columns > 0 else { throw WharfError(.invalidInput, "data: rows and columns must be positive") }
+        guard record.metrics.count <= 1000, record.gates.count <= 1000 else { throw WharfError(.invalidInput, "at most 1000 metrics and 1000 gates") }
+        if let bad = record.metrics.first(where: { !$0.value.isFinite }) { throw WharfError(.invalidInput, "metrics.\(bad.key.prefix(64)) is not a finite number") }
+        for (index, gate) in record.gates.enumerated() {
+            try checkText(gate.gate, "gates[\(index)].gate", maxBytes: 256)
+            try checkText(gate.detail, "gates[\(index)].detail", maxBytes: 4096)
+            guard gate.value?.isFinite ?? true, gate.threshold?.isFinite ?? true else {
+                throw WharfError(.invalidInput, "gates[\(index)]: value and threshold must be finite numbers")
+            }
+        }
+        if record.passed, let failed = record.gates.firstIndex(where: { !$0.passed }) {
+            throw WharfError(.invalidInput, "passed is true, but gates[\(failed)] (\(record.gates[failed].gate.prefix(64))) failed")
+        }
+        try checkText(record.against, "against", maxBytes: 256)
+    }
+
     private static func check(_ draft: VersionDraft) throws(WharfError) {
         try RegistryName.checkDigest(draft.artifact.sha256)
         guard draft.artifact.size > 0 else { throw WharfError(.invalidInput, "artifact.size must be positive") }
         guard !draft.format.isEmpty, draft.format.count <= 64 else { throw WharfError(.invalidInput, "format must have 1 to 64 characters") }
+        try checkText(draft.format, "format", maxBytes: 256)
+        for (index, type) in draft.signature.featureTypes.enumerated() where type != "numeric" && type != "categorical" {
+            throw WharfError(.invalidInput, "signature.feature_types[\(index)] must be numeric or categorical, not \"\(type.prefix(40))\"")
+        }
+        if let data = draft.lineage.trainingData {
+            do {
+                try RegistryName.checkDigest(data.sha256)
+            } catch {
+                throw WharfError(.invalidInput, "lineage.training_data.sha256: \(error.message)")
+            }
+            guard data.rows > 0, data.columns > 0 else { throw WharfError(.invalidInput, "lineage.training_data: rows and columns must be positive") }
+        }
+        try checkText(draft.lineage.codeRevision, "lineage.code_revision", maxBytes: 256)
+        for (key, value) in draft.params { try checkText(key, "params key", maxBytes: 256); try checkText(value, "params.\(key.prefix(64))", maxBytes: 4096) }
+        for (key, value) in draft.tags { try checkText(key, "tags key", maxBytes: 256); try checkText(value, "tags.\(key.prefix(64))", maxBytes: 4096) }
         guard ["binary", "multiclass", "regression"].contains(draft.task) else {
             throw WharfError(.invalidInput, "task must be binary, multiclass or regression, not \"\(draft.task.prefix(40))\"")
         }

@@ -137,9 +137,18 @@ public final class PostgresRegistryStore: RegistryStore {
         }
     }
 
+    /// Takes the model's row lock for the rest of the transaction: alias moves, alias removals
+    /// and archives of one model then run one after the other. Each checks what the other
+    /// changes (an alias on an archived version, an archived version under an alias), and
+    /// without the lock both could pass their checks and commit.
+    private func lockModel(_ connection: PostgresConnection, name: String) async throws {
+        try await connection.query("SELECT name FROM models WHERE name = \(name) FOR UPDATE", logger: logger)
+    }
+
     public func archive(name: String, version: Int, actor: String, reason: String?) async throws -> ModelVersion {
         let logger = logger
         return try await transaction { connection in
+            try await self.lockModel(connection, name: name)
             guard try await self.exists(connection, name: name, version: version) != nil else { throw RegistryStoreError.unknownVersion(name, version) }
             let pointing = try await connection.query("SELECT alias FROM aliases WHERE name = \(name) AND version = \(version) ORDER BY alias LIMIT 1", logger: logger)
             for try await alias in pointing.decode(String.self) {
@@ -154,6 +163,7 @@ public final class PostgresRegistryStore: RegistryStore {
     public func setAlias(name: String, alias: String, version: Int, actor: String, reason: String?, forced: Bool) async throws -> AuditEntry {
         let logger = logger
         return try await transaction { connection in
+            try await self.lockModel(connection, name: name)
             guard let state = try await self.exists(connection, name: name, version: version) else { throw RegistryStoreError.unknownVersion(name, version) }
             guard state != VersionState.archived.rawValue else { throw RegistryStoreError.archived(name, version) }
             var previous: Int?
@@ -173,6 +183,7 @@ public final class PostgresRegistryStore: RegistryStore {
     public func deleteAlias(name: String, alias: String, actor: String, reason: String?) async throws -> AuditEntry {
         let logger = logger
         return try await transaction { connection in
+            try await self.lockModel(connection, name: name)
             var previous: Int?
             for try await value in try await connection.query("DELETE FROM aliases WHERE name = \(name) AND alias = \(alias) RETURNING version::BIGINT", logger: logger).decode(Int.self) {
                 previous = value

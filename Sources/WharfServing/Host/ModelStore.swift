@@ -88,6 +88,11 @@ public final class ModelStore: Sendable {
         }
     }
 
+    /// Whether `name` has an entry: loaded, loading, or failed.
+    public func isKnown(_ name: String) -> Bool {
+        models.withLock { $0[name] != nil }
+    }
+
     /// `name` is about to be loaded: until it is (or fails), its requests get 503.
     public func expect(_ name: String) {
         models.withLock { models in

@@ -42,6 +42,8 @@ public final class ModelManager: Sendable {
     /// Returns the version that now answers.
     @discardableResult
     public func load(_ name: String, force: Bool = false) async throws -> String {
+        // The name becomes a path in the repository: nothing that could leave it.
+        try RegistryName.check(name, kind: "model")
         try loads.withLock { loads throws(WharfError) in
             guard !loads.loading.contains(name) else {
                 throw WharfError(.unavailable, "model \"\(name)\" is already being loaded")
@@ -92,8 +94,11 @@ public final class ModelManager: Sendable {
                 metadata: ["model": "\(name)", "version": "\(version)", "path": "\(path)", "seconds": "\(model.loadSeconds)"])
             return version
         } catch let error as WharfError {
-            // An unloaded model is not a failed one (its index entry is gone, and stays gone).
-            if !loads.withLock({ $0.unloaded.contains(name) }) { store.recordFailure(name: name, reason: error.message) }
+            // An unloaded model is not a failed one (its index entry is gone, and stays gone);
+            // nor is a name this server never had (a 404, not an entry kept for good).
+            if !loads.withLock({ $0.unloaded.contains(name) }), error.code != .notFound || store.isKnown(name) {
+                store.recordFailure(name: name, reason: error.message)
+            }
             throw error
         }
     }
