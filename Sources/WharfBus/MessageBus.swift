@@ -29,6 +29,26 @@ public protocol MessageBus: Sendable {
     func enforceRetention(stream: String, now: Date) async throws -> Int
     /// The stream's first and last offsets (0, 0 when empty) and message count.
     func bounds(stream: String) async throws -> StreamBounds
+    /// The messages (by index) this bus cannot take for their size, with their size and the
+    /// limit, so that a batch can refuse them one by one; empty for a bus without a limit.
+    func oversized(stream: String, _ messages: [OutgoingMessage]) async throws -> [OversizedMessage]
+}
+
+/// A message over a bus's size limit (NATS: the server's `max_payload`, headers included).
+public struct OversizedMessage: Sendable, Hashable {
+    public var index: Int
+    public var bytes: Int
+    public var limit: Int
+
+    public init(index: Int, bytes: Int, limit: Int) {
+        self.index = index
+        self.bytes = bytes
+        self.limit = limit
+    }
+}
+
+extension MessageBus {
+    public func oversized(stream: String, _ messages: [OutgoingMessage]) async throws -> [OversizedMessage] { [] }
 }
 
 public struct StreamConfiguration: Sendable, Hashable, Codable {

@@ -310,6 +310,14 @@ extension HubTests {
             // An [N, F] tensor with NaN cells (null in JSON) for the missing ones.
             let cells = try await probability(#"{"inputs":[{"name":"x","shape":[1,8],"datatype":"FP64","data":[0.5,1,2,3,null,null,null,null]}],"parameters":{"entity_id":"u1"}}"#)
             #expect(cells.0 == 200 && cells.1 == full.1)
+            // One row as an [F] tensor, filled the same way.
+            let row = try await probability(#"{"inputs":[{"name":"x","shape":[8],"datatype":"FP64","data":[0.5,1,2,3,null,null,null,null]}],"parameters":{"entity_id":"u1"}}"#)
+            #expect(row.0 == 200 && row.1 == full.1)
+            // Inputs the filler cannot place: a 400, not an answer for missing values.
+            let (unplaced, unplacedJSON) = try await Self.request(
+                "POST", url, body: #"{"inputs":[{"name":"x","shape":[2,4],"datatype":"FP64","data":[0.5,1,2,3,null,null,null,null]}],"parameters":{"entity_id":"u1"}}"#, token: nil)
+            #expect(unplaced == 400)
+            #expect((unplacedJSON["error"] as? String)?.contains("there is nothing to fill") == true)
             // An entity without the required f7: 400 naming it.
             let (status, json) = try await Self.request("POST", url, body: #"{"inputs":[\#(perFeature)],"parameters":{"entity_id":"nobody"}}"#, token: nil)
             #expect(status == 400)
@@ -357,6 +365,14 @@ extension HubTests {
         #expect(ingested.status == 200 && ingested.json["accepted"] as? Int == 300)
         let online = try await Self.request("GET", url + "/v1/features/activity-\(stream)/u1")
         #expect((online.json["features"] as? [String: Any])?["seq"] as? Double == 287)
+        // An event over the server's max_payload (1 MiB by default) is refused on its own; it
+        // used to make the server drop the connection under the whole batch.
+        let huge = #"{"user":"big","seq":1,"page":"\#(String(repeating: "x", count: 1_100_000))"}"#
+        let mixed = try await Self.request("POST", url + "/v1/streams/\(stream)/events", body: huge + "\n" + #"{"user":"u0","seq":300}"#)
+        #expect(mixed.status == 200 && mixed.json["accepted"] as? Int == 1 && mixed.json["rejected"] as? Int == 1)
+        let bigError = ((mixed.json["results"] as? [[String: Any]])?.first?["error"] as? String) ?? ""
+        #expect(bigError.contains("over the bus's limit of"), "\(bigError)")
+        #expect(try await Self.request("POST", url + "/v1/streams/\(stream)/events", body: #"{"user":"u0","seq":301}"#).status == 200)
         #expect(try await Self.request("GET", url + "/v1/features/activity-\(stream)/nobody").status == 400)
 
         let fetched = try await Self.request("POST", url + "/v1/streams/\(stream)/consumers/trainer/fetch?limit=100").json
@@ -374,6 +390,6 @@ extension HubTests {
             let object = try JSONSerialization.jsonObject(with: Data((event["event"] as? String ?? "").utf8)) as? [String: Any]
             return (object?["seq"] as? Double).map { Int($0) } ?? -1
         }
-        #expect(seqs == Array(0..<300))
+        #expect(seqs == Array(0..<302))
     }
 }

@@ -147,12 +147,16 @@ public final class NATSBus: MessageBus {
             return []
         }
         let subject = subject(stream)
-        let expected = ("Nats-Expected-Stream", jetStreamName(stream))
-        let requests = messages.map { message in
-            (subject: subject, headers: [expected, ("Wharf-Key", Self.headerValue(message.key)), ("Wharf-Time", String(message.time.timeIntervalSince1970))],
-             payload: message.payload)
+        let connection = try await connection()
+        // A message over the server's limit makes it close the connection, failing every
+        // request on it: refused here, before anything is sent.
+        if let first = Self.oversized(stream: jetStreamName(stream), messages, limit: connection.serverInfo.maxPayload).first {
+            throw WharfError(.payloadTooLarge, "event \(first.index) is \(first.bytes) bytes with its headers, over the NATS server's max_payload of \(first.limit)")
         }
-        let replies = try await connection().requests(requests, timeout: .seconds(30))
+        let requests = messages.map { message in
+            (subject: subject, headers: Self.headers(message, jetStreamName: jetStreamName(stream)), payload: message.payload)
+        }
+        let replies = try await connection.requests(requests, timeout: .seconds(30))
         var offsets: [Int64] = []
         offsets.reserveCapacity(replies.count)
         for reply in replies {
@@ -168,6 +172,28 @@ public final class NATSBus: MessageBus {
             offsets.append(sequence)
         }
         return offsets
+    }
+
+    public func oversized(stream: String, _ messages: [OutgoingMessage]) async throws -> [OversizedMessage] {
+        Self.oversized(stream: jetStreamName(stream), messages, limit: try await connection().serverInfo.maxPayload)
+    }
+
+    /// What a published message carries besides its payload: the stream it must land in, its
+    /// key and its time.
+    private static func headers(_ message: OutgoingMessage, jetStreamName: String) -> [(String, String)] {
+        [("Nats-Expected-Stream", jetStreamName), ("Wharf-Key", headerValue(message.key)), ("Wharf-Time", String(message.time.timeIntervalSince1970))]
+    }
+
+    /// Messages whose header block and payload (what `max_payload` counts) exceed `limit`.
+    static func oversized(stream jetStreamName: String, _ messages: [OutgoingMessage], limit: Int) -> [OversizedMessage] {
+        var found: [OversizedMessage] = []
+        for (index, message) in messages.enumerated() {
+            // NATS/1.0\r\n, a line a header (name: value\r\n), the blank line.
+            let block = headers(message, jetStreamName: jetStreamName).reduce(12) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 }
+            let bytes = block + message.payload.count
+            if bytes > limit { found.append(OversizedMessage(index: index, bytes: bytes, limit: limit)) }
+        }
+        return found
     }
 
     private func partial(_ stored: Int, of total: Int, _ stream: String, _ reason: String) -> WharfError {

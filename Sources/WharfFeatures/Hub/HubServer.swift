@@ -350,6 +350,17 @@ struct HubController: Sendable {
                 items.append(.init(index: index, offset: nil, error: error.message))
             }
         }
+        // An event the bus cannot take for its size (NATS: over the server's max_payload) is
+        // refused on its own, like any other bad event.
+        let oversized = accepted.isEmpty ? [] : try await hub.bus.oversized(stream: definition.name, accepted)
+        if !oversized.isEmpty {
+            for event in oversized.reversed() {
+                items[acceptedIndices[event.index]].error = "the event is \(event.bytes) bytes as stored, over the bus's limit of \(event.limit)"
+                accepted.remove(at: event.index)
+                values.remove(at: event.index)
+                acceptedIndices.remove(at: event.index)
+            }
+        }
         // One append for the whole batch: all of its accepted events are durable, or none.
         let offsets = accepted.isEmpty ? [] : try await hub.bus.publish(stream: definition.name, accepted)
         for (index, offset) in zip(acceptedIndices, offsets) { items[index].offset = offset }

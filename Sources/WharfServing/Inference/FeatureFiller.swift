@@ -66,12 +66,24 @@ public final class FeatureFiller: Sendable {
                 }
             }
             request.inputs[0] = input
+        } else if request.inputs.count == 1, request.inputs[0].shape == [names.count] {
+            // One row as one [F] tensor.
+            guard entities.count == 1 else { throw Self.rowMismatch(entities.count, 1) }
+            var input = request.inputs[0]
+            for (column, name) in names.enumerated() where input.data[column].isNaN {
+                if let value = rows[0][name] { input.data[column] = value }
+            }
+            request.inputs[0] = input
         } else if byName.isSubset(of: Set(names)) {
             // Per-feature tensors: absent features become tensors of their own.
             if let first = request.inputs.first, first.shape.first != entities.count { throw Self.rowMismatch(entities.count, first.shape.first ?? 0) }
             for name in names where !byName.contains(name) && rows.contains(where: { $0[name] != nil }) {
                 request.inputs.append(RequestInput(name: name, shape: [entities.count], datatype: .fp64, data: rows.map { $0[name] ?? .nan }))
             }
+        } else {
+            // Entities were given to fill something: evaluating the request unfilled would
+            // answer for missing values the caller did not mean.
+            throw WharfError(.invalidInput, "parameters.entity_id(s) given, but the inputs are not one [N, \(names.count)] or [\(names.count)] tensor, nor tensors named after the model's features: there is nothing to fill")
         }
         return request
     }
