@@ -160,7 +160,9 @@ public struct ArtifactStore: Sendable {
 }
 
 /// Reads a file a chunk at a time, for streaming it into a response.
-final class ArtifactReader {
+/// Sendable so that its reads can run on NIO's blocking-I/O pool; one reader serves one
+/// response, a read at a time.
+final class ArtifactReader: @unchecked Sendable {
     private let descriptor: Int32
 
     init(path: String) throws(WharfError) {

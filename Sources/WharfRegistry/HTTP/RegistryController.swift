@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOPosix
 import WharfCore
 import WharfHTTP
 
@@ -68,7 +69,7 @@ struct RegistryController: Sendable {
         }
         models.get(":name/versions/:version/artifact") { _, context in
             let version = try await resolveVersion(context)
-            return try artifactResponse(version.artifact.sha256)
+            return try await artifactResponse(version.artifact.sha256)
         }
         models.post(":name/versions/:version/validations") { request, context in
             let version = try await resolveVersion(context)
@@ -135,7 +136,7 @@ struct RegistryController: Sendable {
 
         router.post("/v1/artifacts") { request, _ in try await upload(request) }
         router.get("/v1/artifacts/:sha256") { _, context in
-            try artifactResponse(try context.parameters.require("sha256"))
+            try await artifactResponse(try context.parameters.require("sha256"))
         }
     }
 
@@ -163,16 +164,19 @@ struct RegistryController: Sendable {
         return try JSONBody.response(try upload.finish(), status: .created)
     }
 
-    /// The artifact, verified first, then streamed a chunk at a time.
-    private func artifactResponse(_ digest: String) throws -> Response {
-        let path = try artifacts.verifiedPath(digest)
+    /// The artifact, verified first, then streamed a chunk at a time. The file is read on NIO's
+    /// blocking-I/O pool, not on Swift's cooperative threads: a large artifact downloaded many
+    /// times at once must not stall every other route (health checks, alias polls).
+    private func artifactResponse(_ digest: String) async throws -> Response {
+        let artifacts = artifacts
+        let path = try await NIOThreadPool.singleton.runIfActive { try artifacts.verifiedPath(digest) }
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
         var headers: HTTPFields = [.contentType: "application/octet-stream"]
         headers[.init("x-wharf-artifact-sha256")!] = digest
         if let size { headers[.contentLength] = String(size) }
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             let reader = try ArtifactReader(path: path)
-            while let chunk = try reader.next() { try await writer.write(ByteBuffer(bytes: chunk)) }
+            while let chunk = try await NIOThreadPool.singleton.runIfActive({ try reader.next() }) { try await writer.write(ByteBuffer(bytes: chunk)) }
             try await writer.finish(nil)
         })
     }
