@@ -20,7 +20,10 @@ trap 'for command in "${cleanup[@]}"; do eval "$command" || true; done' EXIT
 # PostgreSQL: a cluster under /tmp on its own port, trust auth, no fsync (tests only).
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 if [ -z "$pgbin" ]; then
-  apt-get -o DPkg::Lock::Timeout=300 install -y -q postgresql >/dev/null
+  [ "$(id -u)" = 0 ] || { echo "scripts/test.sh installs PostgreSQL and nats-server with apt-get: run it as root, or install them first" >&2; exit 1; }
+  # A fresh image has empty package lists: update them when the package is not found.
+  { apt-get -o DPkg::Lock::Timeout=300 install -y -q postgresql >/dev/null 2>&1; } \
+    || { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null && apt-get -o DPkg::Lock::Timeout=300 install -y -q postgresql >/dev/null; }
   pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 fi
 pgport=$((55000 + $$ % 400))

@@ -1,8 +1,9 @@
 import WharfCore
 
-/// Plain Kubernetes manifests for the platform: the registry, the gateway and one model-server
-/// Deployment per served model, with probes on the health endpoints, resources, locked-down
-/// security contexts, Services, HorizontalPodAutoscalers and PodDisruptionBudgets.
+/// Plain Kubernetes manifests for the platform: the registry and the gateway (one replica each,
+/// on volumes of their own: their state is files) and one model-server Deployment per served
+/// model, with probes on the health endpoints, resources, locked-down security contexts,
+/// Services, and for the model servers HorizontalPodAutoscalers and PodDisruptionBudgets.
 ///
 /// Secrets are referenced, never rendered: create `wharf-secrets` with the keys
 /// `registry-token`, `gateway-admin-key` and (with PostgreSQL) `database-url`.
@@ -35,19 +36,31 @@ public struct KubernetesManifests: Sendable {
 
     public func validated() throws(WharfError) -> KubernetesManifests {
         try RegistryName.check(namespace, kind: "namespace")
-        guard namespace.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
-            throw WharfError(.invalidInput, "namespace \(namespace): Kubernetes names are lower-case letters, digits and '-'")
-        }
+        try Self.checkLabel(namespace, maxLength: 63, "namespace \(namespace)")
         guard !image.isEmpty, !image.contains(" ") else { throw WharfError(.invalidInput, "--image must be an image reference") }
+        var seen: Set<String> = []
         for model in models {
-            guard model.reference.name.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
-                throw WharfError(.invalidInput, "model \(model.reference.name): Kubernetes object names need lower-case letters, digits and '-'")
+            // Its objects are named wharf-model-<name>: a DNS label of at most 63 characters.
+            try Self.checkLabel(model.reference.name, maxLength: 63 - "wharf-model-".count, "model \(model.reference.name)")
+            guard seen.insert(model.reference.name).inserted else {
+                throw WharfError(.invalidInput, "model \(model.reference.name) is given twice: one Deployment a model (serve another alias under another name)")
             }
-            guard model.minReplicas >= 1, model.maxReplicas >= model.minReplicas else {
-                throw WharfError(.invalidInput, "model \(model.reference.name): replicas must satisfy 1 ≤ min ≤ max")
+            guard model.minReplicas >= 1, model.maxReplicas >= model.minReplicas, model.maxReplicas <= 1000 else {
+                throw WharfError(.invalidInput, "model \(model.reference.name): replicas must satisfy 1 ≤ min ≤ max ≤ 1000")
             }
         }
         return self
+    }
+
+    /// A DNS-1123 label: lower-case letters, digits and '-', a letter or digit at both ends.
+    private static func checkLabel(_ name: String, maxLength: Int, _ label: String) throws(WharfError) {
+        let bytes = Array(name.utf8)
+        func alphanumeric(_ byte: UInt8) -> Bool { (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) }
+        guard !bytes.isEmpty, bytes.count <= maxLength, bytes.allSatisfy({ alphanumeric($0) || $0 == UInt8(ascii: "-") }),
+              alphanumeric(bytes.first!), alphanumeric(bytes.last!)
+        else {
+            throw WharfError(.invalidInput, "\(label): Kubernetes names are lower-case letters, digits and '-', start and end with a letter or digit, and here have at most \(maxLength) characters")
+        }
     }
 
     /// File name → YAML text.
@@ -134,12 +147,17 @@ public struct KubernetesManifests: Sendable {
             name: "gateway", arguments: ["gateway", "--host", "0.0.0.0", "--port", "8080", "--data-dir", "/data", "--log-format", "json"],
             port: 8080, health: "/v2/health", environment: [secretEnvironment("WHARF_GATEWAY_ADMIN_KEY", key: "gateway-admin-key")],
             requests: ("250m", "128Mi"), limits: ("2", "512Mi"))
-        let pod = podTemplate(labels: labels, container: container, dataVolume: .map([("emptyDir", .map([]))]))
+        // Deployments, their history and the keys are the gateway's files, read when it starts:
+        // one replica on a volume of its own, so that every request sees the same deployments
+        // and they survive a restart (replicas on volumes of their own would each keep their
+        // own, and disagree).
+        let pod = podTemplate(labels: labels, container: container,
+                              dataVolume: .map([("persistentVolumeClaim", .map([("claimName", "wharf-gateway-data")]))]))
         return [
-            deployment(name: "wharf-gateway", labels: labels, replicas: 2, pod: pod, strategy: "RollingUpdate"),
+            .map([("apiVersion", "v1"), ("kind", "PersistentVolumeClaim"), ("metadata", metadata("wharf-gateway-data", component: "gateway")),
+                  ("spec", .map([("accessModes", .list(["ReadWriteOnce"])), ("resources", .map([("requests", .map([("storage", "1Gi")]))]))]))]),
+            deployment(name: "wharf-gateway", labels: labels, replicas: 1, pod: pod, strategy: "Recreate"),
             service(name: "wharf-gateway", labels: labels, port: 8080),
-            autoscaler(name: "wharf-gateway", minReplicas: 2, maxReplicas: 10),
-            disruptionBudget(name: "wharf-gateway", labels: labels),
         ]
     }
 
@@ -155,12 +173,14 @@ public struct KubernetesManifests: Sendable {
                         "--drain-delay-ms", "5000"],
             port: 8080, health: "/v2/health", environment: [secretEnvironment("WHARF_REGISTRY_TOKEN", key: "registry-token")],
             requests: ("500m", "128Mi"), limits: ("2", "1Gi"))
-        let pod = podTemplate(labels: labels, container: container, dataVolume: .map([("emptyDir", .map([]))]))
+        // The grace period covers the drain delay (5 s) and the 30 s the server gives requests
+        // in flight, with a margin: a shorter one SIGKILLs requests still draining.
+        let pod = podTemplate(labels: labels, container: container, dataVolume: .map([("emptyDir", .map([]))]), gracePeriodSeconds: 45)
         return [
             deployment(name: name, labels: labels, replicas: model.minReplicas, pod: pod, strategy: "RollingUpdate"),
             service(name: name, labels: labels, port: 8080),
             autoscaler(name: name, minReplicas: model.minReplicas, maxReplicas: model.maxReplicas),
-            disruptionBudget(name: name, labels: labels),
+            disruptionBudget(name: name, labels: labels, minReplicas: model.minReplicas),
         ]
     }
 
@@ -196,7 +216,7 @@ public struct KubernetesManifests: Sendable {
         ])
     }
 
-    private func podTemplate(labels: YAML, container: YAML, dataVolume: YAML) -> YAML {
+    private func podTemplate(labels: YAML, container: YAML, dataVolume: YAML, gracePeriodSeconds: Int = 30) -> YAML {
         guard case .map(var volume) = dataVolume else { return .null }
         volume.insert(("name", "data"), at: 0)
         return .map([
@@ -205,7 +225,7 @@ public struct KubernetesManifests: Sendable {
                 ("serviceAccountName", "wharf"),
                 ("automountServiceAccountToken", .bool(false)),
                 ("securityContext", .map([("runAsNonRoot", .bool(true)), ("fsGroup", 10001), ("seccompProfile", .map([("type", "RuntimeDefault")]))])),
-                ("terminationGracePeriodSeconds", 30),
+                ("terminationGracePeriodSeconds", .int(gracePeriodSeconds)),
                 ("containers", .list([container])),
                 ("volumes", .list([.map(volume), .map([("name", "tmp"), ("emptyDir", .map([]))])])),
             ])),
@@ -245,11 +265,13 @@ public struct KubernetesManifests: Sendable {
         ])
     }
 
-    private func disruptionBudget(name: String, labels: YAML) -> YAML {
+    /// One pod may go at a time; over a single replica `minAvailable: 1` would block every
+    /// node drain, so there the budget is `maxUnavailable: 1`.
+    private func disruptionBudget(name: String, labels: YAML, minReplicas: Int) -> YAML {
         .map([
             ("apiVersion", "policy/v1"), ("kind", "PodDisruptionBudget"),
             ("metadata", .map([("name", .string(name)), ("namespace", .string(namespace))])),
-            ("spec", .map([("minAvailable", 1), ("selector", .map([("matchLabels", labels)]))])),
+            ("spec", .map([(minReplicas > 1 ? "minAvailable" : "maxUnavailable", 1), ("selector", .map([("matchLabels", labels)]))])),
         ])
     }
 }

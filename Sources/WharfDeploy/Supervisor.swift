@@ -74,13 +74,32 @@ public final class Supervisor: Sendable {
         children.withLock { $0[name]?.process?.processIdentifier }
     }
 
+    /// The variable that tells a child the supervisor's pid (``stopWithSupervisor()``).
+    static let supervisorVariable = "WHARF_SUPERVISOR_PID"
+
+    /// In a child started by a supervisor: stops this process gracefully (SIGTERM to itself)
+    /// once the supervisor is gone, however it went (SIGKILL, a crash, the OOM killer), so no
+    /// service outlives it holding its port. A thread checks the parent once a second; the
+    /// kernel's parent-death signal is not used because it follows the thread that spawned the
+    /// child, and the supervisor spawns from Swift's pool, whose threads come and go.
+    public static func stopWithSupervisor() {
+        guard let text = ProcessInfo.processInfo.environment[supervisorVariable], let supervisor = Int32(text) else { return }
+        // Not passed on: a process this one starts has another parent.
+        unsetenv(supervisorVariable)
+        let watch = Thread {
+            while getppid() == supervisor { sleep(1) }
+            kill(getpid(), SIGTERM)
+        }
+        watch.name = "wharf-supervisor-watch"
+        watch.start()
+    }
+
     private func launch(_ child: Child) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = child.service.arguments
-        if !child.service.environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(child.service.environment) { _, new in new }
-        }
+        process.environment = ProcessInfo.processInfo.environment.merging(child.service.environment) { _, new in new }
+            .merging([Self.supervisorVariable: String(getpid())]) { _, new in new }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
@@ -108,9 +127,16 @@ public final class Supervisor: Sendable {
             self?.exited(child, status: process.terminationStatus)
         }
         try process.run()
-        children.withLock { _ in
+        // A restart that raced `stop` (it passed the stopping check before `stop` looked at
+        // the old process): the new process would never be signalled.
+        let stopped = children.withLock { _ in
             child.process = process
             child.startedAt = Date()
+            return child.stopping
+        }
+        if stopped {
+            process.terminate()
+            return
         }
         logger.info("started", metadata: ["service": "\(prefix)", "pid": "\(process.processIdentifier)"])
     }
@@ -161,11 +187,18 @@ public final class Supervisor: Sendable {
 
     public var names: [String] { children.withLock { Array($0.keys) } }
 
-    /// Waits until the service's ready URL answers 200.
+    /// Waits until the service's ready URL answers 200 — from the service itself: a failure
+    /// to start (a port already taken, and another process answering on it) is an error, not
+    /// "ready".
     public func waitReady(_ service: ServiceProcess, timeout: Duration = .seconds(60)) async throws {
         guard let url = service.readyURL else { return }
         let deadline = ContinuousClock.now + timeout
+        let restartsBefore = restarts(of: service.name)
         while ContinuousClock.now < deadline {
+            let running = children.withLock { $0[service.name]?.process?.isRunning ?? false }
+            guard running, restarts(of: service.name) == restartsBefore else {
+                throw SupervisorError(message: "\(service.name) exited before it was ready (see its log above)")
+            }
             if let response = try? await RegistryClient.failFast.execute(HTTPClientRequest(url: url), timeout: .seconds(1)) {
                 _ = try? await response.body.collect(upTo: 1 << 20)
                 if response.status == .ok { return }

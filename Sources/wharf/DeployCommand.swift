@@ -242,15 +242,23 @@ func parseRate(_ text: String) throws(WharfError) -> Double {
     return percent ? value / 100 : value
 }
 
-/// "30s", "2m", "500ms", "1.5" (seconds).
+/// "30s", "2m", "500ms", "1.5" (seconds): above 0 and at most a week (callers turn it into
+/// whole milliseconds; `inf` or `1e16s` would trap there).
 func parseSeconds(_ text: String) throws(WharfError) -> Double {
     let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+    var seconds: Double?
     for (suffix, scale) in units where text.hasSuffix(suffix) {
-        if let value = Double(text.dropLast(suffix.count)), value > 0 { return value * scale }
+        if let value = Double(text.dropLast(suffix.count)) { seconds = value * scale; break }
     }
-    if let value = Double(text), value > 0 { return value }
-    throw WharfError(.invalidInput, "\"\(text)\" is not a duration (write 30s, 2m or 500ms)")
+    if seconds == nil { seconds = Double(text) }
+    guard let seconds, seconds.isFinite, seconds > 0 else {
+        throw WharfError(.invalidInput, "\"\(text.prefix(40))\" is not a duration (write 30s, 2m or 500ms)")
+    }
+    guard seconds <= maxDurationSeconds else { throw WharfError(.invalidInput, "\"\(text.prefix(40))\" is longer than a week") }
+    return seconds
 }
+
+let maxDurationSeconds: Double = 7 * 86_400
 
 extension DeployCommand {
     struct Kubernetes: ParsableCommand {

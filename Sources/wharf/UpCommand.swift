@@ -43,12 +43,42 @@ struct UpCommand: AsyncParsableCommand {
         bootstrapLogging(format: logFormat, level: .info)
         let logger = Logger(label: "wharf.up")
         guard (1...8).contains(replicas) else { throw ValidationError("--replicas must be 1…8") }
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        try checkPorts()
+        let executable = try Self.ownExecutable()
         let supervisor = Supervisor(executable: executable, logFormat: logFormat == .json ? .json : .text, logger: logger)
         let platform = LocalPlatform(command: self, supervisor: supervisor, logger: logger)
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: platform)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: [.init(service: platform)], gracefulShutdownSignals: [.sigterm, .sigint, .sighup, .sigquit], logger: logger))
         try await group.run()
+    }
+}
+
+extension UpCommand {
+    /// Every service gets a port of its own, in range: a server started on the gateway's port
+    /// would fail to bind while the gateway answered its readiness check.
+    func checkPorts() throws {
+        var ports: [(String, Int)] = [("--port", port), ("--registry-port", registryPort), ("--server-port", serverPort)]
+        if demo { ports.append(("--hub-port", hubPort)) }
+        for (option, value) in ports where !(1...65535).contains(value) {
+            throw ValidationError("\(option) is \(value): ports are 1…65535")
+        }
+        var seen: [Int: String] = [:]
+        for (option, value) in ports {
+            if let other = seen[value] { throw ValidationError("\(option) and \(other) are both \(value): every service needs a port of its own") }
+            seen[value] = option
+        }
+    }
+
+    /// This binary's own path, for starting the services: argv[0] is only `wharf` when the
+    /// shell found it on PATH (and would resolve against the working directory).
+    static func ownExecutable() throws -> String {
+        #if os(Linux)
+        if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return path }
+        #endif
+        if let path = Bundle.main.executablePath { return path }
+        let argument = CommandLine.arguments[0]
+        guard argument.contains("/") else { throw ValidationError("cannot find the wharf executable to start the services: run it by its path") }
+        return URL(fileURLWithPath: argument).standardizedFileURL.path
     }
 }
 
@@ -202,7 +232,12 @@ struct LocalPlatform: Service {
 
     private func startServers(model: String, reference: String, label: String, port: inout Int, token: String) async throws -> [String] {
         var urls: [String] = []
+        let taken = [command.port, command.registryPort] + (command.demo ? [command.hubPort] : [])
         for replica in 1...command.replicas {
+            // Servers take ports from --server-port up, one a replica of each model.
+            guard port <= 65535, !taken.contains(port) else {
+                throw ValidationError("model server \(model) \(label)#\(replica) would get port \(port), \(port > 65535 ? "past 65535" : "another service's"): choose another --server-port")
+            }
             let service = ServiceProcess(
                 name: "serve \(model) \(label)#\(replica)",
                 arguments: ["serve", "--registry", registryURL, "--model", reference, "--port", String(port),

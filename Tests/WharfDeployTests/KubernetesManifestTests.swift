@@ -52,19 +52,52 @@ struct KubernetesManifestTests {
             #expect(container["securityContext", "allowPrivilegeEscalation"] == .bool(false))
             #expect(deployment["spec", "template", "spec", "automountServiceAccountToken"] == .bool(false))
         }
-        // Autoscalers and disruption budgets for the gateway and every model server.
-        for name in ["wharf-gateway", "wharf-model-demo"] {
+        // Autoscalers and disruption budgets for every model server.
+        for name in ["wharf-model-demo"] {
             let autoscaler = objects.first { $0["kind"]?.text == "HorizontalPodAutoscaler" && $0["metadata", "name"]?.text == name }
             #expect(autoscaler?["spec", "scaleTargetRef", "name"]?.text == name)
             #expect(objects.contains { $0["kind"]?.text == "PodDisruptionBudget" && $0["metadata", "name"]?.text == name })
         }
+        // The registry and the gateway keep their state in files: one replica each, on a volume
+        // that outlives the pod, replaced (not rolled) so that two never share it.
+        for name in ["wharf-registry", "wharf-gateway"] {
+            let deployment = try #require(deployments.first { $0["metadata", "name"]?.text == name })
+            #expect(deployment["spec", "replicas"] == .int(1))
+            #expect(deployment["spec", "strategy", "type"]?.text == "Recreate")
+            let file = try #require(manifests.render().first { $0.yaml.contains("name: \"\(name)\"") && $0.yaml.contains("kind: \"Deployment\"") })
+            #expect(file.yaml.contains("claimName: \"\(name)-data\""), "\(name)")
+            #expect(objects.contains { $0["kind"]?.text == "PersistentVolumeClaim" && $0["metadata", "name"]?.text == "\(name)-data" })
+            #expect(!objects.contains { $0["kind"]?.text == "HorizontalPodAutoscaler" && $0["metadata", "name"]?.text == name })
+        }
+        // A model server's grace period covers its drain delay and the 30 s for requests in flight.
+        let server = try #require(deployments.first { $0["metadata", "name"]?.text == "wharf-model-demo" })
+        #expect(server["spec", "template", "spec", "terminationGracePeriodSeconds"] == .int(45))
         // Secrets are referenced, never written.
         #expect(!objects.contains { $0["kind"]?.text == "Secret" })
     }
 
     @Test func badNamesAreRefused() {
         #expect(throws: WharfError.self) { try KubernetesManifests(namespace: "Prod_1", models: []).validated() }
-        let upper = KubernetesManifests(models: [.init(reference: ModelReference(name: "Churn", selector: .version(1)))])
-        #expect(throws: WharfError.self) { try upper.validated() }
+        func model(_ name: String) -> KubernetesManifests.Model { .init(reference: ModelReference(name: name, selector: .version(1))) }
+        // Kubernetes names: DNS labels, a letter or digit at both ends, wharf-model-<name> at most 63.
+        for name in ["Churn", "churn-", String(repeating: "a", count: 52)] {
+            #expect(throws: WharfError.self, "\(name)") { try KubernetesManifests(models: [model(name)]).validated() }
+        }
+        #expect((try? KubernetesManifests(models: [model(String(repeating: "a", count: 51))]).validated()) != nil)
+        #expect(throws: WharfError.self) { try KubernetesManifests(namespace: "wharf-", models: []).validated() }
+        // One Deployment a model: the same name twice would write one file over the other.
+        let twice = KubernetesManifests(models: [.init(reference: ModelReference(name: "churn", selector: .alias("production"))),
+                                                 .init(reference: ModelReference(name: "churn", selector: .alias("candidate")))])
+        #expect(throws: WharfError.self) { try twice.validated() }
+    }
+
+    /// Over one replica a budget of `minAvailable: 1` would block every node drain.
+    @Test func aSingleReplicaMayBeDisrupted() {
+        let single = KubernetesManifests(models: [.init(reference: ModelReference(name: "one", selector: .version(1)), minReplicas: 1, maxReplicas: 3)])
+        let budget = single.objects().flatMap(\.objects).first { $0["kind"]?.text == "PodDisruptionBudget" }
+        #expect(budget?["spec", "maxUnavailable"] == .int(1))
+        #expect(budget?["spec", "minAvailable"] == nil)
+        let budgets = manifests.objects().flatMap(\.objects).filter { $0["kind"]?.text == "PodDisruptionBudget" }
+        #expect(budgets.map { $0["spec", "minAvailable"] } == [.int(1)])
     }
 }
