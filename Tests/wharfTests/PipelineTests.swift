@@ -156,7 +156,18 @@ struct PipelineTests {
         defer { try? FileManager.default.removeItem(atPath: space.directory) }
         let cases = [
             ("steps:\n  - name: a\n    command: [cat, \"{steps.b.out}\"]\n    outputs: [out]\n  - name: b\n    command: [cat, \"{steps.a.out}\"]\n    outputs: [out]\n", "cycle"),
-            ("steps:\n  - name: a\n    validate: {model: steps.nope.model, data: x.csv, label: y, gates: []}\n", "no step nope"),
+            ("steps:\n  - name: a\n    validate: {model: steps.nope.model, data: x.csv, label: y, gates: [\"roc_auc>=0.5\"]}\n", "no step nope"),
+            // A typo is not dropped (with it the check it meant), a check that cannot fail is
+            // refused, and gates, task and algorithm are read before anything runs.
+            ("steps:\n  - name: a\n    validate: {model: m.json, data: x.csv, label: y, gates: [\"roc_auc>=0.5\"], againts: production}\n",
+             "validate: unknown key againts (known: against, data, gates, label, model)"),
+            ("steps:\n  - name: a\n    dataset: {csv: x.csv}\n    retry: 2\n", "step a: unknown key retry"),
+            ("steps:\n  - name: a\n    train: {data: x.csv, label: y, task: binary, param: {max_depth: 3}}\n", "train: unknown key param"),
+            ("steps:\n  - name: a\n    validate: {model: m.json, data: x.csv, label: y, gates: []}\n", "with neither it could never fail"),
+            ("steps:\n  - name: a\n    validate: {model: m.json, data: x.csv, label: y, gates: [\"roc_auc => 0.95\"]}\n", "step a: validate.gates[0]"),
+            ("steps:\n  - name: a\n    train: {data: x.csv, label: y, task: ranking}\n", "train.task must be binary, multiclass or regression"),
+            ("steps:\n  - name: a\n    train: {data: x.csv, label: y, task: binary, algorithm: forest}\n", "train.algorithm must be gbdt or linear"),
+            ("description: x\nsteps:\n  - name: a\n    dataset: {csv: x.csv}\n", "the pipeline: unknown key description"),
             ("steps:\n  - name: a\n    dataset: {csv: x.csv}\n    command: [echo, hi]\n", "exactly one of"),
             ("steps:\n  - name: a\n    dataset: {hub: \"http://h\", view: v, labels: l.csv, labels_stream: s, label: y}\n", "labels_stream: S, label: FIELD"),
             ("steps:\n  - name: a\n    dataset: {hub: \"http://h\", view: v, labels_stream: s}\n", "labels_stream: S, label: FIELD"),

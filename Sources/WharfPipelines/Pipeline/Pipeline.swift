@@ -1,5 +1,6 @@
 import Foundation
 import WharfCore
+import WharfRuntime
 
 /// A declarative pipeline: named steps whose inputs name files or other steps' outputs
 /// (`steps.NAME.OUTPUT`), forming a DAG.
@@ -24,6 +25,15 @@ import WharfCore
 public struct PipelineDefinition: Sendable, Decodable {
     public var name: String
     public var steps: [Step]
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, steps }
+
+    public init(from decoder: any Decoder) throws {
+        try refuseUnknownKeys(decoder, CodingKeys.self, in: "the pipeline")
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        steps = try container.decode([Step].self, forKey: .steps)
+    }
 
     public struct Step: Sendable, Decodable, Hashable {
         public var name: String
@@ -72,7 +82,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             /// How long replicas get to load the version.
             public var wait: String?
 
-            enum CodingKeys: String, CodingKey {
+            enum CodingKeys: String, CodingKey, CaseIterable {
                 case version, replicas, alias, steps, interval, wait
                 case productionReplicas = "production_replicas"
                 case candidateAlias = "candidate_alias"
@@ -82,6 +92,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             }
 
             public init(from decoder: any Decoder) throws {
+                try refuseUnknownKeys(decoder, CodingKeys.self, in: "deploy")
                 let container = try decoder.container(keyedBy: CodingKeys.self)
                 version = try container.decode(String.self, forKey: .version)
                 replicas = try container.decode([String].self, forKey: .replicas)
@@ -138,17 +149,36 @@ public struct PipelineDefinition: Sendable, Decodable {
             public var validationData: String?
             public var codeRevision: String?
 
-            enum CodingKeys: String, CodingKey {
+            enum CodingKeys: String, CodingKey, CaseIterable {
                 case model, name
                 case trainingData = "training_data"
                 case validationData = "validation_data"
                 case codeRevision = "code_revision"
+            }
+
+            public init(from decoder: any Decoder) throws {
+                try refuseUnknownKeys(decoder, CodingKeys.self, in: "register")
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                model = try container.decode(String.self, forKey: .model)
+                name = try container.decode(String.self, forKey: .name)
+                trainingData = try container.decodeIfPresent(String.self, forKey: .trainingData)
+                validationData = try container.decodeIfPresent(String.self, forKey: .validationData)
+                codeRevision = try container.decodeIfPresent(String.self, forKey: .codeRevision)
             }
         }
 
         public struct Promote: Sendable, Hashable, Decodable {
             public var version: String
             public var alias: String?
+
+            enum CodingKeys: String, CodingKey, CaseIterable { case version, alias }
+
+            public init(from decoder: any Decoder) throws {
+                try refuseUnknownKeys(decoder, CodingKeys.self, in: "promote")
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                version = try container.decode(String.self, forKey: .version)
+                alias = try container.decodeIfPresent(String.self, forKey: .alias)
+            }
         }
 
         public struct Train: Sendable, Hashable, Decodable {
@@ -162,9 +192,10 @@ public struct PipelineDefinition: Sendable, Decodable {
             /// Columns that are not features (an id, a timestamp).
             public var ignore: [String]?
 
-            enum CodingKeys: String, CodingKey { case data, label, task, algorithm, valid, params, seed, ignore }
+            enum CodingKeys: String, CodingKey, CaseIterable { case data, label, task, algorithm, valid, params, seed, ignore }
 
             public init(from decoder: any Decoder) throws {
+                try refuseUnknownKeys(decoder, CodingKeys.self, in: "train")
                 let container = try decoder.container(keyedBy: CodingKeys.self)
                 data = try container.decode(String.self, forKey: .data)
                 label = try container.decode(String.self, forKey: .label)
@@ -224,9 +255,21 @@ public struct PipelineDefinition: Sendable, Decodable {
             public var gates: [String]
             /// Champion/challenger: no worse than this alias's version on every gated metric.
             public var against: String?
+
+            enum CodingKeys: String, CodingKey, CaseIterable { case model, data, label, gates, against }
+
+            public init(from decoder: any Decoder) throws {
+                try refuseUnknownKeys(decoder, CodingKeys.self, in: "validate")
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                model = try container.decode(String.self, forKey: .model)
+                data = try container.decode(String.self, forKey: .data)
+                label = try container.decode(String.self, forKey: .label)
+                gates = try container.decode([String].self, forKey: .gates)
+                against = try container.decodeIfPresent(String.self, forKey: .against)
+            }
         }
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case name, dataset, train, validate, command, outputs, retries, register, promote, deploy
             case timeoutSeconds = "timeout_seconds"
         }
@@ -241,11 +284,27 @@ public struct PipelineDefinition: Sendable, Decodable {
             var label: String?
             var entity_column: String?
             var time_column: String?
+
+            enum CodingKeys: String, CodingKey, CaseIterable { case csv, hub, view, labels, labels_stream, label, entity_column, time_column }
+
+            init(from decoder: any Decoder) throws {
+                try refuseUnknownKeys(decoder, CodingKeys.self, in: "dataset")
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                csv = try container.decodeIfPresent(String.self, forKey: .csv)
+                hub = try container.decodeIfPresent(String.self, forKey: .hub)
+                view = try container.decodeIfPresent(String.self, forKey: .view)
+                labels = try container.decodeIfPresent(String.self, forKey: .labels)
+                labels_stream = try container.decodeIfPresent(String.self, forKey: .labels_stream)
+                label = try container.decodeIfPresent(String.self, forKey: .label)
+                entity_column = try container.decodeIfPresent(String.self, forKey: .entity_column)
+                time_column = try container.decodeIfPresent(String.self, forKey: .time_column)
+            }
         }
 
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             name = try container.decode(String.self, forKey: .name)
+            try refuseUnknownKeys(decoder, CodingKeys.self, in: "step \(name)")
             retries = try container.decodeIfPresent(Int.self, forKey: .retries) ?? 0
             timeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .timeoutSeconds)
             var actions: [Action] = []
@@ -275,6 +334,34 @@ public struct PipelineDefinition: Sendable, Decodable {
                                                        debugDescription: "step \(name) needs exactly one of dataset, train, validate, register, promote, deploy, command")
             }
             action = actions[0]
+        }
+
+        /// What can be checked before anything runs, so that a mistake is a file error naming
+        /// the step and the field, not a failure after training and registering.
+        func checkFields() throws(WharfError) {
+            switch action {
+            case .train(let train):
+                guard ["binary", "multiclass", "regression"].contains(train.task) else {
+                    throw WharfError(.invalidInput, "step \(name): train.task must be binary, multiclass or regression, not \"\(train.task.prefix(40))\"")
+                }
+                if let algorithm = train.algorithm, !["gbdt", "linear"].contains(algorithm) {
+                    throw WharfError(.invalidInput, "step \(name): train.algorithm must be gbdt or linear, not \"\(algorithm.prefix(40))\"")
+                }
+            case .validate(let validate):
+                // No gate and no champion: nothing could fail, and the step would always pass.
+                guard !validate.gates.isEmpty || validate.against != nil else {
+                    throw WharfError(.invalidInput, "step \(name): validate needs gates, against, or both: with neither it could never fail")
+                }
+                for (index, gate) in validate.gates.enumerated() {
+                    do {
+                        _ = try Gate(parsing: gate)
+                    } catch {
+                        throw WharfError(.invalidInput, "step \(name): validate.gates[\(index)]: \(error.message)")
+                    }
+                }
+            default:
+                break
+            }
         }
 
         /// The outputs the step makes.
@@ -340,6 +427,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             guard byName.updateValue(step, forKey: step.name) == nil else { throw WharfError(.invalidInput, "pipeline \(name): two steps are named \(step.name)") }
             guard step.retries >= 0, step.retries <= 10 else { throw WharfError(.invalidInput, "step \(step.name): retries must be 0…10") }
             if let timeout = step.timeoutSeconds, !(timeout > 0) { throw WharfError(.invalidInput, "step \(step.name): timeout_seconds must be above 0") }
+            try step.checkFields()
         }
         for step in steps {
             for reference in step.references {
@@ -364,4 +452,24 @@ public struct PipelineDefinition: Sendable, Decodable {
         for step in steps { try visit(step, path: []) }
         return ordered
     }
+}
+
+/// Refuses a key the type does not read: a typo (`againts:`, `param:`) would otherwise be
+/// dropped without a word, and with it the check it meant.
+func refuseUnknownKeys<Keys: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: Keys.Type, in what: String) throws {
+    let known = Keys.allCases.map(\.stringValue)
+    let container = try decoder.container(keyedBy: AnyKey.self)
+    if let unknown = container.allKeys.map(\.stringValue).sorted().first(where: { !known.contains($0) }) {
+        throw DecodingError.dataCorrupted(.init(
+            codingPath: decoder.codingPath + [AnyKey(stringValue: unknown)],
+            debugDescription: "\(what): unknown key \(unknown) (known: \(known.sorted().joined(separator: ", ")))"))
+    }
+}
+
+/// Any key of a map, for listing what a file holds.
+private struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
 }
