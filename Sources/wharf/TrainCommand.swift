@@ -84,7 +84,8 @@ struct TrainCommand: ParsableCommand {
                 let fitted = try GBDTTrainer(task: task, parameters: settings, seed: seed).fit(training, validation: validationData)
                 modelBytes = fitted.model
                 iterations = fitted.bestRound + 1
-                loss = fitted.validationHistory.isEmpty ? .nan : fitted.validationHistory[fitted.bestRound]
+                // The validation loss of the model written (its last round, or the best one when it stopped early).
+                loss = fitted.validationHistory.indices.contains(fitted.bestRound) ? fitted.validationHistory[fitted.bestRound] : .nan
             } else {
                 let fitted = try LinearTrainer(task: task, parameters: settings).fit(training)
                 modelBytes = fitted.model
@@ -93,11 +94,17 @@ struct TrainCommand: ParsableCommand {
                 converged = fitted.converged
             }
             let elapsed = ContinuousClock.now - start
+            // Read back before it is written: a file that would not load never reaches --out.
+            let model: Model
+            do {
+                model = try ModelLoader.load(bytes: modelBytes)
+            } catch {
+                throw WharfError(.internalError, "the trained model does not load back, so it was not written: \((error as? WharfError)?.message ?? "\(error)")")
+            }
             try writeFileAtomically(out, modelBytes)
 
             var validation: [String: Double]?
             if let valid {
-                let model = try ModelLoader.load(bytes: modelBytes)
                 let table = try FeatureTable(csv: try readFile(valid), metadata: model.metadata, labelColumn: label)
                 validation = try ModelValidation.report(model: model, data: table).values
             }

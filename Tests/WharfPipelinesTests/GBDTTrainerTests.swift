@@ -93,6 +93,29 @@ struct GBDTTrainerTests {
     }
 
     /// Enough rows for the histograms to be built on several threads: the same model as on one.
+    /// What would make a model no reader loads is refused: an infinite feature (a split
+    /// threshold of inf); the extreme parameters stay loadable; early stopping without a
+    /// validation set is an error rather than ignored.
+    @Test func theModelWrittenIsAlwaysLoadable() throws {
+        var csv = "ratio,label\n"
+        for row in 0..<60 { csv += row < 30 ? "\(row % 3 + 1),0\n" : "inf,1\n" }
+        do {
+            _ = try TrainingData(csv: Array(csv.utf8), label: "label")
+            Issue.record("an infinite feature was taken")
+        } catch {
+            #expect(error.message.contains("row 31 (line 32), column ratio: inf is not a finite number"), "\(error.message)")
+        }
+        let data = try TrainingData(csv: try load("gbdt_binary.csv"), label: "label")
+        let sparse = try GBDTTrainer(task: .binary, parameters: ["num_rounds": "5", "lambda": "0", "subsample": "0.001"], seed: 3).fit(data)
+        #expect(throws: Never.self) { try ModelLoader.load(bytes: sparse.model) }
+        #expect(!String(decoding: sparse.model, as: UTF8.self).contains("nan"))
+        #expect(throws: WharfError.self) { try GBDTTrainer(task: .binary, parameters: ["early_stopping_rounds": "5"], seed: 1).fit(data) }
+        // With a validation set but no early stopping, the model holds every round, and so does
+        // what the fit reports.
+        let all = try GBDTTrainer(task: .binary, parameters: ["num_rounds": "12"], seed: 1).fit(data, validation: data)
+        #expect(all.trees == 12 && all.bestRound == 11)
+    }
+
     @Test func threadsDoNotChangeTheModel() throws {
         var random = SeededGenerator(seed: 5)
         let rows = 20_000, features = 6

@@ -93,6 +93,9 @@ public struct GBDTTrainer: Sendable {
     // MARK: - Fitting
 
     public func fit(_ data: TrainingData, validation: TrainingData? = nil) throws(WharfError) -> Fitted {
+        guard earlyStoppingRounds == 0 || validation != nil else {
+            throw WharfError(.invalidInput, "early_stopping_rounds needs a validation set (--valid): without one nothing could stop early")
+        }
         let classes = try data.classCount(for: task)
         let outputs = task == .multiclass ? classes : 1
         if let validation {
@@ -187,7 +190,8 @@ public struct GBDTTrainer: Sendable {
         let kept = validation != nil && earlyStoppingRounds > 0 ? (best.round + 1) * outputs : trees.count
         let model = XGBoostJSON.write(task: task, classes: classes, featureNames: data.featureNames, baseScore: baseScore,
                                       trees: Array(trees.prefix(kept)), outputs: outputs)
-        return Fitted(model: model, trees: kept, bestRound: validation != nil ? best.round : trees.count / outputs - 1, validationHistory: history)
+        // The round the written model ends at: the best one when it stopped early, else the last.
+        return Fitted(model: model, trees: kept, bestRound: kept / outputs - 1, validationHistory: history)
     }
 
     private func softmax(_ margins: [Double], outputs: Int, into probabilities: inout [Double]) {
@@ -269,14 +273,18 @@ public struct GBDTTrainer: Sendable {
         var right: (gradient: Double, hessian: Double)
     }
 
+    /// With `lambda` 0, a node whose rows have no curvature would divide 0 by 0: its weight is
+    /// 0 rather than a NaN leaf no reader could load (defensive: splits keep rows on both sides).
     private func leafWeight(_ gradient: Double, _ hessian: Double) -> Double {
         let g = gradient > alpha ? gradient - alpha : gradient < -alpha ? gradient + alpha : 0
-        return -g / (hessian + lambda)
+        let h = hessian + lambda
+        return h > 0 ? -g / h : 0
     }
 
     private func score(_ gradient: Double, _ hessian: Double) -> Double {
         let g = gradient > alpha ? gradient - alpha : gradient < -alpha ? gradient + alpha : 0
-        return g * g / (hessian + lambda)
+        let h = hessian + lambda
+        return h > 0 ? g * g / h : 0
     }
 
     /// The tree, and the rows that ended in each leaf (so their margins move without walking the tree).

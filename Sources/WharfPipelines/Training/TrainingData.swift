@@ -18,6 +18,11 @@ public struct TrainingData: Sendable {
         guard values.count == labels.count * featureNames.count else {
             throw WharfError(.invalidInput, "\(values.count) values do not make \(labels.count) rows of \(featureNames.count) features")
         }
+        // Infinity would become a split threshold or a weight that no model file can hold.
+        if let bad = values.firstIndex(where: \.isInfinite) {
+            let row = bad / featureNames.count, column = featureNames[bad % featureNames.count]
+            throw WharfError(.invalidInput, "row \(row + 1) (line \(row + 2)), column \(column): \(values[bad]) is not a finite number (leave the cell empty for a missing value)")
+        }
         self.featureNames = featureNames
         self.values = values
         self.labels = labels
