@@ -147,6 +147,47 @@ struct PipelineTests {
         #expect((slow?["error"] as? String)?.contains("timed out") == true)
     }
 
+    /// A timeout stops the step's whole process group (a shell's background children held the
+    /// output open for their whole sleep), and a program that exits 0 on SIGTERM still timed out.
+    @Test func aTimeoutStopsEveryProcessOfTheStep() async throws {
+        try await ProcessTestGate.shared.run {
+            let space = try Workspace()
+            defer { try? FileManager.default.removeItem(atPath: space.directory) }
+            for (name, command) in [("spawner", #"[sh, -c, "sleep 40 & sleep 40; echo ok > {outputs.out}"]"#),
+                                    ("obliging", #"[sh, -c, "trap 'echo partial > {outputs.out}; exit 0' TERM; sleep 40 & wait"]"#)] {
+                try space.write(extra: "  - name: \(name)\n    command: \(command)\n    outputs: [out]\n    timeout_seconds: 0.5\n")
+                let started = Date()
+                let result = try space.run()
+                #expect(Date().timeIntervalSince(started) < 20, "\(name): the run waited for the step's children")
+                let step = (result.run["steps"] as? [[String: Any]] ?? []).first { $0["name"] as? String == name }
+                #expect(step?["outcome"] as? String == "failed", "\(name): \(step ?? [:])")
+                #expect((step?["error"] as? String)?.contains("timed out") == true, "\(name)")
+            }
+        }
+    }
+
+    /// A command's cache key holds the files it names: editing its script runs it again.
+    @Test func aCommandRunsAgainWhenItsScriptChanges() async throws {
+        try await ProcessTestGate.shared.run {
+            let space = try Workspace()
+            defer { try? FileManager.default.removeItem(atPath: space.directory) }
+            try space.write(extra: """
+                  - name: export
+                    command: [sh, tool.sh, "{outputs.out}"]
+                    outputs: [out]
+                """)
+            try "echo one > \"$1\"\n".write(toFile: space.directory + "/tool.sh", atomically: true, encoding: .utf8)
+            func exportOutcome() throws -> String? {
+                let run = try space.run().run
+                return (run["steps"] as? [[String: Any]])?.first { $0["name"] as? String == "export" }?["outcome"] as? String
+            }
+            #expect(try exportOutcome() == "succeeded")
+            #expect(try exportOutcome() == "cached")
+            try "echo two > \"$1\"\n".write(toFile: space.directory + "/tool.sh", atomically: true, encoding: .utf8)
+            #expect(try exportOutcome() == "succeeded")
+        }
+    }
+
     @Test func mistakesInTheFileAreNamed() async throws {
         try await ProcessTestGate.shared.run { try self.mistakesInTheFileAreNamedBody() }
     }

@@ -112,7 +112,13 @@ public struct PipelineRunner: Sendable {
             record.cacheKey = key
             let cache = "\(stateDirectory)/cache/\(key)"
             var cacheable = true
-            if case .hubDataset = step.action { cacheable = false }
+            switch step.action {
+            // Its content lives in the hub, not in the key.
+            case .hubDataset: cacheable = false
+            // The champion an alias names can move between runs: compared again each time.
+            case .validate(let validate) where validate.against != nil: cacheable = false
+            default: break
+            }
             if cacheable, let cached = try? Data(contentsOf: URL(fileURLWithPath: cache + "/outputs.json")),
                let outputs = try? JSONDecoder().decode([String: Artifact].self, from: cached),
                outputs.values.allSatisfy({ FileManager.default.fileExists(atPath: $0.path) }) {
@@ -135,7 +141,12 @@ public struct PipelineRunner: Sendable {
                 if case .dataset(let csv) = step.action {
                     try FileManager.default.copyItem(atPath: try resolve(csv), toPath: outputs["csv"]!)
                 } else {
-                    let result = try Self.runProcess(arguments, timeout: step.timeoutSeconds, log: log, attempt: attempt, environment: environment)
+                    // A command runs where the pipeline file is: the files it names are found as
+                    // the rest of the pipeline's are (and are in its cache key).
+                    var directory: String?
+                    if case .command = step.action { directory = baseDirectory }
+                    let result = try Self.runProcess(arguments, timeout: step.timeoutSeconds, log: log, attempt: attempt, environment: environment,
+                                                     directory: directory)
                     if case .validate = step.action, result.status == 1 {
                         // Gates that do not hold are an answer, not a flaky failure: no retry.
                         record.metrics = Self.metrics(result.output)
@@ -149,7 +160,9 @@ public struct PipelineRunner: Sendable {
                         record.seconds = Date().timeIntervalSince(started)
                         return record
                     }
-                    guard result.status == 0 else {
+                    // A program that exits 0 on SIGTERM still ran out of time: its outputs may
+                    // be partial, and are not cached.
+                    guard result.status == 0, !result.timedOut else {
                         lastError = result.timedOut ? "timed out after \(step.timeoutSeconds ?? 0) s" : "exited with status \(result.status)"
                         continue
                     }
@@ -169,16 +182,31 @@ public struct PipelineRunner: Sendable {
                     }
                 }
                 guard let missing = outputs.first(where: { !FileManager.default.fileExists(atPath: $0.value) }) else {
-                    // Done: move the work directory into the cache, then describe it.
-                    try? FileManager.default.removeItem(atPath: cache)
-                    try FileManager.default.moveItem(atPath: work, toPath: cache)
+                    // Done: describe the outputs in the work directory, then move it into place
+                    // whole (one rename), so that an entry is either complete or absent. A step
+                    // that is not cached keeps its outputs with its run: nothing another run
+                    // reads is ever replaced.
+                    let destination = cacheable ? cache : "\(runDirectory)/\(step.name).outputs"
                     var artifacts: [String: Artifact] = [:]
                     for (name, path) in outputs {
-                        let final = cache + "/" + (path as NSString).lastPathComponent
-                        artifacts[name] = Artifact(path: final, sha256: try Self.sha256(of: final))
+                        let final = destination + "/" + (path as NSString).lastPathComponent
+                        artifacts[name] = Artifact(path: final, sha256: try Self.sha256(of: path))
                     }
-                    if let metrics = record.metrics { try JSONEncoder().encode(metrics).write(to: URL(fileURLWithPath: cache + "/metrics.json")) }
-                    try JSONEncoder().encode(artifacts).write(to: URL(fileURLWithPath: cache + "/outputs.json"))
+                    if let metrics = record.metrics { try JSONEncoder().encode(metrics).write(to: URL(fileURLWithPath: work + "/metrics.json")) }
+                    try JSONEncoder().encode(artifacts).write(to: URL(fileURLWithPath: work + "/outputs.json"))
+                    if FileManager.default.fileExists(atPath: destination + "/outputs.json") {
+                        // Another run finished the same step (same key, same inputs) meanwhile:
+                        // its entry stays, ours is dropped with the work directory.
+                        let existing = try JSONDecoder().decode([String: Artifact].self, from: Data(contentsOf: URL(fileURLWithPath: destination + "/outputs.json")))
+                        artifacts = existing
+                    } else {
+                        try? FileManager.default.removeItem(atPath: destination)  // an incomplete leftover
+                        do {
+                            try FileManager.default.moveItem(atPath: work, toPath: destination)
+                        } catch where FileManager.default.fileExists(atPath: destination + "/outputs.json") {
+                            artifacts = try JSONDecoder().decode([String: Artifact].self, from: Data(contentsOf: URL(fileURLWithPath: destination + "/outputs.json")))
+                        }
+                    }
                     record.outputs = artifacts
                     record.outcome = "succeeded"
                     record.seconds = Date().timeIntervalSince(started)
@@ -221,8 +249,26 @@ public struct PipelineRunner: Sendable {
                 material += "\(input)=\(try Self.sha256(of: path))\n"
             }
         }
-        // A change to the trainer that changes its models bumps this, so cached models are not reused.
-        if case .train = step.action { material += "trainer=\(Self.trainerRevision)\n" }
+        switch step.action {
+        case .train:
+            // A change to the trainer that changes its models bumps this, so cached models are not reused.
+            material += "trainer=\(Self.trainerRevision)\n"
+        case .command(let arguments, _):
+            // The files a command names (a script, its configuration) are part of what it
+            // runs: editing one runs the step again.
+            for argument in arguments where !argument.contains("{") && !argument.hasPrefix("-") {
+                let path = argument.hasPrefix("/") ? argument : "\(baseDirectory)/\(argument)"
+                // Regular files only (not /dev/stdin, a FIFO or a directory).
+                if (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeRegular {
+                    material += "file \(argument)=\(try Self.sha256(of: path))\n"
+                }
+            }
+        case .register, .promote, .deploy, .validate:
+            // What they did was done in this registry: another one has none of it.
+            material += "registry=\(environment["WHARF_REGISTRY_URL"] ?? "")\n"
+        default:
+            break
+        }
         return SHA256.hash(Array(material.utf8)).hex
     }
 
@@ -304,8 +350,10 @@ public struct PipelineRunner: Sendable {
 
     /// Runs the program with its output appended to `log` (and kept, for reports); past the
     /// timeout it gets SIGTERM, then SIGKILL.
-    static func runProcess(_ arguments: [String], timeout: Double?, log: String, attempt: Int, environment: [String: String] = [:]) throws -> ProcessResult {
+    static func runProcess(_ arguments: [String], timeout: Double?, log: String, attempt: Int, environment: [String: String] = [:],
+                           directory: String? = nil) throws -> ProcessResult {
         let process = Process()
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         process.executableURL = URL(fileURLWithPath: arguments[0].contains("/") ? arguments[0] : "/usr/bin/env")
         process.arguments = arguments[0].contains("/") ? Array(arguments.dropFirst()) : arguments
@@ -319,6 +367,10 @@ public struct PipelineRunner: Sendable {
         } catch {
             throw WharfError(.invalidInput, "cannot start \(arguments[0]): \(error)")
         }
+        // Foundation starts the program as the leader of a process group of its own: signals
+        // go to the whole group, so a shell's children (and theirs) stop with it.
+        let pid = process.processIdentifier
+        let target = getpgid(pid) == pid ? -pid : pid
         // Read while it runs, so a chatty program never blocks on a full pipe.
         let reader = pipe.fileHandleForReading
         let collected = DataBox()
@@ -330,15 +382,23 @@ public struct PipelineRunner: Sendable {
         var timedOut = false
         if let timeout, finished.wait(timeout: .now() + timeout) == .timedOut {
             timedOut = true
-            process.terminate()
+            kill(target, SIGTERM)
             if finished.wait(timeout: .now() + 5) == .timedOut {
-                kill(process.processIdentifier, SIGKILL)
+                kill(target, SIGKILL)
                 finished.wait()
             }
         } else if timeout == nil {
             finished.wait()
         }
-        readDone.wait()
+        // The output ends when every process holding the pipe is gone: one the program left
+        // behind (in its group) is stopped rather than waited for without end.
+        if readDone.wait(timeout: .now() + (timedOut ? 1 : 10)) == .timedOut {
+            kill(target, SIGTERM)
+            if readDone.wait(timeout: .now() + 5) == .timedOut {
+                kill(target, SIGKILL)
+                _ = readDone.wait(timeout: .now() + 5)
+            }
+        }
         if let handle = FileHandle(forWritingAtPath: log) {
             handle.seekToEndOfFile()
             handle.write(Data("--- attempt \(attempt): \(arguments.joined(separator: " "))\n".utf8))
@@ -348,8 +408,15 @@ public struct PipelineRunner: Sendable {
         return ProcessResult(status: process.terminationStatus, timedOut: timedOut, output: collected.data)
     }
 
+    /// The output, set by the reading thread: locked, since a run that gave up waiting for the
+    /// end of the output reads it while that thread may still write.
     private final class DataBox: @unchecked Sendable {
-        var data = Data()
+        private let lock = NSLock()
+        private var value = Data()
+        var data: Data {
+            get { lock.withLock { value } }
+            set { lock.withLock { value = newValue } }
+        }
     }
 
     static func metrics(_ output: Data) -> [String: Double]? {
