@@ -180,7 +180,7 @@ public struct KubernetesManifests: Sendable {
             deployment(name: name, labels: labels, replicas: model.minReplicas, pod: pod, strategy: "RollingUpdate"),
             service(name: name, labels: labels, port: 8080),
             autoscaler(name: name, minReplicas: model.minReplicas, maxReplicas: model.maxReplicas),
-            disruptionBudget(name: name, labels: labels, minReplicas: model.minReplicas),
+            disruptionBudget(name: name, labels: labels),
         ]
     }
 
@@ -265,13 +265,13 @@ public struct KubernetesManifests: Sendable {
         ])
     }
 
-    /// One pod may go at a time; over a single replica `minAvailable: 1` would block every
-    /// node drain, so there the budget is `maxUnavailable: 1`.
-    private func disruptionBudget(name: String, labels: YAML, minReplicas: Int) -> YAML {
+    /// One pod may go at a time (`maxUnavailable: 1`): `minAvailable: 1` would let a drain take
+    /// all but one at once, and over a single replica would block every drain.
+    private func disruptionBudget(name: String, labels: YAML) -> YAML {
         .map([
             ("apiVersion", "policy/v1"), ("kind", "PodDisruptionBudget"),
             ("metadata", .map([("name", .string(name)), ("namespace", .string(namespace))])),
-            ("spec", .map([(minReplicas > 1 ? "minAvailable" : "maxUnavailable", 1), ("selector", .map([("matchLabels", labels)]))])),
+            ("spec", .map([("maxUnavailable", 1), ("selector", .map([("matchLabels", labels)]))])),
         ])
     }
 }

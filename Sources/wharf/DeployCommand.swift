@@ -242,9 +242,9 @@ func parseRate(_ text: String) throws(WharfError) -> Double {
     return percent ? value / 100 : value
 }
 
-/// "30s", "2m", "500ms", "1.5" (seconds): above 0 and at most a week (callers turn it into
-/// whole milliseconds; `inf` or `1e16s` would trap there).
-func parseSeconds(_ text: String) throws(WharfError) -> Double {
+/// "30s", "2m", "500ms", "1.5" (seconds): finite, above 0 and at most `maxSeconds` (a week by
+/// default: most callers turn it into whole milliseconds, where `inf` or `1e16s` would trap).
+func parseSeconds(_ text: String, maxSeconds: Double = maxDurationSeconds) throws(WharfError) -> Double {
     let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
     var seconds: Double?
     for (suffix, scale) in units where text.hasSuffix(suffix) {
@@ -254,7 +254,9 @@ func parseSeconds(_ text: String) throws(WharfError) -> Double {
     guard let seconds, seconds.isFinite, seconds > 0 else {
         throw WharfError(.invalidInput, "\"\(text.prefix(40))\" is not a duration (write 30s, 2m or 500ms)")
     }
-    guard seconds <= maxDurationSeconds else { throw WharfError(.invalidInput, "\"\(text.prefix(40))\" is longer than a week") }
+    guard seconds <= maxSeconds else {
+        throw WharfError(.invalidInput, "\"\(text.prefix(40))\" is longer than \(maxSeconds == maxDurationSeconds ? "a week" : "\(Int(maxSeconds / 86_400)) days")")
+    }
     return seconds
 }
 

@@ -53,7 +53,7 @@ struct GatewayCommand: AsyncParsableCommand {
             let key = adminKey ?? ProcessInfo.processInfo.environment["WHARF_GATEWAY_ADMIN_KEY"]
             // An empty key (an unset variable in `--admin-key "$ADMIN"`) would be matched by an
             // empty header; a short one is guessed.
-            if let key, key.utf8.count < Self.minimumAdminKeyLength {
+            if adminKeySha256 == nil, let key, key.utf8.count < Self.minimumAdminKeyLength {
                 throw WharfError(.invalidInput, "the admin key (--admin-key or WHARF_GATEWAY_ADMIN_KEY) is \(key.isEmpty ? "empty" : "\(key.utf8.count) bytes long"): give one of at least \(Self.minimumAdminKeyLength)")
             }
             let digest = adminKeySha256?.lowercased() ?? key.map { SHA256.hash(Array($0.utf8)).hex }

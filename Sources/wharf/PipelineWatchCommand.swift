@@ -43,7 +43,8 @@ extension PipelineCommand {
                 guard (hub == nil) == (stream == nil) else { throw WharfError(.invalidInput, "--hub and --stream go together") }
                 guard hub != nil || every != nil else { throw WharfError(.invalidInput, "name a trigger: --hub with --stream, or --every") }
                 guard minNewEvents >= 1 else { throw WharfError(.invalidInput, "--min-new-events must be at least 1") }
-                let interval = try every.map { try parseSeconds($0) }
+                // A schedule may be monthly or longer (it is only compared, never made a timer).
+                let interval = try every.map { try parseSeconds($0, maxSeconds: 3_660 * 86_400) }
                 let pollInterval = Duration.milliseconds(Int64(try parseSeconds(poll) * 1000))
                 let runner = try Run.runner(file: file, state: state, token: token, gateway: gateway, gatewayKey: gatewayKey)
                 let markFile = "\(state.stateDir)/triggers/\(definition.name).json"

@@ -67,9 +67,14 @@ struct AdminInputTests {
         let digest = String(repeating: "ab", count: 32)
         try #"[{"id":"app","sha256":"\#(digest)","scopes":["infer:*"],"rate_per_second":10,"burst":20}]"#.write(toFile: file, atomically: true, encoding: .utf8)
         #expect(try AccessControl.load(file: file, adminKeySHA256: nil, openInference: false).all.map(\.id) == ["app"])
-        try #"[{"id":"app","sha256":"\#(digest)","scopes":["infer:*"],"rate_per_second":-1}]"#.write(toFile: file, atomically: true, encoding: .utf8)
-        let message = refusal { () throws(WharfError) in _ = try AccessControl.load(file: file, adminKeySHA256: nil, openInference: false) }
-        #expect(message?.hasPrefix("\(file): key app: rate_per_second") == true, "\(message ?? "loaded")")
+        // Limits an older gateway stored are read as it applied them: rate 0 was no limit, a
+        // burst without a rate nothing, a burst below 1 one request.
+        try #"[{"id":"a","sha256":"\#(digest)","scopes":["infer:*"],"rate_per_second":0,"burst":4},{"id":"b","sha256":"\#(String(repeating: "cd", count: 32))","scopes":["infer:*"],"rate_per_second":2,"burst":0.5}]"#
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let old = try AccessControl.load(file: file, adminKeySHA256: nil, openInference: false).all
+        #expect(old.map(\.id) == ["a", "b"])
+        #expect(old[0].ratePerSecond == nil && old[0].burst == nil)
+        #expect(old[1].ratePerSecond == 2 && old[1].burst == 1)
         try #"[{"id":"app","sha256":"short","scopes":["infer:*"]}]"#.write(toFile: file, atomically: true, encoding: .utf8)
         #expect(refusal { () throws(WharfError) in _ = try AccessControl.load(file: file, adminKeySHA256: nil, openInference: false) }?.hasPrefix(file) == true)
     }

@@ -98,8 +98,17 @@ final class AccessControl: Sendable {
             } catch {
                 throw WharfError(.invalidInput, "\(file) is not a keys file (a JSON array of {id, sha256, scopes}): \(error)")
             }
-            // Held to today's rules: a key that could not be created now is refused by name.
-            for key in keys {
+            // Limits an older gateway stored are read as it applied them (a rate of 0 or below
+            // was no limit, a burst below 1 one request, a burst without a rate nothing), so
+            // that one old key cannot keep the gateway from starting; the rest is held to
+            // today's rules, and a key that breaks them is refused by name.
+            for index in keys.indices {
+                var key = keys[index]
+                if let rate = key.ratePerSecond, rate.isFinite, rate <= 0 { key.ratePerSecond = nil }
+                if key.ratePerSecond == nil { key.burst = nil }
+                if let rate = key.ratePerSecond, rate.isFinite { key.ratePerSecond = min(rate, APIKey.maxRate) }
+                if let burst = key.burst, burst.isFinite { key.burst = min(max(burst, 1), APIKey.maxRate) }
+                keys[index] = key
                 do {
                     try RegistryName.check(key.id, kind: "key")
                     try RegistryName.checkDigest(key.sha256)

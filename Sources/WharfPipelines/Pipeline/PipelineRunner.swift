@@ -30,11 +30,16 @@ public struct PipelineRunner: Sendable {
 
     public init(stateDirectory: String, executable: String, baseDirectory: String, environment: [String: String] = [:],
                 history: (any RunHistory)? = nil) {
-        self.stateDirectory = stateDirectory
+        // Absolute: a command runs in the pipeline's directory and is handed paths under it.
+        self.stateDirectory = Self.absolute(stateDirectory)
         self.executable = executable
-        self.baseDirectory = baseDirectory
+        self.baseDirectory = Self.absolute(baseDirectory)
         self.environment = environment
         self.history = history ?? DirectoryRunHistory(stateDirectory: stateDirectory)
+    }
+
+    static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : URL(fileURLWithPath: path).standardizedFileURL.path
     }
 
     public typealias Run = PipelineRun
@@ -355,7 +360,9 @@ public struct PipelineRunner: Sendable {
         let process = Process()
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
-        process.executableURL = URL(fileURLWithPath: arguments[0].contains("/") ? arguments[0] : "/usr/bin/env")
+        // A relative program (./export.sh) is found where the step runs, as its arguments are.
+        let program = arguments[0].contains("/") && !arguments[0].hasPrefix("/") && directory != nil ? "\(directory!)/\(arguments[0])" : arguments[0]
+        process.executableURL = URL(fileURLWithPath: program.contains("/") ? program : "/usr/bin/env")
         process.arguments = arguments[0].contains("/") ? Array(arguments.dropFirst()) : arguments
         let pipe = Pipe()
         process.standardOutput = pipe

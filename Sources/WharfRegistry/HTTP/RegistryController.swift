@@ -94,7 +94,7 @@ struct RegistryController: Sendable {
             return try JSONBody.response(found)
         }
         models.put(":name/aliases/:alias") { request, context in
-            let (name, alias) = try Self.alias(context)
+            let (name, alias) = try Self.alias(context, creating: true)
             let move = try await JSONBody.decode(AliasMove.self, from: request)
             guard move.version >= 1 else { throw WharfError(.invalidInput, "version must be a whole number from 1, not \(move.version)") }
             try Self.checkText(move.reason, "reason", maxBytes: Self.maxReasonBytes)
@@ -195,9 +195,11 @@ struct RegistryController: Sendable {
         return name
     }
 
-    private static func alias(_ context: Context) throws -> (String, String) {
+    /// `creating`: a PUT, which may not make an all-digit alias; reads and removals take any
+    /// name the registry once accepted (an older all-digit alias can still be removed).
+    private static func alias(_ context: Context, creating: Bool = false) throws -> (String, String) {
         let alias = try context.parameters.require("alias")
-        try RegistryName.checkAlias(alias)
+        if creating { try RegistryName.checkAlias(alias) } else { try RegistryName.check(alias, kind: "alias") }
         return (try name(context), alias)
     }
 

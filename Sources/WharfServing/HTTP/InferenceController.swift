@@ -65,6 +65,10 @@ struct InferenceController<Context: RequestContext>: Sendable {
         }
         router.post("/v2/repository/models/:model/load") { _, context in
             let name = try context.parameters.require("model")
+            // The name is looked up as a directory of the repository: nothing that leaves it.
+            guard name != ".", name != "..", !name.contains("/"), !name.contains("\u{0}") else {
+                throw WharfError(.invalidInput, "\"\(name.prefix(64))\" is not a model name")
+            }
             let version = try await manager.load(name, force: true)
             var json = JSONWriter()
             json.raw(#"{"name":"#)

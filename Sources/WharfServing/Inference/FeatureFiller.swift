@@ -66,9 +66,8 @@ public final class FeatureFiller: Sendable {
                 }
             }
             request.inputs[0] = input
-        } else if request.inputs.count == 1, request.inputs[0].shape == [names.count] {
-            // One row as one [F] tensor.
-            guard entities.count == 1 else { throw Self.rowMismatch(entities.count, 1) }
+        } else if entities.count == 1, request.inputs.count == 1, request.inputs[0].shape == [names.count], !names.contains(request.inputs[0].name) {
+            // One row as one [F] tensor (not a per-feature tensor named after a feature).
             var input = request.inputs[0]
             for (column, name) in names.enumerated() where input.data[column].isNaN {
                 if let value = rows[0][name] { input.data[column] = value }

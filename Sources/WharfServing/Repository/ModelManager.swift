@@ -42,8 +42,6 @@ public final class ModelManager: Sendable {
     /// Returns the version that now answers.
     @discardableResult
     public func load(_ name: String, force: Bool = false) async throws -> String {
-        // The name becomes a path in the repository: nothing that could leave it.
-        try RegistryName.check(name, kind: "model")
         try loads.withLock { loads throws(WharfError) in
             guard !loads.loading.contains(name) else {
                 throw WharfError(.unavailable, "model \"\(name)\" is already being loaded")
