@@ -119,7 +119,7 @@ struct RegistryAPITests {
     @Test func badRequestsGetAStatusAndAMessage() async throws {
         try await Self.withRegistry(maxArtifactBytes: 4096) { registry in
             let client = registry.client()
-            _ = try await Self.register(client, "churn", file: Self.weak)
+            let first = try await Self.register(client, "churn", file: Self.weak)
             let zeros = String(repeating: "0", count: 64)
             let signature = #""signature":{"features":["a"],"feature_types":["numeric"],"outputs":["p"]}"#
             let unknownArtifact = #"{"format":"xgboost_json","task":"binary",\#(signature),"artifact":{"sha256":"\#(zeros)","size":5},"params":{},"tags":{},"lineage":{}}"#
@@ -157,7 +157,10 @@ struct RegistryAPITests {
                 (.POST, "/v1/models/churn/versions/1/archive", nil, 200, ""),
                 (.PUT, "/v1/models/churn/aliases/staging", #"{"version":1}"#, 409, "archived"),
             ]
-            for (method, path, body, status, message) in cases {
+            let registered = #""artifact":{"sha256":"\#(first.artifact.sha256)","size":\#(first.artifact.size)}"#
+            let noParent = #"{"format":"xgboost_json","task":"binary",\#(signature),\#(registered),"params":{},"tags":{},"lineage":{"parent_version":99}}"#
+            let all = cases + [(HTTPMethod.POST, "/v1/models/churn/versions", noParent as String?, UInt(400), "lineage.parent_version: 99 is not a version of churn")]
+            for (method, path, body, status, message) in all {
                 let (got, error) = try await Self.raw(method, registry.url + path, body: body)
                 #expect(got == status, "\(method) \(path): \(got) \(error ?? "")")
                 if !message.isEmpty { #expect(error?.contains(message) == true, "\(method) \(path): \(error ?? "no message")") }

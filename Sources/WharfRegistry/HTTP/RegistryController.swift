@@ -57,6 +57,10 @@ struct RegistryController: Sendable {
             guard artifacts.contains(draft.artifact) else {
                 throw WharfError(.invalidInput, "artifact sha256 \(draft.artifact.sha256) (\(draft.artifact.size) bytes) is not in the registry: upload it to /v1/artifacts first")
             }
+            // Lineage names a version that exists (versions are never deleted, only archived).
+            if let parent = draft.lineage.parentVersion, try await store.version(name: name, version: parent) == nil {
+                throw WharfError(.invalidInput, "lineage.parent_version: \(parent) is not a version of \(name)")
+            }
             let version = try await store.createVersion(name: name, draft: draft, actor: Self.actor(request))
             return try JSONBody.response(version, status: .created)
         }
