@@ -139,6 +139,12 @@ def main():
     xgb_variant("xgb_bad_base_score.json",
                 lambda m: m["learner"]["learner_model_param"].update(base_score="[abc]"),
                 "invalidModel", "base_score")
+    xgb_variant("xgb_base_score_outside_probability.json",
+                lambda m: m["learner"]["learner_model_param"].update(base_score="[1.5E0]"),
+                "invalidModel", "must lie strictly between 0 and 1")
+    xgb_variant("xgb_best_iteration_nan.json",
+                lambda m: m["learner"].setdefault("attributes", {}).update(best_iteration="nan"),
+                "invalidModel", "best_iteration must be a whole number")
     xgb_variant("xgb_tree_info_group.json",
                 lambda m: m["learner"]["gradient_booster"]["model"]["tree_info"].__setitem__(0, 3),
                 "invalidModel", "output group 3 is out of range")
@@ -236,11 +242,19 @@ def main():
     write("ubj_unknown_marker.ubj", b"{" + ubjson_key("learner") + b"Q}", "invalidModel", "unknown type marker")
     write("ubj_deep.ubj", b"{" + ubjson_key("learner") + b"[" * 10_000, "invalidModel", "nesting deeper than")
     write("ubj_null_flood.ubj", b"{" + ubjson_key("learner") + b"[$Z#" + ubjson_length(1 << 30) + b"}",
-          "invalidModel", "implausible")
+          "invalidModel", "payload-free values")
+    # Each typed empty container costs 9 bytes of file and, unchecked, a million values.
+    write("ubj_nested_null_arrays.ubj",
+          b"{" + ubjson_key("learner") + b"[" + (b"[$Z#" + ubjson_length(1 << 20)) * 1000 + b"]}",
+          "invalidModel", "payload-free values")
 
     # LightGBM text.
     text = lgb_text()
     write("lgb_truncated.txt", text[: len(text) // 2], "invalidModel", "no \"end of trees\"")
+    # A multiclass model missing its last tree: LightGBM predicts whole iterations only.
+    multiclass = (FIXTURES / "models" / "lgb_multiclass_3.txt").read_text()
+    write("lgb_partial_iteration.txt", multiclass[: multiclass.rfind("Tree=")] + multiclass[multiclass.index("end of trees"):],
+          "invalidModel", "not a whole number of iterations")
     lgb_variant("lgb_absurd_num_leaves.txt", "num_leaves=", "num_leaves=1000000000\nx_num_leaves=", "invalidModel", "expected 1000000000")
     lgb_variant("lgb_threshold_text.txt", "threshold=", "threshold=abc ", "invalidModel", "\"abc\" is not a number")
     lgb_variant("lgb_num_class_zero.txt", "num_class=1", "num_class=0", "invalidModel", "num_class")

@@ -25,6 +25,8 @@ public enum ModelLoader {
 
     /// Loads a model from its file's bytes.
     public static func load(bytes: [UInt8]) throws(WharfError) -> Model {
+        // A UTF-8 byte order mark (a file saved by some editors) is not part of the JSON.
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { return try load(bytes: Array(bytes.dropFirst(3))) }
         switch try detectFormat(bytes) {
         case .xgboostJSON:
             let document = try JSONParser.parse(bytes)

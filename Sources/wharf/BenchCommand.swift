@@ -36,6 +36,11 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            // Checked before the synthetic rows are made from them (a negative count traps, a
+            // huge batch asks for batch × features doubles).
+            guard (1...1_000_000).contains(batch), (1...256).contains(threads), rows >= batch, rows <= 1_000_000_000 else {
+                throw WharfError(.invalidInput, "need 1 ≤ --batch ≤ 1000000, 1 ≤ --threads ≤ 256 and --batch ≤ --rows ≤ 1000000000")
+            }
             let model = try loadModel(model)
             let data: [Double]
             if let input {

@@ -116,7 +116,8 @@ public enum CSVRecords {
 
     /// A field as CSV text, quoted when it must be.
     public static func escape(_ field: String) -> String {
-        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
+        // By bytes: "\r\n" is one Character, equal to neither "\n" nor "\r".
+        guard field.utf8.contains(where: { $0 == 0x2C || $0 == 0x22 || $0 == 0x0A || $0 == 0x0D }) else { return field }
         var quoted = "\""
         for character in field {
             if character == "\"" { quoted.append("\"") }

@@ -62,7 +62,8 @@ struct LightGBMReader {
         var trees: [Block] = []
         var current: Block? = nil
         var sawEnd = false
-        for (offset, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // "\r\n" is one Character in Swift: a split on "\n" alone left a CRLF file one line.
+        for (offset, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let line = rawLine.last == "\r" ? rawLine.dropLast() : rawLine
             let number = offset + 1
             if line == "end of trees" {
@@ -116,6 +117,11 @@ struct LightGBMReader {
             )
         }
         let averageOutput = header.bareLines.contains("average_output")
+        // LightGBM predicts with whole iterations (a tree a class each): a partial one at the
+        // end would be added to the first classes here, and differ from LightGBM.
+        guard definitions.count % classCount == 0 else {
+            throw WharfError(.invalidModel, "LightGBM: \(definitions.count) trees for \(classCount) classes: not a whole number of iterations")
+        }
         let iterations = definitions.count / classCount
         let forest = try Forest<LightGBMSplits>.build(
             trees: definitions,

@@ -83,7 +83,9 @@ enum LightGBMSplits: SplitSemantics {
         return x <= threshold
     }
 
-    static func categoryValue(_ x: Double) -> Double { zeroed(x) }
+    /// LightGBM truncates to an int before testing `< 0` (`static_cast<int>(fval)`): -0.5 is
+    /// code 0, not outside every set (XGBoost does refuse x < 0).
+    static func categoryValue(_ x: Double) -> Double { zeroed(x).rounded(.towardZero) }
 
     @inline(__always) static func zeroed(_ x: Double) -> Double {
         abs(x) <= zeroThreshold ? 0 : x

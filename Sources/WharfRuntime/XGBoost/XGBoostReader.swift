@@ -62,6 +62,16 @@ struct XGBoostReader {
         }
 
         let baseScores = try parseBaseScore(parameters.member("base_score"), groupCount: groupCount)
+        // In the objective's output space, as XGBoost checks when it loads (ProbToMargin): a
+        // logistic base score outside (0, 1) would make every margin NaN or infinite.
+        switch objective {
+        case .logistic where !baseScores.allSatisfy({ $0 > 0 && $0 < 1 }):
+            throw try parameters.member("base_score").error("must lie strictly between 0 and 1 for \(objectiveName)")
+        case .exponential where !baseScores.allSatisfy({ $0 > 0 }):
+            throw try parameters.member("base_score").error("must be above 0 for \(objectiveName)")
+        default:
+            break
+        }
         let forest = try Forest<XGBoostSplits>.build(
             trees: trees,
             groups: treeInfo,
@@ -81,7 +91,11 @@ struct XGBoostReader {
             let best = try attributes.optionalMember("best_iteration")
         {
             let iteration = try best.numberOrNumericString()
-            notes.append("early-stopped at best_iteration \(Int(iteration)); Wharf evaluates all \(trees.count) trees in the file, as Booster.predict does")
+            // Only a note, but Int(nan) or Int(1e300) would trap: a hostile value is an error.
+            guard let round = Int(exactly: iteration), (0...Int(Int32.max)).contains(round) else {
+                throw best.error("best_iteration must be a whole number ≥ 0")
+            }
+            notes.append("early-stopped at best_iteration \(round); Wharf evaluates all \(trees.count) trees in the file, as Booster.predict does")
         }
         if boosterName == "dart" { notes.append("dart: each tree is scaled by its weight_drop") }
         let version = try root.optionalMember("version")?.ints(in: 0...100_000).map(String.init).joined(separator: ".")
