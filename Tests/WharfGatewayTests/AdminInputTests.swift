@@ -1,6 +1,8 @@
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
+import NIOPosix
 import Testing
 import WharfCore
 @testable import WharfGateway
@@ -158,5 +160,40 @@ struct AdminInputTests {
         #expect(store.directory.all.map(\.url) == ["http://127.0.0.1:2"])
         #expect(throws: WharfError.self) { try store.delete("m") }
         #expect(store.deployment("m") != nil && store.entry("m") != nil)
+    }
+}
+
+/// The per-lane connection count, which caps connections to a replica, is given back once per
+/// connection: failed connects used to give it back twice and drive it below zero.
+@Suite("Upstream connection count")
+struct UpstreamConnectionCountTests {
+    final class Outcomes: UpstreamReceiver, @unchecked Sendable {
+        var results: [Result<UpstreamResponse, UpstreamError>] = []
+        func upstreamFinished(_ outcome: Result<UpstreamResponse, UpstreamError>) { results.append(outcome) }
+    }
+
+    @Test func failedConnectsGiveTheirPlaceBackOnce() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let client = UpstreamClient(connectionsPerEndpoint: 2)
+        // A port nothing listens on: bound, then closed.
+        let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(probe.localAddress?.port)
+        try await probe.close()
+        let lane = UpstreamLane(endpoint: try #require(UpstreamEndpoint(url: "http://127.0.0.1:\(port)")), model: "m")
+        let outcomes = Outcomes()
+        let headers = ForwardedRequestHeaders(contentType: nil, inferenceHeaderContentLength: nil, requestID: .made(1))
+        try await loop.submit {
+            let pool = client.pool(for: loop)
+            for _ in 0..<5 { pool.execute(lane, headers: headers, body: ByteBuffer(string: "{}"), timeout: .seconds(5), receiver: outcomes) }
+        }.get()
+        // Every request fails (refused), then the channels' closes have run.
+        for _ in 0..<200 where try await loop.submit({ outcomes.results.count }).get() < 5 { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(100))
+        let (count, failures) = try await loop.submit { (client.pool(for: loop).connectionCount(lane), outcomes.results.count) }.get()
+        #expect(failures == 5)
+        #expect(count == 0)
+        await client.shutdown()
+        try await group.shutdownGracefully()
     }
 }

@@ -59,6 +59,13 @@ struct GatewayAccessTests {
         #expect((wrongMethod.json["error"] as? String)?.contains("GET is not allowed") == true)
         #expect(try await Self.request("PATCH", url + "/v1/deployments/champ", key: Self.adminKey).status == 405)
 
+        // A request that will be refused is answered when its head arrives, not after its body
+        // (up to --max-body-bytes) has been buffered; the connection closes, its body unread.
+        let sent = Date()
+        let early = try RawHTTP.exchange(
+            port: base, request: "POST /v2/models/champ/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n{\"inputs\":")
+        #expect(early.map(\.status) == [401] && Date().timeIntervalSince(sent) < 4, "\(early.map(\.status)) after \(Date().timeIntervalSince(sent)) s")
+
         // Without --open-inference, inference needs a key with an infer scope.
         let anonymous = try await Self.request("POST", url + "/v2/models/champ/infer", body: Self.row)
         #expect(anonymous.status == 401)

@@ -36,6 +36,10 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler, In
     private var pending: ByteBuffer?
     /// The head at the front of `pending`, read while its body is still arriving.
     private var headRead: PlainInferenceRequest?
+    /// Whether the request whose head was read was already admitted (key, scope, rate limit,
+    /// bulkhead): checked when its head arrives, so that a body is not buffered for a request
+    /// that will be refused, and not checked twice (a rate limit would count it twice).
+    private var headAdmitted = false
     /// A request forwarded whose answer is not written yet.
     private var busy = false
     /// That request, and its id.
@@ -43,6 +47,8 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler, In
     private var context: ChannelHandlerContext?
     private var readHeld = false
     private var quiesceHeld = false
+    /// Closing once the writes have left: no request is taken meanwhile.
+    private var closing = false
     /// The client closed its side after sending: answer what came whole, then close.
     private var inputClosed = false
     /// Between a read and the read-complete event that ends its cycle.
@@ -130,7 +136,7 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler, In
             // The handlers behind would close the connection at once, losing the answers owed.
             inputClosed = true
             takeRequests(context: context)
-            if !busy, !passingThrough { context.close(promise: nil) }
+            if !busy, !passingThrough { closeAfterWrites(context) }
             return
         }
         guard !passingThrough, event is ChannelShouldQuiesceEvent else {
@@ -142,14 +148,24 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler, In
         if busy {
             quiesceHeld = true
         } else {
-            context.close(promise: nil)
+            closeAfterWrites(context)
         }
+    }
+
+    /// Closes once everything written has left: a close at once fails the writes still
+    /// pending (the part of a large answer the socket has not taken yet), and the client gets
+    /// a cut answer. Writes complete in order, so an empty one completes after them.
+    private func closeAfterWrites(_ context: ChannelHandlerContext) {
+        closing = true
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.byteBuffer(ByteBuffer())), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     /// Forwards the next whole request, or hands the connection on at the first that is not a
     /// plain inference request. One request at a time: the next waits for this one's answer.
     private func takeRequests(context: ChannelHandlerContext) {
-        while !passingThrough, !busy, let buffer = pending, buffer.readableBytes > 0 {
+        while !passingThrough, !busy, !closing, let buffer = pending, buffer.readableBytes > 0 {
             let parsed: PlainInferenceRequest.Parsed
             if let headRead {
                 parsed = .request(headRead)
@@ -164,7 +180,23 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler, In
                 return
             case .request(let request):
                 guard buffer.readableBytes >= request.headLength + request.contentLength else {
-                    headRead = request
+                    if headRead == nil {
+                        headRead = request
+                        // Admitted before its body is waited for (up to --max-body-bytes): a
+                        // refused request is answered now, and the connection closed, since
+                        // its body will not be read.
+                        do {
+                            try settings.admit(model: request.model, headers: request)
+                            headAdmitted = true
+                        } catch {
+                            headRead = nil
+                            pending = nil
+                            busy = true
+                            quiesceHeld = true
+                            let requestID = RequestID(given: request.value(request.requestID), random: &upstream!.random)
+                            answer(error: error, request: request, requestID: requestID, context: context)
+                        }
+                    }
                     return
                 }
                 headRead = nil
@@ -173,7 +205,9 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler, In
                 let body = rest.readSlice(length: request.contentLength)!
                 pending = rest.readableBytes > 0 ? rest : nil
                 busy = true
-                forward(request, body: body, context: context)
+                let admitted = headAdmitted
+                headAdmitted = false
+                forward(request, body: body, admitted: admitted, context: context)
             }
         }
     }
@@ -183,6 +217,8 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler, In
         passingThrough = true
         silenceTimer?.cancel()
         silenceTimer = nil
+        // The forwarder behind keeps the silence limit from here on, starting now.
+        context.fireUserInboundEventTriggered(ConnectionHandedOver())
         // The handlers behind control reads from here on, as NIO's channel does.
         try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         if let buffer = pending, buffer.readableBytes > 0 {
@@ -201,12 +237,14 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler, In
 
     // MARK: Forwarding
 
-    private func forward(_ request: PlainInferenceRequest, body: ByteBuffer, context: ChannelHandlerContext) {
+    private func forward(_ request: PlainInferenceRequest, body: ByteBuffer, admitted: Bool, context: ChannelHandlerContext) {
         let requestID = RequestID(given: request.value(request.requestID), random: &upstream!.random)
-        do {
-            try settings.admit(model: request.model, headers: request)
-        } catch {
-            return answer(error: error, request: request, requestID: requestID, context: context)
+        if !admitted {
+            do {
+                try settings.admit(model: request.model, headers: request)
+            } catch {
+                return answer(error: error, request: request, requestID: requestID, context: context)
+            }
         }
         forwarded = (request, requestID)
         let headers = ForwardedRequestHeaders(
@@ -274,12 +312,12 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler, In
         busy = false
         lastHeard = .now()
         if quiesceHeld {
-            context.close(promise: nil)
+            closeAfterWrites(context)
             return
         }
         takeRequests(context: context)
         if inputClosed, !busy, !passingThrough {
-            context.close(promise: nil)
+            closeAfterWrites(context)
             return
         }
         if !busy, readHeld {

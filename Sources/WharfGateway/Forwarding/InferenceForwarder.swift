@@ -296,12 +296,16 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         if body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         lastHeard = .now()
         if inference.closeAfter {
-            context.close(promise: nil)
+            // Closed once the answer has left: a close at once fails what the socket has not
+            // taken yet of a large answer.
+            let written = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return
         }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         if case .awaitingAnswer = state { state = .idle }
         resume(context: context)
     }
@@ -341,6 +345,13 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The byte-level reader ahead handed the connection over: the silence limit holds from
+        // now, before NIO's decoder has made a part (a head that never ends makes none).
+        if event is ConnectionHandedOver {
+            lastHeard = .now()
+            if silenceTimer == nil, let timeout = settings.idleTimeout { checkSilence(after: timeout, context: context) }
+            return
+        }
         // Shutting down: the router's connection handler closes idle connections at once, and it
         // does not see the inference in flight here, so it hears of it once that is answered.
         if event is ChannelShouldQuiesceEvent, isBusy || !waiting.isEmpty {
@@ -379,6 +390,9 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 }
+
+/// Sent by ``InferenceFastPath`` when it hands a connection to NIO's HTTP codec.
+struct ConnectionHandedOver {}
 
 /// Hummingbird's HTTP/1 child channel with the ``InferenceFastPath`` ahead of NIO's HTTP/1
 /// codec and the ``InferenceForwarder`` right after it, ahead of the conversion to

@@ -148,6 +148,9 @@ final class UpstreamLoopPool {
         dispatch(exchange, to: connections)
     }
 
+    /// Connections open or being opened for `lane` (what the per-lane cap counts).
+    func connectionCount(_ lane: UpstreamLane) -> Int { endpoints[lane]?.count ?? 0 }
+
     private func connections(for lane: UpstreamLane) -> EndpointConnections {
         if let known = endpoints[lane] { return known }
         let made = EndpointConnections(lane: lane)
@@ -283,6 +286,7 @@ final class UpstreamLoopPool {
                     exchange.fail(.connectionLost)
                     return
                 }
+                connection.isCounted = true
                 if exchange.isFinished {
                     self.release(connection)
                 } else {
@@ -444,6 +448,11 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     /// Whether this connection carried an exchange before the current one.
     private var reused = false
     private var isClosed = false
+    /// Whether the pool took this connection (its connect succeeded): only then does its close
+    /// give back the place it holds in the lane's count. A failed connect gives it back where
+    /// the failure is handled, and Happy Eyeballs' losing attempts never held one; counting
+    /// their closes too drove the count below zero and lifted the per-lane cap.
+    var isCounted = false
 
     init(lane: UpstreamLane, pool: UpstreamLoopPool) {
         self.lane = lane
@@ -533,7 +542,7 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
                 exchange.fail(.connectionLost)
             }
         }
-        pool.connectionClosed(lane)
+        if isCounted { pool.connectionClosed(lane) }
     }
 
     func close() {
