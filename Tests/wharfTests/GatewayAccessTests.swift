@@ -65,6 +65,11 @@ struct GatewayAccessTests {
         let early = try RawHTTP.exchange(
             port: base, request: "POST /v2/models/champ/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n{\"inputs\":")
         #expect(early.map(\.status) == [401] && Date().timeIntervalSince(sent) < 4, "\(early.map(\.status)) after \(Date().timeIntervalSince(sent)) s")
+        // The same on the codec's path (Expect hands the connection over): no `100 Continue`
+        // invites a body that will be refused.
+        let expecting = try RawHTTP.exchange(
+            port: base, request: "POST /v2/models/champ/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 50000000\r\n\r\n")
+        #expect(expecting.map(\.status) == [401], "\(expecting.map(\.status))")
 
         // Without --open-inference, inference needs a key with an infer scope.
         let anonymous = try await Self.request("POST", url + "/v2/models/champ/infer", body: Self.row)

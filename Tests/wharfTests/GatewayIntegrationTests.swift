@@ -305,6 +305,11 @@ struct GatewayIntegrationTests {
             port: base, request: "POST /v2/models/champ/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(large.utf8.count)\r\n\r\n\(large)")
         #expect(refused.first?.status == 413)
         #expect(refused.first?.body.contains("4096 bytes") == true, "\(refused.first?.body ?? "")")
+        // On the codec's path a declared length over the limit is refused at the head, before
+        // any `100 Continue` and without reading the body.
+        let declared = try RawHTTP.exchange(
+            port: base, request: "POST /v2/models/champ/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n")
+        #expect(declared.map(\.status) == [413], "\(declared.map(\.status))")
 
         // A client that stops in the middle of a body, and one that stays connected after its
         // answer, are cut off once silent for the idle timeout (1 s here), not held for ever.

@@ -74,6 +74,8 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         var requestID: RequestID
         var body: ByteBuffer?
         var closeAfter: Bool
+        /// Admitted when its head arrived (not checked again: a rate limit would count it twice).
+        var admitted = false
     }
 
     struct Target: Equatable {
@@ -166,9 +168,28 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             let requestID = RequestID(given: head.headers.first(name: "x-request-id"), random: &upstream!.random)
-            state = .collecting(Inference(head: head, target: target, requestID: requestID, body: nil, closeAfter: !head.isKeepAlive))
-            // curl and others wait (a second, for curl) for leave to send a large body.
-            if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+            var inference = Inference(head: head, target: target, requestID: requestID, body: nil, closeAfter: !head.isKeepAlive)
+            // Judged at the head: a request that will be refused, or whose declared body is over
+            // the limit, is answered before its body is read (and before any `100 Continue`),
+            // and the connection closed, the body unread.
+            if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > settings.maxBodyBytes {
+                inference.closeAfter = true
+                state = .discarding
+                return respond(to: inference, with: ErrorAnswer(
+                    status: .contentTooLarge, message: "the request body is larger than \(settings.maxBodyBytes) bytes"), context: context)
+            }
+            do {
+                try settings.admit(model: target.model, headers: head.headers)
+                inference.admitted = true
+            } catch {
+                inference.closeAfter = true
+                state = .discarding
+                return respond(to: inference, with: errorAnswer(error, inference), context: context)
+            }
+            state = .collecting(inference)
+            // curl and others wait (a second, for curl) for leave to send a large body; an
+            // HTTP/1.0 client knows no interim answers.
+            if head.version.minor >= 1, head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
         case (.collecting(var inference), .body(var chunk)):
@@ -252,10 +273,12 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func forward(_ inference: Inference, context: ChannelHandlerContext) {
         let model = inference.target.model
-        do {
-            try settings.admit(model: model, headers: inference.head.headers)
-        } catch {
-            return respond(to: inference, with: errorAnswer(error, inference), context: context)
+        if !inference.admitted {
+            do {
+                try settings.admit(model: model, headers: inference.head.headers)
+            } catch {
+                return respond(to: inference, with: errorAnswer(error, inference), context: context)
+            }
         }
         settings.router.route(
             model: model, version: inference.target.version, body: inference.body ?? context.channel.allocator.buffer(capacity: 0),
