@@ -175,8 +175,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             if let declared = head.headers.first(name: "content-length").flatMap({ Int($0) }), declared > settings.maxBodyBytes {
                 inference.closeAfter = true
                 state = .discarding
-                return respond(to: inference, with: ErrorAnswer(
-                    status: .contentTooLarge, message: "the request body is larger than \(settings.maxBodyBytes) bytes"), context: context)
+                return respond(to: inference, with: bodyTooLarge, context: context)
             }
             do {
                 try settings.admit(model: target.model, headers: head.headers)
@@ -198,8 +197,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             guard size <= settings.maxBodyBytes else {
                 state = .discarding
                 inference.closeAfter = true
-                respond(to: inference, with: ErrorAnswer(
-                    status: .contentTooLarge, message: "the request body is larger than \(settings.maxBodyBytes) bytes"), context: context)
+                respond(to: inference, with: bodyTooLarge, context: context)
                 return
             }
             if inference.body == nil {
@@ -293,6 +291,11 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
                 self.respond(to: inference, with: self.errorAnswer(error, inference), context: context)
             }
         }
+    }
+
+    /// The 413 of a body over the limit, declared in the head or found while collecting it.
+    private var bodyTooLarge: ErrorAnswer {
+        ErrorAnswer(status: .contentTooLarge, message: "the request body is larger than \(settings.maxBodyBytes) bytes")
     }
 
     private func errorAnswer(_ error: any Error, _ inference: Inference) -> ErrorAnswer {
