@@ -7,6 +7,11 @@ Everything runs on loopback (127.0.0.1) on free ports picked at run time. The sc
 connections (-t2, or -t1 at one connection), POST /v2/models/{m}/infer with one row (shape
 [1,30], FP32, JSON: the same body as serve_compare.py):
   * direct:     to replica A itself
+  * direct x2:  to replicas A and B themselves, half of wrk's connections to each (its two
+                threads, one a replica; not at one connection): the same two model-server
+                processes as gateway x2 with no proxy, to tell what the gateway costs from what
+                a second model server on the same cores costs (information, not judged: the
+                targets are read against direct)
   * relay x1:   through bench/tcp_relay.c (built with the system's C compiler; left out when there
                 is none), a TCP relay with no HTTP in it, in front of replica A: the floor of one
                 more hop on this machine, for reading the gateway's figures (not judged)
@@ -59,7 +64,7 @@ the model servers share the same cores here (2 on the reference VM), so at 16 an
 the gateway's CPU is taken from the model server's: these are figures of the whole machine.
 
 Usage (from the repository root, after `swift build -c release`; any Python >= 3.9, stdlib only):
-    python3 bench/gateway_compare.py                 # 5 x 2 s a point, about 8 minutes
+    python3 bench/gateway_compare.py                 # 5 x 2 s a point, about 9 minutes
     python3 bench/gateway_compare.py --quick         # 3 x 1 s a point, about 3 minutes
     python3 bench/gateway_compare.py --json out.json --keep-logs
 """
@@ -84,7 +89,7 @@ import serve_compare as sc  # noqa: E402  (free ports, bodies, wrk script, proce
 
 ROOT = sc.ROOT
 MODEL_NAME = sc.MODEL_NAME
-SETUPS = ("direct", "relay x1", "relay x2", "nginx x1", "nginx x2", "gateway x1", "gateway x2")
+SETUPS = ("direct", "direct x2", "relay x1", "relay x2", "nginx x1", "nginx x2", "gateway x1", "gateway x2")
 ADDED_P50_LIMIT_US = 150
 THROUGHPUT_RATIO_MIN = 0.60
 # Paces each connection: wrk calls delay() before every request on a connection. The waits are
@@ -99,6 +104,20 @@ if pace and pace > 0 then
     math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 1000003)
   end
   function delay() return math.floor(-pace * math.log(1 - math.random()) + 0.5) end
+end
+-- direct x2: wrk's threads take the replicas' addresses in turn (setup() runs once a thread,
+-- in the main Lua state, before it connects).
+local split = os.getenv("WRK_SPLIT_ADDRS")
+if split and split ~= "" then
+  local addrs = {}
+  for host, port in split:gmatch("([^,:]+):(%d+)") do
+    addrs[#addrs + 1] = wrk.lookup(host, port)[1]
+  end
+  local next_addr = 0
+  function setup(thread)
+    thread.addr = addrs[next_addr % #addrs + 1]
+    next_addr = next_addr + 1
+  end
 end
 """
 
@@ -235,11 +254,11 @@ def served_requests(server: sc.Server) -> int:
 # One wrk run, with the CPUs of the gateway, of the model servers, of wrk and of the rest
 
 def run_wrk(wrk: str, script: Path, target: str, conns: int, seconds: float, body: sc.Body,
-            groups: dict[str, list[sc.Server]], delay_ms: int = 0) -> dict:
+            groups: dict[str, list[sc.Server]], delay_ms: int = 0, split: str = "") -> dict:
     threads = 2 if conns >= 2 else 1
     cmd = [wrk, f"-t{threads}", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
            "-s", str(script), target]
-    env = dict(os.environ, **body.env(), WRK_DELAY_MS=str(delay_ms))
+    env = dict(os.environ, **body.env(), WRK_DELAY_MS=str(delay_ms), WRK_SPLIT_ADDRS=split)
 
     def cpu() -> dict[str, float]:
         return {k: sum(s.cpu_seconds() for s in v) for k, v in groups.items()}
@@ -293,14 +312,15 @@ def find(points: list[dict], setup: str, conns: int, paced: bool = False) -> dic
                  and p.get("paced", False) == paced), None)
 
 
-def comparisons(points: list[dict], conn_counts: list[int], paced: bool = False) -> list[dict]:
+def comparisons(points: list[dict], conn_counts: list[int], paced: bool = False,
+                baseline: str = "direct") -> list[dict]:
     out = []
     for c in conn_counts:
-        d = find(points, "direct", c, paced)
+        d = find(points, baseline, c, paced)
         for setup in SETUPS[1:]:
             g = find(points, setup, c, paced)
-            if d and g:
-                out.append({"conns": c, "setup": setup, "paced": paced,
+            if d and g and (baseline == "direct" or setup.endswith(baseline[-2:])) and setup != baseline:
+                out.append({"conns": c, "setup": setup, "paced": paced, "baseline": baseline,
                             "added_p50_us": g["p50_us"] - d["p50_us"],
                             "added_p99_us": g["p99_us"] - d["p99_us"],
                             "throughput_ratio": g["rps"] / d["rps"]})
@@ -350,12 +370,12 @@ def print_report(points: list[dict], comps: list[dict], checks: list[dict]):
         print(f"| {p['setup']} | {p['conns']}{paced} | {p['rps']:.0f} | {p['p50_us']/1000:.3f} | "
               f"{p['p99_us']/1000:.3f} | {p['errors']} | {p['gateway_cpus']:.2f} / "
               f"{p['servers_cpus']:.2f} / {p['wrk_cpus']:.2f} / {p['other_cpus']:.2f} | {share} |")
-    print("\n| conns | through | p50 added µs | p99 added µs | req/s through / direct |")
-    print("|---:|---|---:|---:|---:|")
+    print("\n| conns | through | against | p50 added µs | p99 added µs | req/s through / against |")
+    print("|---:|---|---|---:|---:|---:|")
     for c in comps:
         paced = " paced" if c["paced"] else ""
-        print(f"| {c['conns']}{paced} | {c['setup']} | {c['added_p50_us']:.0f} | {c['added_p99_us']:.0f} | "
-              f"{c['throughput_ratio']:.2f} |")
+        print(f"| {c['conns']}{paced} | {c['setup']} | {c['baseline']} | {c['added_p50_us']:.0f} | "
+              f"{c['added_p99_us']:.0f} | {c['throughput_ratio']:.2f} |")
     if checks:
         print("\n| target | value | result |")
         print("|---|---:|---|")
@@ -427,7 +447,7 @@ def main() -> int:
             if proxy:
                 relays[setup] = proxy
                 servers.append(proxy)
-        setups = tuple(s for s in SETUPS if s == "direct" or s.startswith("gateway") or s in relays)
+        setups = tuple(s for s in SETUPS if s.startswith("direct") or s.startswith("gateway") or s in relays)
         print(f"replicas A :{a.port}, B :{b.port} ready in {a.cold_start_ms:.0f} / "
               f"{b.cold_start_ms:.0f} ms; gateways :{gateways['gateway x1'].port}, "
               f":{gateways['gateway x2'].port} ready in "
@@ -445,11 +465,14 @@ def main() -> int:
                 check_answer(gw, direct, raw, setup)
 
         def target_of(setup: str) -> str:
-            server = {"direct": a, **relays, **gateways}[setup]
+            server = {"direct": a, "direct x2": a, **relays, **gateways}[setup]
             return f"{url(server)}/v2/models/{MODEL_NAME}/infer"
 
+        def split_of(setup: str) -> str:
+            return f"127.0.0.1:{a.port},127.0.0.1:{b.port}" if setup == "direct x2" else ""
+
         for setup in setups:  # warm-up, not reported
-            run_wrk(wrk, script, target_of(setup), 16, args.warmup, body, groups)
+            run_wrk(wrk, script, target_of(setup), 16, args.warmup, body, groups, split=split_of(setup))
         print(f"answers through the gateways equal the direct answer ({len(direct)} B)", flush=True)
 
         def measure(conns: int, delay_ms: int = 0):
@@ -459,17 +482,21 @@ def main() -> int:
             could fall in another phase than direct's, and the ratio would read the VM, not
             the proxy). Each setup's first slice follows one second of its own load, not
             measured: replica B serves only at the x2 points."""
-            parts: dict[str, list[dict]] = {setup: [] for setup in setups}
+            # One connection is one wrk thread: direct x2 would be direct.
+            here = [s for s in setups if conns >= 2 or s != "direct x2"]
+            parts: dict[str, list[dict]] = {setup: [] for setup in here}
             for turn in range(slices):
-                for setup in setups:
+                for setup in here:
                     if turn == 0:
-                        run_wrk(wrk, script, target_of(setup), conns, 1, body, groups, delay_ms)
+                        run_wrk(wrk, script, target_of(setup), conns, 1, body, groups, delay_ms,
+                                split_of(setup))
                     before = (served_requests(a), served_requests(b))
-                    r = run_wrk(wrk, script, target_of(setup), conns, slice_seconds, body, groups, delay_ms)
+                    r = run_wrk(wrk, script, target_of(setup), conns, slice_seconds, body, groups,
+                                delay_ms, split_of(setup))
                     after = (served_requests(a), served_requests(b))
                     r.update(served_a=after[0] - before[0], served_b=after[1] - before[1])
                     parts[setup].append(r)
-            for setup in setups:
+            for setup in here:
                 r = combine(parts[setup])
                 served = r["served_a"] + r["served_b"]
                 r.update(setup=setup, conns=conns, slices=len(parts[setup]),
@@ -492,13 +519,22 @@ def main() -> int:
             s.stop()
 
     comps = comparisons(points, conn_counts) + comparisons(points, conn_counts, paced=True)
+    # The x2 proxies against the same two model servers with no proxy (information).
+    over_x2 = (comparisons(points, conn_counts, baseline="direct x2")
+               + comparisons(points, conn_counts, paced=True, baseline="direct x2"))
     checks = targets(comps)
-    print_report(points, comps, checks)
+    print_report(points, comps + over_x2, checks)
     peer = targets(comps, proxy="nginx")
     if peer:
         print(f"\nnginx against the same targets (information): {sum(c['pass'] for c in peer)} of "
               f"{len(peer)} pass; failed: " + (", ".join(
                   f"{c['text'].split(', ', 1)[1]} {c['value']:.2f}" for c in peer if not c["pass"]) or "none"))
+    for proxy in ("gateway x2", "nginx x2"):
+        against = [c for c in over_x2 if c["setup"] == proxy]
+        if against:
+            print(f"{proxy} against direct x2 (information): " + ", ".join(
+                (f"{c['added_p50_us']:+.0f} µs p50 paced {c['conns']} conns" if c["paced"] else
+                 f"{c['throughput_ratio']:.2f} of the req/s at {c['conns']} conns") for c in against))
     print()
     for setup in SETUPS[1:]:
         added = [c for c in comps if c["setup"] == setup and not c["paced"]]
@@ -530,6 +566,7 @@ def main() -> int:
                           "model": str(args.model), "cpus": os.cpu_count(),
                           "body_bytes": body.size, "background_cpus_before_after": background},
                "deployments": deployed, "points": points, "comparisons": comps,
+               "comparisons_against_direct_x2": over_x2,
                "targets": checks, "nginx_against_the_targets": peer, "failures": failures}
         Path(args.json).write_text(json.dumps(doc, indent=2))
         print(f"wrote {args.json}")
