@@ -219,16 +219,19 @@ struct GatewayIntegrationTests {
     /// requests of both kinds are answered in order; the body limit, `Connection: close`,
     /// `Expect: 100-continue` and a replica that never answers are handled there too.
     private func theInferencePathKeepsHTTPOrderLimitsAndDeadlinesBody() async throws {
-        let base = WharfCLI.ports(4)
+        let base = WharfCLI.ports(5)
         let weak = WharfCLI.fixtures.appendingPathComponent("metrics").appendingPathComponent("champion_weak.json").path
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-gateway-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: data) }
         let hanging = try HangingReplica(port: base + 2)
         // Hangs on every model but `quick`, which it answers at once.
         let alsoHanging = try HangingReplica(port: base + 3, answering: "quick")
+        // Its own, so that no breaker another test opened answers before the deadline.
+        let hangingForOrder = try HangingReplica(port: base + 4)
         defer {
             hanging.close()
             alsoHanging.close()
+            hangingForOrder.close()
         }
         let server = try Server(["serve", "--model", "champ=\(weak)", "--port", String(base + 1)])
         let gateway = try Server(["gateway", "--port", String(base), "--data-dir", data, "--admin-key", Self.adminKey,
@@ -245,6 +248,8 @@ struct GatewayIntegrationTests {
         _ = try deploy(["set", "stuck", "--target", "1=100@http://127.0.0.1:\(base + 2)", "--timeout-ms", "300", "--retries", "0"],
                        gateway: gatewayURL)
         _ = try deploy(["set", "stuck-too", "--target", "1=100@http://127.0.0.1:\(base + 3)", "--timeout-ms", "300", "--retries", "0"],
+                       gateway: gatewayURL)
+        _ = try deploy(["set", "owed", "--target", "1=100@http://127.0.0.1:\(base + 4)", "--timeout-ms", "300", "--retries", "0"],
                        gateway: gatewayURL)
         _ = try deploy(["set", "quick", "--target", "1=100@http://127.0.0.1:\(base + 3)"], gateway: gatewayURL)
         _ = try deploy(["set", "slow", "--target", "1=100@http://127.0.0.1:\(base + 3)", "--timeout-ms", "4000", "--retries", "0"],
@@ -362,6 +367,17 @@ struct GatewayIntegrationTests {
         // Timeouts count against their version (a canary whose replicas hang must not pass).
         let stuckLive = ((try status("stuck-too", gateway: gatewayURL)["versions"] as? [[String: Any]])?.first?["live"] as? [String: Any]) ?? [:]
         #expect(stuckLive["requests"] as? Int == 2 && stuckLive["error_rate"] as? Double == 1, "\(stuckLive)")
+
+        // A request the HTTP parser refuses, pipelined behind an inference still owed its answer:
+        // the parser's 400 comes after that answer, not ahead of it, on both paths.
+        let owedRequest = "POST /v2/models/owed/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        for prefix in ["", handedOverFirst] {
+            let started = Date()
+            let owed = try RawHTTP.exchange(port: base, request: prefix + owedRequest + "NOT HTTP AT ALL\r\n\r\n")
+            #expect(owed.map(\.status) == (prefix.isEmpty ? [503, 400] : [200, 503, 400]), "\(owed.map(\.head))")
+            // The replica's deadline passed: the answer owed was not cut short by the 400.
+            #expect(Date().timeIntervalSince(started) >= 0.29)
+        }
 
         // A ready replica that never answers: 503 after the deployment's timeout, not later, each
         // time on a new connection (a timed-out one is closed); after three, its breaker is open

@@ -48,8 +48,9 @@ struct PipelineTests {
 
         /// data → train → register → (check with `gate`) → ship, against a registry; `ship` is the
         /// last step's action.
-        func writeRegistered(gate: String?, ship: String) throws {
-            let check = gate.map { "  - name: check\n    validate: {model: steps.register.version, data: validation.csv, label: diagnosis, gates: [\"\($0)\"]}" } ?? ""
+        func writeRegistered(gate: String?, against: String? = nil, ship: String) throws {
+            let champion = against.map { ", against: \($0)" } ?? ""
+            let check = gate.map { "  - name: check\n    validate: {model: steps.register.version, data: validation.csv, label: diagnosis, gates: [\"\($0)\"]\(champion)}" } ?? ""
             try """
                 name: cancer
                 steps:
@@ -235,9 +236,13 @@ struct PipelineTests {
         defer { try? FileManager.default.removeItem(atPath: space.directory) }
         let port = WharfCLI.ports(1)
         let registry = "http://127.0.0.1:\(port)"
-        let server = try GatewayIntegrationTests.Server(["registry", "--port", String(port), "--data-dir", space.directory + "/registry", "--token", "pipeline-token"])
+        // An older token's hash left in the environment: the flag is the token meant.
+        let server = try GatewayIntegrationTests.Server(
+            ["registry", "--port", String(port), "--data-dir", space.directory + "/registry", "--token", "pipeline-token"],
+            environment: ["WHARF_REGISTRY_TOKEN_SHA256": "7d19b716b1e5083012f0ec511be65a74992eeb0afd0ba6ea2649267df545f9b8"])  // sha256("stale-token")
         defer { server.stop() }
         #expect(try await WharfCLI.waitForStatus(registry + "/v1/health/ready", status: 200))
+        #expect(try await HubTests.request("POST", registry + "/v1/models", body: "{}", token: "stale-token").status == 401)
         func write(gate: String) throws {
             try space.writeRegistered(gate: gate, ship: "promote: {version: steps.register.version, alias: production}")
         }
@@ -252,6 +257,14 @@ struct PipelineTests {
 
         // Unchanged: nothing registered or moved again.
         #expect(space.outcomes(try run().1) == ["data:cached", "train:cached", "register:cached", "check:cached", "ship:cached"])
+        // Against the champion, a check runs each time: the alias can move between runs.
+        try space.writeRegistered(gate: "roc_auc>=0.95", against: "production",
+                                  ship: "promote: {version: steps.register.version, alias: production}")
+        for _ in 0..<2 {
+            let (againstStatus, againstRun) = try run()
+            #expect(againstStatus == 0, "\(againstRun)")
+            #expect(space.outcomes(againstRun) == ["data:cached", "train:cached", "register:cached", "check:succeeded", "ship:cached"])
+        }
 
         // A stricter gate on new data: the new version is registered but never promoted.
         try space.addTrainingRows(10)
@@ -264,17 +277,17 @@ struct PipelineTests {
         #expect((detail?["versions"] as? [Any])?.count == 2)
         #expect(try Workspace.production(registry) == 1)
 
-        // The three runs are in the registry's database (none in the state directory), the
+        // The five runs are in the registry's database (none in the state directory), the
         // failed one with its gate's metrics and the end of its log.
         #expect(!FileManager.default.fileExists(atPath: space.state + "/runs/\(failed["id"] as? String ?? "").json"))
         let recorded = try await HubTests.request("GET", registry + "/v1/runs?pipeline=cancer", token: nil).json["runs"] as? [[String: Any]] ?? []
-        #expect(recorded.map { $0["outcome"] as? String ?? "" } == ["succeeded", "succeeded", "failed"])
+        #expect(recorded.map { $0["outcome"] as? String ?? "" } == ["succeeded", "succeeded", "succeeded", "succeeded", "failed"])
         #expect(recorded.last?["id"] as? String == failed["id"] as? String)
         let check = (recorded.last?["steps"] as? [[String: Any]])?.first { $0["name"] as? String == "check" }
         #expect((check?["metrics"] as? [String: Any])?["roc_auc"] as? Double ?? 0 > 0.9)
         #expect((check?["log_tail"] as? String)?.contains("roc_auc") == true, "\(check ?? [:])")
         let listed = try WharfCLI.run(["pipeline", "runs", "--registry", registry]).stdout
-        #expect(listed.split(separator: "\n").count == 3 && listed.contains("failed"), "\(listed)")
+        #expect(listed.split(separator: "\n").count == 5 && listed.contains("failed"), "\(listed)")
         let shown = try WharfCLI.run(["pipeline", "show", failed["id"] as? String ?? "", "--registry", registry]).stdout
         #expect(shown.contains("check: failed") && shown.contains("| "), "\(shown)")
     }

@@ -101,6 +101,9 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     /// connections to this codec path, where Hummingbird's own timer would not see inference).
     private var lastHeard = NIODeadline.now()
     private var silenceTimer: Scheduled<Void>?
+    /// A request the HTTP decoder refused while an answer was owed: the router answers it (400,
+    /// and a close) once the answers owed ahead of it are written, not ahead of them.
+    private var heldParseError: (any Error)?
 
     init(settings: Settings) {
         self.settings = settings
@@ -348,6 +351,10 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             context.fireChannelReadComplete()
         }
         guard waiting.isEmpty, !isBusy else { return }
+        if let error = heldParseError {
+            heldParseError = nil
+            context.fireErrorCaught(error)
+        }
         if quiesceHeld, routerAnswersOwed == 0 {
             quiesceHeld = false
             context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
@@ -391,6 +398,16 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Not while a body is being collected: that request will never end, and the router
+        // answers the error now.
+        if error is HTTPParserError, answerOwed {
+            heldParseError = error
+            return
+        }
+        context.fireErrorCaught(error)
     }
 
     // MARK: Outbound
