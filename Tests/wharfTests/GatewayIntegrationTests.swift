@@ -225,7 +225,7 @@ struct GatewayIntegrationTests {
         defer { try? FileManager.default.removeItem(atPath: data) }
         let hanging = try HangingReplica(port: base + 2)
         // Hangs on every model but `quick`, which it answers at once.
-        let alsoHanging = try HangingReplica(port: base + 3, answering: "quick")
+        let alsoHanging = try HangingReplica(port: base + 3, answering: "quick", large: "big", largeBytes: 16 << 20)
         // Its own, so that no breaker another test opened answers before the deadline.
         let hangingForOrder = try HangingReplica(port: base + 4)
         defer {
@@ -251,6 +251,7 @@ struct GatewayIntegrationTests {
                        gateway: gatewayURL)
         _ = try deploy(["set", "owed", "--target", "1=100@http://127.0.0.1:\(base + 4)", "--timeout-ms", "300", "--retries", "0"],
                        gateway: gatewayURL)
+        _ = try deploy(["set", "big", "--target", "1=100@http://127.0.0.1:\(base + 3)"], gateway: gatewayURL)
         _ = try deploy(["set", "quick", "--target", "1=100@http://127.0.0.1:\(base + 3)"], gateway: gatewayURL)
         _ = try deploy(["set", "slow", "--target", "1=100@http://127.0.0.1:\(base + 3)", "--timeout-ms", "4000", "--retries", "0"],
                        gateway: gatewayURL)
@@ -295,6 +296,16 @@ struct GatewayIntegrationTests {
             port: base, request: "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n" + infer("half-3") + infer("half-4"), halfClose: true)
         #expect(handedOver.map(\.status) == [200, 200, 200], "\(handedOver.map(\.head))")
         #expect(handedOver.last?.header("x-request-id") == "half-4")
+
+        // A large answer to a client that reads slowly, then `Connection: close`: the gateway
+        // closes once the whole answer has left, on both paths (a close at once dropped what the
+        // socket had not taken yet).
+        let bigRequest = "POST /v2/models/big/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        for prefix in ["", "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"] {
+            let got = try RawHTTP.exchange(port: base, request: prefix + bigRequest, receiveBuffer: 4096)
+            #expect(got.last?.status == 200 && got.last?.header("content-length") == String(16 << 20)
+                    && got.last?.body.utf8.count == 16 << 20, "\(got.map(\.head)), \(got.last?.body.utf8.count ?? 0) bytes of the body")
+        }
 
         // `Expect: 100-continue` (curl's way with bodies over 1 MB) is answered at once, by the
         // gateway and by the model server alike.
@@ -422,12 +433,17 @@ enum RawHTTP {
 
     /// Sends `request` and reads until the server closes; `halfClose` closes the sending side
     /// first, as a client that has nothing more to ask does.
-    static func exchange(port: Int, request: String, halfClose: Bool = false) throws -> [Answer] {
+    /// `receiveBuffer`: the socket's receive buffer, set before connecting (a small one makes the
+    /// server's writes of a large answer wait for the client).
+    static func exchange(port: Int, request: String, halfClose: Bool = false, receiveBuffer: Int32? = nil) throws -> [Answer] {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw CocoaError(.fileReadUnknown) }
         defer { Glibc.close(fd) }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if var receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, socklen_t(MemoryLayout<Int32>.size))
+        }
         guard withLoopback(port: port, { connect(fd, $0, $1) }) == 0 else { throw CocoaError(.fileReadUnknown) }
         let bytes = Array(request.utf8)
         var sent = 0
@@ -477,8 +493,9 @@ enum RawHTTP {
 final class HangingReplica: @unchecked Sendable {
     let fd: Int32
 
-    /// `answering`: a model whose inferences are answered at once (200), the others hang.
-    init(port: Int, answering: String? = nil) throws {
+    /// `answering`: a model whose inferences are answered at once (200), the others hang;
+    /// `large`: one answered at once with a body of `largeBytes`.
+    init(port: Int, answering: String? = nil, large: String? = nil, largeBytes: Int = 0) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var yes: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
@@ -491,12 +508,12 @@ final class HangingReplica: @unchecked Sendable {
             while true {
                 let connection = accept(listener, nil, nil)
                 guard connection >= 0 else { return }
-                Thread.detachNewThread { Self.serve(connection, answering: answering) }
+                Thread.detachNewThread { Self.serve(connection, answering: answering, large: large, largeBytes: largeBytes) }
             }
         }
     }
 
-    private static func serve(_ connection: Int32, answering: String?) {
+    private static func serve(_ connection: Int32, answering: String?, large: String?, largeBytes: Int) {
         defer { Glibc.close(connection) }
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -512,6 +529,19 @@ final class HangingReplica: @unchecked Sendable {
                     let json = #"{"model_name":"\#(answering)","outputs":[]}"#
                     let answer = Array("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: \(json.utf8.count)\r\n\r\n\(json)".utf8)
                     _ = answer.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, 0) }
+                }
+            }
+            if let large {
+                for _ in text.components(separatedBy: "POST /v2/models/\(large)/infer ").dropFirst() {
+                    let start = #"{"model_name":"\#(large)","outputs":[],"padding":""#
+                    let json = start + String(repeating: "x", count: max(0, largeBytes - start.utf8.count - 2)) + #""}"#
+                    let answer = Array("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: \(json.utf8.count)\r\n\r\n\(json)".utf8)
+                    var sent = 0
+                    while sent < answer.count {
+                        let count = answer[sent...].withUnsafeBytes { send(connection, $0.baseAddress, $0.count, 0) }
+                        guard count > 0 else { return }
+                        sent += count
+                    }
                 }
             }
         }
