@@ -247,7 +247,18 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "WharfBusTests", dependencies: ["WharfCore", "WharfBus"], swiftSettings: strictSettings),
-        .testTarget(name: "WharfFeaturesTests", dependencies: ["WharfCore", "WharfBus", "WharfFeatures"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "WharfFeaturesTests",
+            dependencies: [
+                "WharfCore",
+                "WharfBus",
+                "WharfFeatures",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "WharfPipelinesTests", dependencies: ["WharfCore", "WharfRuntime", "WharfPipelines"], swiftSettings: strictSettings),
         .testTarget(
             name: "WharfDeployTests",

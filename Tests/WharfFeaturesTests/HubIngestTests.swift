@@ -1,0 +1,70 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Synchronization
+import Testing
+import WharfBus
+import WharfCore
+@testable import WharfFeatures
+
+@Suite("Hub ingest, in process")
+struct HubIngestTests {
+    static let token = "hub-token"
+    static let tokenSHA256 = "505a8c497606f899f72232a403399922417b7ca910dd96f341a44d1658a22a8f"  // sha256("hub-token")
+
+    /// Storage whose writes fail while `failing`, as a full disk or a locked database would.
+    final class FailingWrites: FeatureStorage {
+        let inner = InMemoryFeatureStorage()
+        let failing = Mutex(true)
+        func position(stream: String) async throws -> Int64 { try await inner.position(stream: stream) }
+        func apply(stream: String, events: [MaterializedEvent], from: Int64, next: Int64) async throws -> Bool {
+            if failing.withLock({ $0 }) { throw WharfError(.io, "disk full") }
+            return try await inner.apply(stream: stream, events: events, from: from, next: next)
+        }
+        func values(stream: String, entity: String, features: [String], asOf time: Date) async throws -> [String: Observation] {
+            try await inner.values(stream: stream, entity: entity, features: features, asOf: time)
+        }
+        func latest(stream: String) async throws -> [String: [String: Observation]] { try await inner.latest(stream: stream) }
+        func forget(stream: String, before cutoff: Date) async throws -> Int { try await inner.forget(stream: stream, before: cutoff) }
+    }
+
+    /// Once a batch is in the log it is stored: a failure of the feature store's update after
+    /// that must not answer 500 (a client would send the batch again, and it would be stored
+    /// twice). The answer is the log's, and the events can be replayed.
+    @Test func aBatchInTheLogIsAcceptedWhenTheFeatureStoreFails() async throws {
+        let bus = InProcessBus()
+        let storage = FailingWrites()
+        let store = FeatureStore(storage: storage)
+        let hub = try HubServer(bus: bus, store: store, definitionsFile: nil, tokenSHA256: Self.tokenSHA256)
+        let declared = #"""
+            {"streams": [{"name": "clicks", "entity_key": "user", "time_field": "ts", "features": {"seq": "number"}}],
+             "views": [{"name": "activity", "stream": "clicks", "features": ["seq"]}]}
+            """#
+        try await hub.apply(JSONDecoder().decode(HubServer.Definitions.self, from: Data(declared.utf8)))
+        // The store knows where the stream stands, so the ingest's own update reaches the storage.
+        try await store.catchUp(stream: try hub.definition("clicks"), bus: bus)
+
+        let app = try hub.buildApplication(host: "127.0.0.1", port: 0, logger: Logger(label: "hub-test"))
+        try await app.test(.router) { client in
+            let batch = #"[{"user": "a", "ts": "2026-11-29T10:00:00Z", "seq": 1}, {"user": "b", "ts": "2026-11-29T10:00:01Z", "seq": 2}]"#
+            try await client.execute(uri: "/v1/streams/clicks/events", method: .post, headers: [.authorization: "Bearer \(Self.token)"],
+                                     body: ByteBuffer(string: batch)) { response in
+                #expect(response.status == .ok, "\(String(buffer: response.body))")
+                let answer = try JSONSerialization.jsonObject(with: Data(String(buffer: response.body).utf8)) as? [String: Any]
+                #expect(answer?["accepted"] as? Int == 2)
+                #expect((answer?["results"] as? [[String: Any]])?.compactMap { $0["offset"] as? Int } == [1, 2])
+            }
+            try await client.execute(uri: "/v1/streams/clicks/events?from=1&limit=10", method: .get) { response in
+                #expect(response.status == .ok)
+                let replay = try JSONSerialization.jsonObject(with: Data(String(buffer: response.body).utf8)) as? [String: Any]
+                #expect((replay?["events"] as? [Any])?.count == 2, "\(String(buffer: response.body))")
+            }
+        }
+        // The store's position did not move: once writes work again, the catch-up reads the
+        // batch from the log.
+        storage.failing.withLock { $0 = false }
+        #expect(try await store.catchUp(stream: try hub.definition("clicks"), bus: bus) == 2)
+        #expect(try await storage.latest(stream: "clicks")["b"]?["seq"] != nil)
+    }
+}
