@@ -32,7 +32,7 @@ struct UpFaultIsolationTests {
     }
 
     private static func pids(matching pattern: String) -> [Int32] {
-        let result = try? WharfCLI.runTool("/usr/bin/pgrep", ["-f", pattern])
+        let result = try? WharfCLI.runTool("/usr/bin/pgrep", ["-f", "--", pattern])  // "--": a pattern may start with a dash
         return result?.stdout.split(separator: "\n").compactMap { Int32($0) } ?? []
     }
 
@@ -119,5 +119,30 @@ struct UpFaultIsolationTests {
         while up.process.isRunning, Date() < stopDeadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(!up.process.isRunning)
         #expect(Self.pids(matching: "--port \(serverPort)").isEmpty && Self.pids(matching: "--port \(gatewayPort)").isEmpty)
+
+        // SIGKILL (no chance to stop them): the services notice their supervisor is gone and stop
+        // too, rather than keep the ports a new `wharf up` needs.
+        let again = try GatewayIntegrationTests.Server(["up", "--data-dir", data, "--port", String(gatewayPort), "--registry-port", String(registryPort),
+                                                       "--server-port", String(serverPort)])
+        defer { again.stop() }
+        #expect(try await WharfCLI.waitForStatus(gateway + "/v2/health/ready", status: 200, seconds: 60))
+        var started: [Int32] = []
+        let startDeadline = Date().addingTimeInterval(30)
+        while started.count < 2, Date() < startDeadline {
+            started = Self.pids(matching: "serve --registry \(registry) --model")
+            if started.count < 2 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(started.count == 2, "model servers under the second wharf up: \(started)")
+        #expect(Self.pids(matching: data).count == 5, "registry, gateway, two model servers and wharf up itself")
+        kill(again.process.processIdentifier, SIGKILL)
+        let orphanDeadline = Date().addingTimeInterval(20)
+        var left = [Int32]()
+        repeat {
+            try await Task.sleep(for: .milliseconds(100))
+            // Every service's command line names a path in this run's data directory.
+            left = Self.pids(matching: data)
+        } while !left.isEmpty && Date() < orphanDeadline
+        #expect(left.isEmpty, "services still running after their supervisor was killed: \(left)")
+        for pid in left { kill(pid, SIGKILL) }
     }
 }
