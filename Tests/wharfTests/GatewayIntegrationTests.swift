@@ -297,6 +297,15 @@ struct GatewayIntegrationTests {
         #expect(handedOver.map(\.status) == [200, 200, 200], "\(handedOver.map(\.head))")
         #expect(handedOver.last?.header("x-request-id") == "half-4")
 
+        // A head with bare LFs is refused (400) at once, not left waiting for a CRLF CRLF that
+        // never comes; the absolute form of the target (a client behind a proxy setting) is
+        // inference like the origin form.
+        let bareLF = try RawHTTP.exchange(port: base, request: "POST /v2/models/champ/infer HTTP/1.1\nHost: x\nContent-Length: \(body.utf8.count)\n\n\(body)")
+        #expect(bareLF.map(\.status) == [400], "\(bareLF.map(\.head))")
+        let absolute = try RawHTTP.exchange(port: base, request: "POST http://x/v2/models/champ/infer?a=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                            + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        #expect(absolute.map(\.status) == [200] && absolute.first?.body.contains("\"outputs\"") == true, "\(absolute.map(\.head))")
+
         // A large answer to a client that reads slowly, then `Connection: close`: the gateway
         // closes once the whole answer has left, on both paths (a close at once dropped what the
         // socket had not taken yet).

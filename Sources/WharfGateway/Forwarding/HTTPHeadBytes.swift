@@ -21,6 +21,16 @@ enum HTTPHeadBytes {
         return nil
     }
 
+    /// Whether `bytes` hold an LF with no CR before it.
+    static func hasBareLineFeed(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var index = 0
+        while let found = bytes[index...].firstIndex(of: 0x0A) {
+            if found == 0 || bytes[found - 1] != 0x0D { return true }
+            index = found + 1
+        }
+        return false
+    }
+
     /// A header line's name (RFC 9110 token characters, not empty) and its value without the
     /// spaces and tabs around it; nil for a line that is not a field.
     static func field(_ line: UnsafeRawBufferPointer) -> (name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)? {

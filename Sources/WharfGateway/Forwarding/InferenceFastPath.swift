@@ -429,7 +429,11 @@ struct PlainInferenceRequest: RequestHeaderLookup {
         let prefix: StaticString = "POST /v2/models/"
         let known = min(bytes.count, prefix.utf8CodeUnitCount)
         guard memcmp(bytes.baseAddress!, prefix.utf8Start, known) == 0 else { return .other }
-        guard let end = HTTPHeadBytes.headEnd(in: bytes, within: maxHeadBytes + 4) else { return bytes.count > maxHeadBytes ? .other : .incomplete }
+        guard let end = HTTPHeadBytes.headEnd(in: bytes, within: maxHeadBytes + 4) else {
+            // A head with a bare LF never ends in CRLF CRLF here: NIO's parser judges it (a 400)
+            // rather than the client waiting for the silence limit.
+            return bytes.count > maxHeadBytes || HTTPHeadBytes.hasBareLineFeed(bytes) ? .other : .incomplete
+        }
         var lines = HTTPHeadBytes.Lines(UnsafeRawBufferPointer(rebasing: bytes[0..<end]))
         guard let requestLine = lines.next(), let (model, version, path) = target(requestLine) else { return .other }
         func range(_ part: UnsafeRawBufferPointer) -> Range<Int> {

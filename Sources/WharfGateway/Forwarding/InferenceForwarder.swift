@@ -236,12 +236,21 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// The model (and deployment version) of an inference request, or nil for other requests:
-    /// `POST /v2/models/{m}/infer` or `POST /v2/models/{m}/versions/{v}/infer`, any query.
+    /// `POST /v2/models/{m}/infer` or `POST /v2/models/{m}/versions/{v}/infer`, any query, in
+    /// origin form or absolute form (`http://host/v2/…`, as a client configured with a proxy
+    /// sends it, and as the router reads it).
     static func target(of head: HTTPRequestHead) -> Target? {
         guard head.method == .POST else { return nil }
         return head.uri.utf8.withContiguousStorageIfAvailable { uri -> Target? in
-            let end = uri.firstIndex(of: UInt8(ascii: "?")) ?? uri.count
-            return target(path: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: uri[..<end])))
+            var start = 0
+            if uri.first != UInt8(ascii: "/") {
+                guard let scheme = uri.firstRange(of: "://".utf8), scheme.lowerBound > 0,
+                      let slash = uri[scheme.upperBound...].firstIndex(of: UInt8(ascii: "/"))
+                else { return nil }
+                start = slash
+            }
+            let end = uri[start...].firstIndex(of: UInt8(ascii: "?")) ?? uri.count
+            return target(path: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: uri[start..<end])))
         } ?? nil
     }
 
