@@ -68,3 +68,52 @@ struct HubIngestTests {
         #expect(try await storage.latest(stream: "clicks")["b"]?["seq"] != nil)
     }
 }
+
+@Suite("Hub entities, in process")
+struct HubEntityTests {
+    /// SQLite keeps text up to its first NUL: an entity "a\0b" was filed under "a" (its events
+    /// became a's features), and a lookup of "a\0b" read a's values. Control characters in an
+    /// entity, and a NUL in a string feature, are refused per event; such an entity is refused
+    /// at lookup.
+    @Test func controlCharactersCannotNameAnEntity() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-hub-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let hub = try await HubServer.embedded(dataDirectory: directory, tokenSHA256: HubIngestTests.tokenSHA256)
+        let declared = #"""
+            {"streams": [{"name": "clicks", "entity_key": "user", "time_field": "ts", "features": {"seq": "number", "page": "string"}}],
+             "views": [{"name": "activity", "stream": "clicks", "features": ["seq", "page"]}]}
+            """#
+        try await hub.apply(JSONDecoder().decode(HubServer.Definitions.self, from: Data(declared.utf8)))
+        let app = try hub.buildApplication(host: "127.0.0.1", port: 0, logger: Logger(label: "hub-test"))
+        let auth: HTTPFields = [.authorization: "Bearer \(HubIngestTests.token)"]
+        try await app.test(.router) { client in
+            let batch = #"""
+                [{"user": "a", "ts": "2026-11-29T10:00:00Z", "seq": 1, "page": "home"},
+                 {"user": "a\u0000b", "ts": "2026-11-29T10:00:01Z", "seq": 2},
+                 {"user": "a\nb", "ts": "2026-11-29T10:00:01Z", "seq": 3},
+                 {"user": "c", "ts": "2026-11-29T10:00:01Z", "page": "x\u0000y"}]
+                """#
+            try await client.execute(uri: "/v1/streams/clicks/events", method: .post, headers: auth, body: ByteBuffer(string: batch)) { response in
+                let answer = try JSONSerialization.jsonObject(with: Data(String(buffer: response.body).utf8)) as? [String: Any]
+                #expect(answer?["accepted"] as? Int == 1 && answer?["rejected"] as? Int == 3, "\(String(buffer: response.body))")
+                let errors = (answer?["results"] as? [[String: Any]])?.map { $0["error"] as? String ?? "" } ?? []
+                #expect(errors.count == 4 && errors[0].isEmpty)
+                #expect(errors.dropFirst().prefix(2).allSatisfy { $0.contains("without control characters") }, "\(errors)")
+                #expect(errors.last?.contains("page must not contain a NUL") == true, "\(errors)")
+            }
+            try await client.execute(uri: "/v1/features/activity/a", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains("\"home\""), "\(String(buffer: response.body))")
+            }
+            // a's values are not anyone else's.
+            try await client.execute(uri: "/v1/features/activity/a%00b", method: .get) { response in
+                #expect(response.status == .badRequest, "\(String(buffer: response.body))")
+            }
+            let rows = #"{"rows": [{"entity": "a"}, {"entity": "a\u0000b", "time": "2026-11-29T11:00:00Z"}]}"#
+            try await client.execute(uri: "/v1/features/activity/lookup", method: .post, body: ByteBuffer(string: rows)) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("row 1"), "\(String(buffer: response.body))")
+            }
+        }
+    }
+}

@@ -132,6 +132,11 @@ public final class HubServer: Sendable {
 
     /// `view`'s features for each entity as of `time`, after reading what the stream gained.
     func lookup(_ view: FeatureView, entities: [(String, Date)]) async throws -> [FeatureStore.Lookup] {
+        // No such entity can be stored; looked up in SQLite, a NUL would cut it to another's name.
+        if let bad = entities.firstIndex(where: { !StreamDefinition.isEntity($0.0) }) {
+            let shown = entities[bad].0.unicodeScalars.prefix(64).map { $0.value < 0x20 || $0.value == 0x7F ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
+            throw WharfError(.invalidInput, "entity \"\(shown)\"\(entities.count > 1 ? " (row \(bad))" : "") must be text of 1 to 256 bytes without control characters")
+        }
         try await store.catchUp(stream: try definition(view.stream), bus: bus)
         var lookups: [FeatureStore.Lookup] = []
         lookups.reserveCapacity(entities.count)

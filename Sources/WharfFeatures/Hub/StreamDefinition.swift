@@ -78,6 +78,13 @@ public struct StreamDefinition: Sendable, Hashable, Codable {
     /// How far ahead of the hub's clock an event's time may be (clocks of sources drift).
     static let maxFutureSeconds: Double = 86_400
 
+    /// Whether `text` can name an entity: not empty, at most 256 bytes, no control characters.
+    /// A NUL would be cut off where the entity is stored (SQLite text), and that entity's
+    /// events filed under another's name.
+    static func isEntity(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.count <= 256 && !text.utf8.contains { $0 < 0x20 || $0 == 0x7F }
+    }
+
     public func check(_ fields: [(String, Scalar)], receivedAt now: Date) -> Result<Event, WharfError> {
         var entity: String?
         var time = now
@@ -87,9 +94,10 @@ public struct StreamDefinition: Sendable, Hashable, Codable {
             guard seen.insert(field).inserted else { return .failure(WharfError(.invalidInput, "\(field) appears twice")) }
             if field == entityKey {
                 switch value {
-                case .string(let text) where !text.isEmpty && text.utf8.count <= 256: entity = text
+                case .string(let text) where Self.isEntity(text): entity = text
                 case .number(let number) where number == number.rounded() && abs(number) < 1e15: entity = String(Int64(number))
-                default: return .failure(WharfError(.invalidInput, "\(entityKey) (the entity key) must be a non-empty string or a whole number"))
+                default:
+                    return .failure(WharfError(.invalidInput, "\(entityKey) (the entity key) must be a whole number or text of 1 to 256 bytes without control characters"))
                 }
             } else if field == timeField {
                 switch value {
@@ -115,6 +123,9 @@ public struct StreamDefinition: Sendable, Hashable, Codable {
                 case (_, .null): continue
                 case (.number, .number(let number)) where !number.isFinite:
                     return .failure(WharfError(.invalidInput, "\(field) must be a finite number"))
+                case (.string, .string(let text)) where text.utf8.contains(0):
+                    // Cut off at the NUL where the feature store keeps it (SQLite text).
+                    return .failure(WharfError(.invalidInput, "\(field) must not contain a NUL character"))
                 case (.number, .number), (.string, .string), (.bool, .bool): values.append((field, value))
                 default: return .failure(WharfError(.invalidInput, "\(field) must be a \(type == .bool ? "boolean" : type.rawValue)"))
                 }
