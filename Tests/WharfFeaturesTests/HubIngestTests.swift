@@ -101,6 +101,12 @@ struct HubEntityTests {
                 #expect(errors.dropFirst().prefix(2).allSatisfy { $0.contains("without control characters") }, "\(errors)")
                 #expect(errors.last?.contains("page must not contain a NUL") == true, "\(errors)")
             }
+            // Nor a field: "a\u0000b" and "a" would be one feature where values are kept.
+            let oddField = #"{"name": "odd", "entity_key": "user", "time_field": "ts", "features": {"a\u0000b": "number", "a": "number"}}"#
+            try await client.execute(uri: "/v1/streams/odd", method: .put, headers: auth, body: ByteBuffer(string: oddField)) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("no control characters"), "\(String(buffer: response.body))")
+            }
             try await client.execute(uri: "/v1/features/activity/a", method: .get) { response in
                 #expect(response.status == .ok)
                 #expect(String(buffer: response.body).contains("\"home\""), "\(String(buffer: response.body))")

@@ -50,7 +50,12 @@ public struct StreamDefinition: Sendable, Hashable, Codable {
         try RegistryName.check(name, kind: "stream")
         guard !features.isEmpty, features.count <= 10_000 else { throw WharfError(.invalidInput, "stream \(name): declare 1 to 10000 features") }
         for field in [entityKey, timeField] + features.keys {
-            guard !field.isEmpty, field.utf8.count <= 128 else { throw WharfError(.invalidInput, "stream \(name): field names have 1 to 128 bytes") }
+            // No control characters: the feature store keys values by name in SQLite, which cuts
+            // text at a NUL ("a\u0000b" and "a" would be one feature), and datasets write the
+            // names as a CSV header.
+            guard !field.isEmpty, field.utf8.count <= 128, !field.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
+                throw WharfError(.invalidInput, "stream \(name): field names have 1 to 128 bytes and no control characters")
+            }
         }
         guard features[entityKey] == nil, features[timeField] == nil, entityKey != timeField else {
             throw WharfError(.invalidInput, "stream \(name): the entity key and the time field cannot also be features")
