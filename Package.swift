@@ -269,6 +269,7 @@ let package = Package(
             name: "WharfGatewayTests",
             dependencies: [
                 "WharfCore",
+                "WharfHTTP",
                 "WharfGateway",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -32,10 +32,11 @@ public enum JSONBody {
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws(WharfError) -> T {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
+        decoder.userInfo[.refusesUnknownKeys] = true
         do {
             return try decoder.decode(type, from: data)
         } catch let error as DecodingError {
-            throw WharfError(.invalidInput, "the request body is not a valid \(String(describing: type)): \(JSONErrors.describe(error))")
+            throw WharfError(.invalidInput, "the request body is not a valid \(String(describing: type)): \(JSONErrors.describe(error, in: data))")
         } catch {
             throw WharfError(.invalidInput, "the request body is not valid JSON")
         }

@@ -64,12 +64,13 @@ struct DeployCommand: AsyncParsableCommand {
                     guard target.isEmpty, stickyHeader == nil, timeoutMs == nil, retries == nil, maxConcurrency == nil else {
                         throw WharfError(.invalidInput, "--spec holds the whole deployment: leave out --target, --sticky-header, --timeout-ms, --retries and --max-concurrency, or put them in the file")
                     }
+                    let data = Data(try readFile(spec))
                     do {
-                        deployment = try JSONDecoder().decode(DeploymentSpec.self, from: Data(try readFile(spec)))
-                    } catch let error as WharfError {
-                        throw error
-                    } catch {
-                        throw WharfError(.invalidInput, "\(spec) is not a deployment spec: \(error)")
+                        let decoder = JSONDecoder()
+                        decoder.userInfo[.refusesUnknownKeys] = true
+                        deployment = try decoder.decode(DeploymentSpec.self, from: data)
+                    } catch let error as DecodingError {
+                        throw WharfError(.invalidInput, "\(spec) is not a deployment spec: \(JSONErrors.describe(error, in: data))")
                     }
                     guard deployment.model == model else {
                         throw WharfError(.invalidInput, "\(spec) is the spec of model \(deployment.model.prefix(80)), not \(model)")

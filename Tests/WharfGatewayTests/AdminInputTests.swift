@@ -6,6 +6,7 @@ import NIOPosix
 import Testing
 import WharfCore
 @testable import WharfGateway
+import WharfHTTP
 
 /// What the keys, shadow and deployment APIs take, and what they refuse before it can do harm.
 @Suite("Admin input")
@@ -119,6 +120,38 @@ struct AdminInputTests {
             #"{"version":"2","replicas":["http://a"],"steps":[50,100],"interval_seconds":2,"max_error_rate":0.5,"max_p99_ms":9,"min_requests":3}"#.utf8))
         #expect(full == CanaryPlan(version: "2", replicas: ["http://a"], steps: [50, 100], intervalSeconds: 2, maxErrorRate: 0.5, maxP99Milliseconds: 9, minRequests: 3))
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(CanaryPlan.self, from: Data(#"{"version":"2"}"#.utf8)) }
+    }
+
+    /// A misspelt key in a request body is refused, not dropped: `sticky` for `sticky_header`
+    /// left the deployment without stickiness, `rate_per_sec` made a key with no rate limit,
+    /// `max_error` a canary with the default guard. Files the gateway wrote itself (and its
+    /// answers, read by an older client) are read as before.
+    @Test func aMisspeltKeyIsRefusedNotDropped() throws {
+        let target = #"{"version":"1","weight":100,"replicas":["http://a"]}"#
+        let cases: [(any Decodable.Type, String, String)] = [
+            (DeploymentSpec.self, #"{"model":"m","targets":[\#(target)],"sticky":"x-user"}"#, "sticky: unknown key sticky (known: "),
+            (DeploymentSpec.self, #"{"model":"m","targets":[{"version":"1","weight":100,"replicas":["http://a"],"replica":"http://b"}]}"#,
+             "targets[0].replica: unknown key replica"),
+            (DeploymentSpec.self, #"{"model":"m","targets":[\#(target)],"shadow":{"version":"2","share":0.1,"replicas":[],"sample":1}}"#,
+             "shadow.sample: unknown key sample"),
+            (CanaryPlan.self, #"{"version":"2","replicas":["http://a"],"max_error":0.5}"#, "max_error: unknown key max_error"),
+            (DeploymentController<BasicRequestContext>.KeyRequest.self, #"{"id":"k","scopes":["infer:*"],"rate_per_sec":1}"#,
+             "rate_per_sec: unknown key rate_per_sec (known: burst, id, rate_per_second, scopes)"),
+            (ShadowChange.self, #"{"version":"2","shares":0.5}"#, "shares: unknown key shares"),
+        ]
+        for (type, body, reason) in cases {
+            let message = refusal { () throws(WharfError) in _ = try JSONBody.decode(type, from: Data(body.utf8)) }
+            #expect(message?.contains(reason) == true, "\(body): \(message ?? "accepted")")
+            // Read leniently where the JSON is not a person's input.
+            #expect((try? JSONDecoder().decode(type, from: Data(body.utf8))) != nil, "\(body)")
+        }
+        // A fraction where a whole number is needed is not "malformed JSON".
+        let fraction = refusal { () throws(WharfError) in
+            _ = try JSONBody.decode(DeploymentSpec.self, from: Data(#"{"model":"m","targets":[\#(target)],"timeout_ms":1.5}"#.utf8))
+        }
+        #expect(fraction?.contains("a number in it does not fit its field") == true, "\(fraction ?? "accepted")")
+        let malformed = refusal { () throws(WharfError) in _ = try JSONBody.decode(DeploymentSpec.self, from: Data(#"{"model":"#.utf8)) }
+        #expect(malformed?.contains("malformed JSON") == true, "\(malformed ?? "accepted")")
     }
 
     /// The shadow's version cannot become a canary while it is the shadow: its figures would mix.

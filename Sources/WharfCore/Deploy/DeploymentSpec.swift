@@ -16,6 +16,16 @@ public struct DeploymentSpec: Sendable, Hashable, Codable {
             self.weight = weight
             self.replicas = replicas
         }
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case version, weight, replicas }
+
+        public init(from decoder: any Decoder) throws {
+            try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            version = try container.decode(String.self, forKey: .version)
+            weight = try container.decode(Double.self, forKey: .weight)
+            replicas = try container.decode([String].self, forKey: .replicas)
+        }
     }
 
     /// A version that gets a copy of a share of the traffic; its answers are compared with the
@@ -30,6 +40,16 @@ public struct DeploymentSpec: Sendable, Hashable, Codable {
             self.version = version
             self.share = share
             self.replicas = replicas
+        }
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case version, share, replicas }
+
+        public init(from decoder: any Decoder) throws {
+            try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            version = try container.decode(String.self, forKey: .version)
+            share = try container.decode(Double.self, forKey: .share)
+            replicas = try container.decode([String].self, forKey: .replicas)
         }
     }
 
@@ -60,7 +80,7 @@ public struct DeploymentSpec: Sendable, Hashable, Codable {
         self.maxConcurrency = maxConcurrency
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case model, targets, shadow, retries
         case stickyHeader = "sticky_header"
         case timeoutMilliseconds = "timeout_ms"
@@ -68,6 +88,7 @@ public struct DeploymentSpec: Sendable, Hashable, Codable {
     }
 
     public init(from decoder: any Decoder) throws {
+        try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         model = try container.decode(String.self, forKey: .model)
         targets = try container.decode([Target].self, forKey: .targets)
@@ -148,7 +169,7 @@ public struct CanaryPlan: Sendable, Hashable, Codable {
         self.minRequests = minRequests
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case version, replicas, steps
         case intervalSeconds = "interval_seconds"
         case maxErrorRate = "max_error_rate"
@@ -159,6 +180,7 @@ public struct CanaryPlan: Sendable, Hashable, Codable {
     /// Only `version` and `replicas` are required; the rest default as in ``init(version:replicas:steps:intervalSeconds:maxErrorRate:maxP99Milliseconds:minRequests:)``
     /// (and in the OpenAPI document).
     public init(from decoder: any Decoder) throws {
+        try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let defaults = CanaryPlan(version: "", replicas: [])
         version = try container.decode(String.self, forKey: .version)

@@ -57,6 +57,8 @@ struct ShadowChange: Codable {
     var share: Double?
     var replicas: [String]?
 
+    enum CodingKeys: String, CodingKey, CaseIterable { case version, share, replicas }
+
     /// The shadow asked for; nil turns it off, which only share 0 alone (or `{}`) does: a
     /// version or replicas without a share above 0 is a mistake, not a request to stop.
     func shadow(of model: String) throws(WharfError) -> DeploymentSpec.Shadow? {
@@ -70,6 +72,16 @@ struct ShadowChange: Codable {
         guard let version else { throw WharfError(.invalidInput, "\(label): version is missing") }
         // The rest (share 0…1, the replicas) is checked with the whole spec.
         return DeploymentSpec.Shadow(version: version, share: share, replicas: replicas ?? [])
+    }
+}
+
+extension ShadowChange {
+    init(from decoder: any Decoder) throws {
+        try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        version = try container.decodeIfPresent(String.self, forKey: .version)
+        share = try container.decodeIfPresent(Double.self, forKey: .share)
+        replicas = try container.decodeIfPresent([String].self, forKey: .replicas)
     }
 }
 
@@ -110,10 +122,11 @@ struct DeploymentController<Context: RequestContext>: Sendable {
         var ratePerSecond: Double?
         var burst: Double?
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case id, scopes, burst
             case ratePerSecond = "rate_per_second"
         }
+
     }
 
     func addRoutes(to routes: Router<Context>) {
@@ -242,5 +255,16 @@ struct DeploymentController<Context: RequestContext>: Sendable {
         let model = try context.parameters.require("model")
         try RegistryName.check(model, kind: "model")
         return model
+    }
+}
+
+extension DeploymentController.KeyRequest {
+    init(from decoder: any Decoder) throws {
+        try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        scopes = try container.decode([String].self, forKey: .scopes)
+        ratePerSecond = try container.decodeIfPresent(Double.self, forKey: .ratePerSecond)
+        burst = try container.decodeIfPresent(Double.self, forKey: .burst)
     }
 }

@@ -27,6 +27,7 @@ components:
     Target:
       type: object
       required: [version, weight, replicas]
+      additionalProperties: false
       properties:
         version: {type: string, description: "a registry version number or alias label"}
         weight: {type: number, minimum: 0, maximum: 1000000}
@@ -34,6 +35,7 @@ components:
     Shadow:
       type: object
       required: [version, share, replicas]
+      additionalProperties: false
       properties:
         version: {type: string, description: "not one of the targets' versions"}
         share: {type: number, minimum: 0, maximum: 1}
@@ -41,6 +43,7 @@ components:
     Deployment:
       type: object
       required: [model, targets]
+      additionalProperties: false
       properties:
         model: {type: string}
         targets: {type: array, items: {$ref: "#/components/schemas/Target"}, minItems: 1}
@@ -52,6 +55,7 @@ components:
     Canary:
       type: object
       required: [version, replicas]
+      additionalProperties: false
       properties:
         version: {type: string}
         replicas: {type: array, items: {type: string, format: uri}}
@@ -173,7 +177,7 @@ paths:
     put:
       summary: Copy a share of the traffic to a version whose answers are compared, never returned; share 0 alone (or an empty object) turns it off. Not while a canary runs (409).
       security: [{key: []}]
-      requestBody: {required: true, content: {application/json: {schema: {type: object, properties: {version: {type: string}, share: {type: number, minimum: 0, maximum: 1}, replicas: {type: array, items: {type: string}}}}}}}
+      requestBody: {required: true, content: {application/json: {schema: {type: object, additionalProperties: false, properties: {version: {type: string}, share: {type: number, minimum: 0, maximum: 1}, replicas: {type: array, items: {type: string}}}}}}}
       responses: {"200": {description: status}, "400": {$ref: "#/components/responses/error"}, "409": {$ref: "#/components/responses/error"}}
   /v1/keys:
     get: {summary: Key ids and scopes (never the keys)., security: [{key: []}], responses: {"200": {description: keys}}}
@@ -187,6 +191,7 @@ paths:
             schema:
               type: object
               required: [id, scopes]
+              additionalProperties: false
               properties:
                 id: {type: string}
                 scopes: {type: array, items: {type: string}}

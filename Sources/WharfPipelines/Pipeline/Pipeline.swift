@@ -29,7 +29,7 @@ public struct PipelineDefinition: Sendable, Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable { case name, steps }
 
     public init(from decoder: any Decoder) throws {
-        try refuseUnknownKeys(decoder, CodingKeys.self, in: "the pipeline")
+        try UnknownKeys.refuse(decoder, CodingKeys.self, in: "the pipeline")
         let container = try decoder.container(keyedBy: CodingKeys.self)
         name = try container.decode(String.self, forKey: .name)
         steps = try container.decode([Step].self, forKey: .steps)
@@ -92,7 +92,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             }
 
             public init(from decoder: any Decoder) throws {
-                try refuseUnknownKeys(decoder, CodingKeys.self, in: "deploy")
+                try UnknownKeys.refuse(decoder, CodingKeys.self, in: "deploy")
                 let container = try decoder.container(keyedBy: CodingKeys.self)
                 version = try container.decode(String.self, forKey: .version)
                 replicas = try container.decode([String].self, forKey: .replicas)
@@ -157,7 +157,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             }
 
             public init(from decoder: any Decoder) throws {
-                try refuseUnknownKeys(decoder, CodingKeys.self, in: "register")
+                try UnknownKeys.refuse(decoder, CodingKeys.self, in: "register")
                 let container = try decoder.container(keyedBy: CodingKeys.self)
                 model = try container.decode(String.self, forKey: .model)
                 name = try container.decode(String.self, forKey: .name)
@@ -174,7 +174,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             enum CodingKeys: String, CodingKey, CaseIterable { case version, alias }
 
             public init(from decoder: any Decoder) throws {
-                try refuseUnknownKeys(decoder, CodingKeys.self, in: "promote")
+                try UnknownKeys.refuse(decoder, CodingKeys.self, in: "promote")
                 let container = try decoder.container(keyedBy: CodingKeys.self)
                 version = try container.decode(String.self, forKey: .version)
                 alias = try container.decodeIfPresent(String.self, forKey: .alias)
@@ -195,7 +195,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             enum CodingKeys: String, CodingKey, CaseIterable { case data, label, task, algorithm, valid, params, seed, ignore }
 
             public init(from decoder: any Decoder) throws {
-                try refuseUnknownKeys(decoder, CodingKeys.self, in: "train")
+                try UnknownKeys.refuse(decoder, CodingKeys.self, in: "train")
                 let container = try decoder.container(keyedBy: CodingKeys.self)
                 data = try container.decode(String.self, forKey: .data)
                 label = try container.decode(String.self, forKey: .label)
@@ -259,7 +259,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             enum CodingKeys: String, CodingKey, CaseIterable { case model, data, label, gates, against }
 
             public init(from decoder: any Decoder) throws {
-                try refuseUnknownKeys(decoder, CodingKeys.self, in: "validate")
+                try UnknownKeys.refuse(decoder, CodingKeys.self, in: "validate")
                 let container = try decoder.container(keyedBy: CodingKeys.self)
                 model = try container.decode(String.self, forKey: .model)
                 data = try container.decode(String.self, forKey: .data)
@@ -288,7 +288,7 @@ public struct PipelineDefinition: Sendable, Decodable {
             enum CodingKeys: String, CodingKey, CaseIterable { case csv, hub, view, labels, labels_stream, label, entity_column, time_column }
 
             init(from decoder: any Decoder) throws {
-                try refuseUnknownKeys(decoder, CodingKeys.self, in: "dataset")
+                try UnknownKeys.refuse(decoder, CodingKeys.self, in: "dataset")
                 let container = try decoder.container(keyedBy: CodingKeys.self)
                 csv = try container.decodeIfPresent(String.self, forKey: .csv)
                 hub = try container.decodeIfPresent(String.self, forKey: .hub)
@@ -304,7 +304,7 @@ public struct PipelineDefinition: Sendable, Decodable {
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             name = try container.decode(String.self, forKey: .name)
-            try refuseUnknownKeys(decoder, CodingKeys.self, in: "step \(name)")
+            try UnknownKeys.refuse(decoder, CodingKeys.self, in: "step \(name)")
             retries = try container.decodeIfPresent(Int.self, forKey: .retries) ?? 0
             timeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .timeoutSeconds)
             var actions: [Action] = []
@@ -452,24 +452,4 @@ public struct PipelineDefinition: Sendable, Decodable {
         for step in steps { try visit(step, path: []) }
         return ordered
     }
-}
-
-/// Refuses a key the type does not read: a typo (`againts:`, `param:`) would otherwise be
-/// dropped without a word, and with it the check it meant.
-func refuseUnknownKeys<Keys: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: Keys.Type, in what: String) throws {
-    let known = Keys.allCases.map(\.stringValue)
-    let container = try decoder.container(keyedBy: AnyKey.self)
-    if let unknown = container.allKeys.map(\.stringValue).sorted().first(where: { !known.contains($0) }) {
-        throw DecodingError.dataCorrupted(.init(
-            codingPath: decoder.codingPath + [AnyKey(stringValue: unknown)],
-            debugDescription: "\(what): unknown key \(unknown) (known: \(known.sorted().joined(separator: ", ")))"))
-    }
-}
-
-/// Any key of a map, for listing what a file holds.
-private struct AnyKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
 }
