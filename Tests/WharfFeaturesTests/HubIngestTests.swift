@@ -101,6 +101,12 @@ struct HubEntityTests {
                 #expect(errors.dropFirst().prefix(2).allSatisfy { $0.contains("without control characters") }, "\(errors)")
                 #expect(errors.last?.contains("page must not contain a NUL") == true, "\(errors)")
             }
+            // A misspelt retention is refused, not a stream kept for ever.
+            let misspelt = #"{"name": "kept", "entity_key": "user", "features": {"seq": "number"}, "max_age_secs": 60}"#
+            try await client.execute(uri: "/v1/streams/kept", method: .put, headers: auth, body: ByteBuffer(string: misspelt)) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("unknown key max_age_secs"), "\(String(buffer: response.body))")
+            }
             // Nor a field: "a\u0000b" and "a" would be one feature where values are kept.
             let oddField = #"{"name": "odd", "entity_key": "user", "time_field": "ts", "features": {"a\u0000b": "number", "a": "number"}}"#
             try await client.execute(uri: "/v1/streams/odd", method: .put, headers: auth, body: ByteBuffer(string: oddField)) { response in

@@ -145,6 +145,9 @@ struct RegistryAPITests {
                 (.PUT, "/v1/models/churn/aliases/staging", #"{"version":"one"}"#, 400, "version must be a number"),
                 (.PUT, "/v1/models/churn/aliases/staging", #"{"version":1,"force":true}"#, 400, "needs a reason"),
                 (.PUT, "/v1/models/churn/aliases/staging", #"{"version":0}"#, 400, "version must be a whole number from 1"),
+                // A misspelt dry_run moved the alias for real.
+                (.PUT, "/v1/models/churn/aliases/staging", #"{"version":1,"dryrun":true}"#, 400, "unknown key dryrun (known: dry_run, force, reason, version)"),
+                (.PUT, "/v1/models/churn/aliases/staging", #"{"version":1.5}"#, 400, "a number in it does not fit its field"),
                 (.PUT, "/v1/models/churn/aliases/2024", #"{"version":1}"#, 400, "is all digits"),
                 (.PUT, "/v1/models/churn/aliases/staging", #"{"version":1,"force":true,"reason":"rollback\u0000 by mallory"}"#, 400, "reason must not contain control characters"),
                 (.POST, "/v1/models/churn/versions", badType, 400, "signature.feature_types[0] must be numeric or categorical"),

@@ -51,10 +51,14 @@ public indirect enum YAMLValue: Sendable, Equatable {
 
     /// Decodes a file's value into `type`, naming the file in the error.
     public func decode<T: Decodable>(_ type: T.Type, from file: String) throws(WharfError) -> T {
+        // A file a person wrote: keys a type does not read are refused where it checks.
+        let decoder = JSONDecoder()
+        decoder.userInfo[.refusesUnknownKeys] = true
+        let data = Data(jsonBytes())
         do {
-            return try JSONDecoder().decode(type, from: Data(jsonBytes()))
+            return try decoder.decode(type, from: data)
         } catch let error as DecodingError {
-            throw WharfError(.invalidInput, "\(file): \(JSONErrors.describe(error))")
+            throw WharfError(.invalidInput, "\(file): \(JSONErrors.describe(error, in: data))")
         } catch {
             throw WharfError(.invalidInput, "\(file): \(error)")
         }

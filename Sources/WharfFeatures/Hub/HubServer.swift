@@ -60,9 +60,10 @@ public final class HubServer: Sendable {
         public var streams: [StreamDefinition]
         public var views: [FeatureView]
 
-        enum CodingKeys: String, CodingKey { case streams, views }
+        enum CodingKeys: String, CodingKey, CaseIterable { case streams, views }
 
         public init(from decoder: any Decoder) throws {
+            try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
             let container = try decoder.container(keyedBy: CodingKeys.self)
             streams = try container.decodeIfPresent([StreamDefinition].self, forKey: .streams) ?? []
             views = try container.decodeIfPresent([FeatureView].self, forKey: .views) ?? []
@@ -73,10 +74,12 @@ public final class HubServer: Sendable {
         public static func load(file: String) throws -> Definitions {
             guard let data = FileManager.default.contents(atPath: file) else { throw WharfError(.notFound, "cannot read \(file)") }
             if file.hasSuffix(".json") {
+                let decoder = JSONDecoder()
+                decoder.userInfo[.refusesUnknownKeys] = true
                 do {
-                    return try JSONDecoder().decode(Definitions.self, from: data)
+                    return try decoder.decode(Definitions.self, from: data)
                 } catch let error as DecodingError {
-                    throw WharfError(.invalidInput, "\(file): \(JSONErrors.describe(error))")
+                    throw WharfError(.invalidInput, "\(file): \(JSONErrors.describe(error, in: data))")
                 }
             }
             return try YAMLReader.parse(String(decoding: data, as: UTF8.self), file: file).decode(Definitions.self, from: file)

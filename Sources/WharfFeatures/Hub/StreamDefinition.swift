@@ -28,7 +28,7 @@ public struct StreamDefinition: Sendable, Hashable, Codable {
         self.maxMessages = maxMessages
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name, features
         case entityKey = "entity_key"
         case timeField = "time_field"
@@ -37,6 +37,8 @@ public struct StreamDefinition: Sendable, Hashable, Codable {
     }
 
     public init(from decoder: any Decoder) throws {
+        // `max_age_secs` for `max_age_seconds` would be a stream kept for ever.
+        try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         name = try container.decode(String.self, forKey: .name)
         entityKey = try container.decode(String.self, forKey: .entityKey)

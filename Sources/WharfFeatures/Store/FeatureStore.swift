@@ -22,12 +22,13 @@ public struct FeatureView: Sendable, Hashable, Codable {
         self.required = required
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name, stream, features, required
         case ttlSeconds = "ttl_seconds"
     }
 
     public init(from decoder: any Decoder) throws {
+        try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         name = try container.decode(String.self, forKey: .name)
         stream = try container.decode(String.self, forKey: .stream)

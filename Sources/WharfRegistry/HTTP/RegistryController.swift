@@ -22,7 +22,7 @@ struct RegistryController: Sendable {
         /// would write, or the refusal it would get): a rollout asks before sending traffic.
         var dryRun: Bool?
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case version, reason, force
             case dryRun = "dry_run"
         }
@@ -30,6 +30,8 @@ struct RegistryController: Sendable {
 
     struct Reason: Codable {
         var reason: String?
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case reason }
     }
 
     func addRoutes(to router: Router<Context>) {
@@ -294,4 +296,23 @@ struct RegistryController: Sendable {
 struct ModelDetail: Codable {
     var model: RegisteredModel
     var versions: [ModelVersion]
+}
+
+// A misspelt `dry_run` made a real move of the alias; `reson` dropped the reason from the audit log.
+extension RegistryController.AliasMove {
+    init(from decoder: any Decoder) throws {
+        try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        version = try container.decode(Int.self, forKey: .version)
+        reason = try container.decodeIfPresent(String.self, forKey: .reason)
+        force = try container.decodeIfPresent(Bool.self, forKey: .force)
+        dryRun = try container.decodeIfPresent(Bool.self, forKey: .dryRun)
+    }
+}
+
+extension RegistryController.Reason {
+    init(from decoder: any Decoder) throws {
+        try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
+        reason = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(String.self, forKey: .reason)
+    }
 }
