@@ -53,8 +53,9 @@ public struct ArtifactStore: Sendable {
         return try upload.finish()
     }
 
-    /// One artifact on its way in: a temporary file, hashed and counted as it grows.
-    public final class Upload {
+    /// One artifact on its way in: a temporary file, hashed and counted as it grows. Used by one
+    /// task at a time (each step awaited before the next), on NIO's blocking-I/O pool.
+    public final class Upload: @unchecked Sendable {
         private let store: ArtifactStore
         private let temporary: String
         private var descriptor: Int32
@@ -99,6 +100,12 @@ public struct ArtifactStore: Sendable {
             guard rename(temporary, destination) == 0 else {
                 throw WharfError(.io, "cannot store the artifact: \(String(cString: strerror(errno)))")
             }
+            // The rename is durable once its directory is flushed: without it a crash could lose
+            // an artifact that a version registered right after already names.
+            let directory = open((destination as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
+            guard directory >= 0 else { throw WharfError(.io, "cannot open the artifact's directory: \(String(cString: strerror(errno)))") }
+            defer { close(directory) }
+            guard fsync(directory) == 0 else { throw WharfError(.io, "cannot flush the artifact's directory: \(String(cString: strerror(errno)))") }
             return ArtifactReference(sha256: digest, size: size)
         }
     }

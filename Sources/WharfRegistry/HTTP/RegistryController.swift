@@ -161,13 +161,16 @@ struct RegistryController: Sendable {
         return try JSONBody.response(Lists.Audit(entries: entries))
     }
 
-    /// Streams the body into the artifact store a chunk at a time.
+    /// Streams the body into the artifact store a chunk at a time. The writes and the final
+    /// flushes run on NIO's blocking-I/O pool, as downloads do: an upload (its fsync above all)
+    /// must not hold one of Swift's cooperative threads, which every other route needs.
     private func upload(_ request: Request) async throws -> Response {
-        let upload = try artifacts.beginUpload()
+        let upload = try await NIOThreadPool.singleton.runIfActive { [artifacts] in try artifacts.beginUpload() }
         for try await buffer in request.body {
-            try buffer.withUnsafeReadableBytes { bytes in try upload.append(bytes) }
+            try await NIOThreadPool.singleton.runIfActive { try buffer.withUnsafeReadableBytes { bytes in try upload.append(bytes) } }
         }
-        return try JSONBody.response(try upload.finish(), status: .created)
+        let artifact = try await NIOThreadPool.singleton.runIfActive { try upload.finish() }
+        return try JSONBody.response(artifact, status: .created)
     }
 
     /// The artifact, verified first, then streamed a chunk at a time. The file is read on NIO's
