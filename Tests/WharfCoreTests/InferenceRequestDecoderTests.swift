@@ -141,7 +141,7 @@ struct InferenceRequestDecoderTests {
         #expect(failure(#"{"inputs":[{"name":"x","shape":[1000000000,1000000000],"datatype":"FP32","data":[1]}]}"#).contains("shape dimension 1000000000.0 must be a whole number"))
         #expect(failure(#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP99","data":[1]}]}"#).contains("unknown datatype \"FP99\""))
         #expect(failure(#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["a"]}]}"#).contains("BYTES"))
-        #expect(failure(#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT8","data":[300]}]}"#).contains("300.0 is not a INT8 value"))
+        #expect(failure(#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT8","data":[300]}]}"#).contains("300.0 is not an INT8 value"))
         #expect(failure(#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#).contains("input 'x' has no data"))
         #expect(failure(#"{"inputs":[]}"#).contains("no inputs"))
         #expect(failure(#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}"#).contains("malformed request JSON"))

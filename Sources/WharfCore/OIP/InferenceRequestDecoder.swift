@@ -178,7 +178,7 @@ public enum InferenceRequestDecoder {
                 throw JSONScanner.Failure(offset: start, message: "\(label): shape \(shape) holds \(count) values, but data has \(data.count)")
             }
             if let range = datatype.integerRange, let bad = data.first(where: { !range.contains($0) || $0 != $0.rounded() }) {
-                throw JSONScanner.Failure(offset: start, message: "\(label): \(bad) is not a \(datatype.rawValue) value")
+                throw JSONScanner.Failure(offset: start, message: "\(label): \(bad) is not \(datatype.rawValue.hasPrefix("INT") || datatype.rawValue.hasPrefix("FP") ? "an" : "a") \(datatype.rawValue) value")
             }
             // JSON cannot write infinity: one read here is a number past a double's range (1e400).
             if datatype == .fp64, data.contains(where: \.isInfinite) {
