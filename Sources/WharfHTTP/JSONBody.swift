@@ -29,6 +29,42 @@ public enum JSONBody {
         return try decode(type, from: Data(buffer.readableBytesView))
     }
 
+    /// ``decode(_:from:limit:)`` for a type whose keys are the same both ways (synthesized
+    /// `Codable`): a key of the body that the decoded value does not write back is one it did not
+    /// read, and a 400 names it (`lineage.parent_versoin` would otherwise be dropped, and the
+    /// version registered without its parent). Keys with a null value are let through.
+    public static func decodeStrictly<T: Codable>(_ type: T.Type, from request: Request, limit: Int = 1 << 20) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limit)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            throw WharfError(.payloadTooLarge, "the request body is larger than \(limit) bytes")
+        }
+        let data = Data(buffer.readableBytesView)
+        let value = try decode(type, from: data)
+        if let sent = try? JSONSerialization.jsonObject(with: data), let read = try? JSONSerialization.jsonObject(with: Data(encode(value))),
+           let unknown = unknownKey(in: sent, readBack: read, path: "") {
+            throw WharfError(.invalidInput, "the request body is not a valid \(String(describing: type)): \(unknown): unknown key")
+        }
+        return value
+    }
+
+    /// The path of the first key (by name) of `sent` that `readBack` lacks.
+    static func unknownKey(in sent: Any, readBack: Any, path: String) -> String? {
+        if let sent = sent as? [String: Any], let readBack = readBack as? [String: Any] {
+            for key in sent.keys.sorted() where !(sent[key] is NSNull) {
+                let here = path.isEmpty ? key : "\(path).\(key)"
+                guard let counterpart = readBack[key] else { return here }
+                if let found = unknownKey(in: sent[key]!, readBack: counterpart, path: here) { return found }
+            }
+        } else if let sent = sent as? [Any], let readBack = readBack as? [Any], sent.count == readBack.count {
+            for (index, (element, counterpart)) in zip(sent, readBack).enumerated() {
+                if let found = unknownKey(in: element, readBack: counterpart, path: "\(path)[\(index)]") { return found }
+            }
+        }
+        return nil
+    }
+
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws(WharfError) -> T {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601

@@ -127,6 +127,8 @@ struct RegistryAPITests {
             let badType = #"{"format":"xgboost_json","task":"binary","signature":{"features":["a"],"feature_types":["banana"],"outputs":["p"]},"artifact":{"sha256":"\#(zeros)","size":5},"params":{},"tags":{},"lineage":{}}"#
             let badLineage = #"{"format":"xgboost_json","task":"binary",\#(signature),"artifact":{"sha256":"\#(zeros)","size":5},"params":{},"tags":{},"lineage":{"training_data":{"sha256":"nope","rows":-5,"columns":0}}}"#
             let nulFormat = #"{"format":"xgboost\u0000json","task":"binary",\#(signature),"artifact":{"sha256":"\#(zeros)","size":5},"params":{},"tags":{},"lineage":{}}"#
+            // A misspelt key would be dropped: this version would be registered with no parent.
+            let misspelt = #"{"format":"xgboost_json","task":"binary",\#(signature),"artifact":{"sha256":"\#(zeros)","size":5},"params":{},"tags":{},"lineage":{"parent_versoin":1}}"#
             let gate = #"{"gate":"roc_auc>=0.9","value":0.5,"threshold":0.9,"passed":false,"detail":""}"#
             let claimsPass = #"{"data":{"sha256":"\#(zeros)","rows":10,"columns":3},"metrics":{},"gates":[\#(gate)],"passed":true}"#
             let noRows = #"{"data":{"sha256":"\#(zeros)","rows":0,"columns":-3},"metrics":{},"gates":[],"passed":true}"#
@@ -135,6 +137,7 @@ struct RegistryAPITests {
                 (.POST, "/v1/models/churn/versions", "{not json", 400, "malformed JSON"),
                 (.POST, "/v1/models/churn/versions", unknownArtifact, 400, "upload it to /v1/artifacts first"),
                 (.POST, "/v1/models/churn/versions", badTask, 400, "task must be"),
+                (.POST, "/v1/models/churn/versions", misspelt, 400, "lineage.parent_versoin: unknown key"),
                 (.GET, "/v1/models/churn/versions/7", nil, 404, "has no version 7"),
                 (.GET, "/v1/models/churn/versions/zero", nil, 400, "whole number"),
                 (.GET, "/v1/models/no..pe/versions", nil, 400, "may hold only"),

@@ -47,14 +47,14 @@ struct RegistryController: Sendable {
         }
         models.put(":name/validation-data") { request, context in
             let name = try Self.name(context)
-            let data = try await JSONBody.decode(DatasetFingerprint.self, from: request)
+            let data = try await JSONBody.decodeStrictly(DatasetFingerprint.self, from: request)
             try RegistryName.checkDigest(data.sha256)
             guard data.rows > 0, data.columns > 0 else { throw WharfError(.invalidInput, "validation data must have rows and columns") }
             return try JSONBody.response(try await store.setValidationData(name: name, data: data, actor: Self.actor(request)))
         }
         models.post(":name/versions") { request, context in
             let name = try Self.name(context)
-            let draft = try await JSONBody.decode(VersionDraft.self, from: request)
+            let draft = try await JSONBody.decodeStrictly(VersionDraft.self, from: request)
             try Self.check(draft)
             guard artifacts.contains(draft.artifact) else {
                 throw WharfError(.invalidInput, "artifact sha256 \(draft.artifact.sha256) (\(draft.artifact.size) bytes) is not in the registry: upload it to /v1/artifacts first")
@@ -79,7 +79,7 @@ struct RegistryController: Sendable {
         }
         models.post(":name/versions/:version/validations") { request, context in
             let version = try await resolveVersion(context)
-            var record = try await JSONBody.decode(ValidationRecord.self, from: request)
+            var record = try await JSONBody.decodeStrictly(ValidationRecord.self, from: request)
             try Self.check(record)
             record.by = Self.actor(request)
             record.at = Date()
