@@ -63,6 +63,11 @@ struct YAMLReaderTests {
             ("a: 1\n  b: 2", "line 2: unexpected indentation"),
             ("a: 1\n---\nb: 2", "line 2: one document per file"),
             ("- a\nb: 1", "line 2"),
+            // Nested thousands deep, by brackets or by indentation: refused, not a stack overflow.
+            ("a: " + String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000), "line 1: nested deeper than 64 levels"),
+            ("a: " + String(repeating: "{b: ", count: 1_000) + "1" + String(repeating: "}", count: 1_000), "line 1: nested deeper than 64 levels"),
+            ((0..<300).map { String(repeating: " ", count: 2 * $0) + "k:" }.joined(separator: "\n"), "line 65: nested deeper than 64 levels"),
+            ((0..<300).map { String(repeating: " ", count: 2 * $0) + "-" }.joined(separator: "\n"), "line 65: nested deeper than 64 levels"),
         ]
         for (text, expected) in cases {
             #expect(throws: WharfError.self) { try YAMLReader.parse(text, file: "f.yaml") }

@@ -92,6 +92,10 @@ public struct YAMLReader {
     private var lines: [Line] = []
     private var position = 0
     private let rawLines: [String]
+    /// How many collections the current node is inside: the reader recurses, and a file nested
+    /// thousands deep (by indentation or brackets) would overflow the stack, not be refused.
+    private var depth = 0
+    static let maxDepth = 64
 
     private init(text: String, file: String) {
         self.file = file
@@ -123,6 +127,9 @@ public struct YAMLReader {
     /// The node starting at the current line, whose lines are indented by `indent`.
     private mutating func node(indent: Int) throws(WharfError) -> YAMLValue {
         let line = lines[position]
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maxDepth else { throw error(line.number, "nested deeper than \(Self.maxDepth) levels") }
         if line.content == "-" || line.content.hasPrefix("- ") { return try sequence(indent: line.indent) }
         if try Self.splitKey(line.content, line: line.number, file: file) != nil { return try mapping(indent: line.indent) }
         position += 1
@@ -377,6 +384,7 @@ private struct FlowParser {
     var index = 0
     let line: Int
     let file: String
+    var depth = 0
 
     init(characters: [Character], line: Int, file: String) {
         self.characters = characters
@@ -433,15 +441,25 @@ private struct FlowParser {
         return YAMLEntry(key: key, value: try value())
     }
 
+    /// One collection deeper; the reader recurses, so the depth is bounded.
+    mutating func enter() throws(WharfError) {
+        guard depth < YAMLReader.maxDepth else { throw error("nested deeper than \(YAMLReader.maxDepth) levels") }
+        depth += 1
+    }
+
     mutating func value() throws(WharfError) -> YAMLValue {
         skipSpaces()
         guard index < characters.count else { throw error("a flow collection ends too soon") }
         switch characters[index] {
         case "[":
+            try enter()
+            defer { depth -= 1 }
             var items: [YAMLValue] = []
             try collection(closing: "]", kind: "sequence") { parser throws(WharfError) in items.append(try parser.value()) }
             return .sequence(items)
         case "{":
+            try enter()
+            defer { depth -= 1 }
             var entries: [YAMLEntry] = []
             try collection(closing: "}", kind: "mapping") { parser throws(WharfError) in
                 let entry = try parser.entry()
