@@ -34,3 +34,9 @@ func encodeJSON(_ value: some Encodable) throws -> String {
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
 }
+
+/// A port a service listens on: 0 (a free one) or 1…65535. Beyond, NIO would take the number
+/// modulo 65536 and listen somewhere else (99999 became 34463) without a word.
+func checkListenPort(_ port: Int, option: String = "--port") throws {
+    guard (0...65535).contains(port) else { throw ValidationError("\(option) is \(port): ports are 0 (a free one) … 65535") }
+}

@@ -39,6 +39,10 @@ struct GatewayCommand: AsyncParsableCommand {
 
     static let minimumAdminKeyLength = 16
 
+    func validate() throws {
+        try checkListenPort(port)
+    }
+
     func run() async throws {
         // The gateway only moves bytes: run Swift Concurrency's jobs on NIO's event loops, so a
         // forwarded request does not hop between the cooperative pool and the loops (each hop a

@@ -29,6 +29,10 @@ struct HubCommand: AsyncParsableCommand {
     var definitions: String?
     @Option(help: "Log format: text or json.") var logFormat: LogFormat = .text
 
+    func validate() throws {
+        try checkListenPort(port)
+    }
+
     func run() async throws {
         bootstrapLogging(format: logFormat, level: .info)
         let logger = Logger(label: "wharf.hub")

@@ -27,6 +27,10 @@ extension PipelineCommand {
         @Option(help: "Gateway API key with the deploy scope, for deploy steps (WHARF_API_KEY).") var gatewayKey: String?
         @Option(help: "Log format: text or json.") var logFormat: LogFormat = .text
 
+        func validate() throws {
+            try checkListenPort(port)
+        }
+
         func run() async throws {
             bootstrapLogging(format: logFormat, level: .info)
             let logger = Logger(label: "wharf.pipelines")

@@ -52,6 +52,10 @@ struct RegistryCommand: AsyncParsableCommand {
     @Option(help: "Log level.")
     var logLevel: Logger.Level = .info
 
+    func validate() throws {
+        try checkListenPort(port)
+    }
+
     func run() async throws {
         bootstrapLogging(format: logFormat, level: logLevel)
         let logger = Logger(label: "wharf.registry")

@@ -78,6 +78,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Log level.")
     var logLevel: Logger.Level = .info
 
+    func validate() throws {
+        try checkListenPort(port)
+    }
+
     func run() async throws {
         bootstrapLogging(format: logFormat, level: logLevel)
         let registry = PrometheusCollectorRegistry()

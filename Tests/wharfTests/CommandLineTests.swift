@@ -142,6 +142,18 @@ struct ServeCommandLineTests {
 }
 
 extension ServeCommandLineTests {
+    /// Every service refuses a port past 65535: NIO took 99999 modulo 65536 and listened on
+    /// 34463, without a word.
+    @Test("a port past 65535 is refused, not wrapped", arguments: [
+        ["serve", "--model", "a=b.json"], ["gateway", "--admin-key", "0123456789abcdef"], ["registry", "--token", "t"], ["hub"],
+        ["pipeline", "serve", "p.yaml"],
+    ])
+    func portsPast65535(arguments: [String]) throws {
+        let result = try WharfCLI.run(arguments + ["--port", "99999"])
+        #expect(result.status == 64)
+        #expect(result.stderr.contains("--port is 99999: ports are 0 (a free one) … 65535"), "\(result.stderr)")
+    }
+
     /// The real process: it becomes ready, answers, and exits cleanly on SIGTERM.
     @Test("serve starts, answers, and exits 0 on SIGTERM")
     func serveLifecycle() async throws {
