@@ -54,6 +54,7 @@ public struct GatewayClient: Sendable {
     }
 
     private func call(_ method: HTTPMethod, _ path: String, body: (some Encodable)?) async throws -> [String: Any] {
+        try ServiceURL.check(baseURL, "the gateway URL")
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         if let key { request.headers.add(name: "authorization", value: "Bearer \(key)") }

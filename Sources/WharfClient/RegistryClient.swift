@@ -212,6 +212,7 @@ public struct RegistryClient: Sendable {
     }
 
     private func perform(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {
+        try ServiceURL.check(baseURL, "the registry URL")
         do {
             return try await http.execute(request, timeout: timeout)
         } catch let error as HTTPClientError where error == .readTimeout {

@@ -40,3 +40,13 @@ func encodeJSON(_ value: some Encodable) throws -> String {
 func checkListenPort(_ port: Int, option: String = "--port") throws {
     guard (0...65535).contains(port) else { throw ValidationError("\(option) is \(port): ports are 0 (a free one) … 65535") }
 }
+
+/// A service URL given on the command line, checked before anything starts (a usage error).
+func checkServiceURL(_ url: String?, option: String) throws {
+    guard let url else { return }
+    do {
+        try ServiceURL.check(url, option)
+    } catch {
+        throw ValidationError(error.message)
+    }
+}

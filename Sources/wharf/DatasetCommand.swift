@@ -54,7 +54,7 @@ struct DatasetCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 try RegistryName.check(view, kind: "view")
-                let base = hub ?? ProcessInfo.processInfo.environment["WHARF_HUB_URL"] ?? "http://127.0.0.1:8082"
+                let base = try ServiceURL.check(hub ?? ProcessInfo.processInfo.environment["WHARF_HUB_URL"] ?? "http://127.0.0.1:8082", "the hub URL")
                 let records: [[String]]
                 switch (labels, labelsStream, label) {
                 case (let file?, nil, nil):

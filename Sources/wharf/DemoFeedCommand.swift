@@ -30,6 +30,11 @@ struct DemoFeedCommand: AsyncParsableCommand {
     @Option(help: "Relative noise on each measurement, so every patient is new.") var noise = 0.01
     @Option(help: "Random seed.") var seed: UInt64 = 7
 
+    func validate() throws {
+        try checkServiceURL(hub, option: "--hub")
+        try checkServiceURL(gateway, option: "--gateway")
+    }
+
     func run() async throws {
         try await reportingErrors {
             guard let token = ProcessInfo.processInfo.environment["WHARF_HUB_TOKEN"] else { throw WharfError(.invalidInput, "set WHARF_HUB_TOKEN") }

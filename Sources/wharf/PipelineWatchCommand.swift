@@ -83,7 +83,7 @@ extension PipelineCommand {
                 struct Bounds: Decodable { var last: Int64 }
                 var bounds: Bounds
             }
-            let base = hub.hasSuffix("/") ? String(hub.dropLast()) : hub
+            let base = try ServiceURL.check(hub, "the hub URL")
             let response = try await RegistryClient.failFast.execute(HTTPClientRequest(url: "\(base)/v1/streams/\(stream)"), timeout: .seconds(30))
             let bytes = try await response.body.collect(upTo: 1 << 20)
             guard response.status == .ok else { throw WharfError(.unavailable, "the hub answered \(response.status.code) for stream \(stream)") }

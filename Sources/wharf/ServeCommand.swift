@@ -80,6 +80,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     func validate() throws {
         try checkListenPort(port)
+        try checkServiceURL(registry, option: "--registry")
+        try checkServiceURL(hub, option: "--hub")
     }
 
     func run() async throws {

@@ -154,6 +154,23 @@ extension ServeCommandLineTests {
         #expect(result.stderr.contains("--port is 99999: ports are 0 (a free one) … 65535"), "\(result.stderr)")
     }
 
+    /// A service URL with a port past 65535 is refused with a message: async-http-client trapped
+    /// on it (an IP address and port 99999), and every command given one crashed.
+    @Test("a service URL with a port past 65535 is an error, not a crash", arguments: [
+        (["models", "list", "--registry", "http://127.0.0.1:99999"], "the registry URL \"http://127.0.0.1:99999\" has port"),
+        (["deploy", "status", "m", "--gateway", "http://127.0.0.1:99999", "--key", "k"], "the gateway URL \"http://127.0.0.1:99999\" has port"),
+        (["serve", "--registry", "http://127.0.0.1:99999", "--model", "m@production", "--port", "0"], "--registry \"http://127.0.0.1:99999\" has port"),
+        (["serve", "--hub", "http://127.0.0.1:99999", "--model", "m=x.json", "--port", "0"], "--hub \"http://127.0.0.1:99999\" has port"),
+        (["dataset", "build", "--view", "v", "--labels", "x.csv", "--out", "y.csv", "--hub", "http://127.0.0.1:99999"], "the hub URL \"http://127.0.0.1:99999\" has port"),
+        (["deploy", "rollout", "m", "--version", "2", "--replicas", "http://127.0.0.1:99999", "--gateway", "http://127.0.0.1:1", "--registry", "http://127.0.0.1:1"],
+         "candidate replicas: replica \"http://127.0.0.1:99999\" has port"),
+    ])
+    func servicePortsPast65535(arguments: [String], message: String) throws {
+        let result = try WharfCLI.run(arguments)
+        #expect(result.status == 2 || result.status == 64, "exit status \(result.status)")
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+    }
+
     /// The real process: it becomes ready, answers, and exits cleanly on SIGTERM.
     @Test("serve starts, answers, and exits 0 on SIGTERM")
     func serveLifecycle() async throws {

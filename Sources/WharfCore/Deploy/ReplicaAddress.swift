@@ -21,9 +21,10 @@ public struct ReplicaAddress: Sendable, Hashable {
     /// The longest URL taken.
     public static let maxLength = 512
 
-    public init(_ url: String) throws(WharfError) {
+    /// `what` names the URL in errors: a replica's, or a service's ("the registry URL").
+    public init(_ url: String, what: String = "replica") throws(WharfError) {
         func refuse(_ why: String) -> WharfError {
-            WharfError(.invalidInput, "replica \"\(url.prefix(80))\" \(why)")
+            WharfError(.invalidInput, "\(what) \"\(url.prefix(80))\" \(why)")
         }
         guard url.utf8.count <= Self.maxLength else { throw refuse("is longer than \(Self.maxLength) bytes") }
         let rest: Substring
@@ -110,5 +111,16 @@ public struct ReplicaAddress: Sendable, Hashable {
             normalized.append(address.normalized)
         }
         return normalized
+    }
+}
+
+/// The base URL of a Wharf service a client calls (registry, gateway, hub), checked as a
+/// replica's is: http(s), a host, a port 1…65535, no query. async-http-client traps on a port
+/// past 65535 with an IP address (`http://127.0.0.1:99999` crashed every command given it), so
+/// every client checks its URL before the first request.
+public enum ServiceURL {
+    @discardableResult
+    public static func check(_ url: String, _ what: String) throws(WharfError) -> String {
+        try ReplicaAddress(url, what: what).normalized
     }
 }

@@ -65,6 +65,9 @@ public struct Rollout: Sendable {
         let label = String(version)
         guard !replicas.isEmpty else { throw WharfError(.invalidInput, "a rollout needs the candidate replicas' URLs") }
         guard candidateAlias != alias else { throw WharfError(.invalidInput, "the candidate alias and the production alias must differ") }
+        // Checked before anything moves (the readiness polls below call them directly).
+        _ = try ReplicaAddress.checkList(replicas, "candidate replicas")
+        if let productionReplicas { _ = try ReplicaAddress.checkList(productionReplicas, "production replicas") }
         _ = try await registry.version(model, version)
 
         try await waitForNoCanary(gateway: gateway, progress: progress)
