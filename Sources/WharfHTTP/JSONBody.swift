@@ -20,13 +20,16 @@ public enum JSONBody {
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = 1 << 20) async throws -> T {
-        let buffer: ByteBuffer
+        try decode(type, from: try await body(of: request, limit: limit))
+    }
+
+    /// The whole body, up to `limit` bytes (413 beyond).
+    private static func body(of request: Request, limit: Int) async throws -> Data {
         do {
-            buffer = try await request.body.collect(upTo: limit)
+            return Data(try await request.body.collect(upTo: limit).readableBytesView)
         } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             throw WharfError(.payloadTooLarge, "the request body is larger than \(limit) bytes")
         }
-        return try decode(type, from: Data(buffer.readableBytesView))
     }
 
     /// ``decode(_:from:limit:)`` for a type whose keys are the same both ways (synthesized
@@ -34,13 +37,7 @@ public enum JSONBody {
     /// read, and a 400 names it (`lineage.parent_versoin` would otherwise be dropped, and the
     /// version registered without its parent). Keys with a null value are let through.
     public static func decodeStrictly<T: Codable>(_ type: T.Type, from request: Request, limit: Int = 1 << 20) async throws -> T {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: limit)
-        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-            throw WharfError(.payloadTooLarge, "the request body is larger than \(limit) bytes")
-        }
-        let data = Data(buffer.readableBytesView)
+        let data = try await body(of: request, limit: limit)
         let value = try decode(type, from: data)
         if let sent = try? JSONSerialization.jsonObject(with: data), let read = try? JSONSerialization.jsonObject(with: Data(encode(value))),
            let unknown = unknownKey(in: sent, readBack: read, path: "") {
