@@ -121,6 +121,13 @@ struct HubEntityTests {
             try await client.execute(uri: "/v1/features/activity/a%00b", method: .get) { response in
                 #expect(response.status == .badRequest, "\(String(buffer: response.body))")
             }
+            // A row's time under another name would be read as "now", leaking later values into
+            // a point-in-time join: refused.
+            let misnamed = #"{"rows": [{"entity": "a", "ts": "2026-11-29T09:00:00Z"}]}"#
+            try await client.execute(uri: "/v1/features/activity/lookup", method: .post, body: ByteBuffer(string: misnamed)) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("unknown key ts"), "\(String(buffer: response.body))")
+            }
             let rows = #"{"rows": [{"entity": "a"}, {"entity": "a\u0000b", "time": "2026-11-29T11:00:00Z"}]}"#
             try await client.execute(uri: "/v1/features/activity/lookup", method: .post, body: ByteBuffer(string: rows)) { response in
                 #expect(response.status == .badRequest)

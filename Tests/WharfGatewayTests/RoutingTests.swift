@@ -99,6 +99,12 @@ struct TrafficSplitterTests {
         for pair in [["http://a:80", "http://a"], ["http://Host:9000", "http://host:9000/"], ["https://a", "https://a:443"], ["http://[::1]:1", "http://[::1]:1/"]] {
             #expect(refusal(pair)?.contains("targets[0] (version 1): replica \"\(pair[1])\" is listed twice (also as \"\(pair[0])\")") == true)
         }
+        // Schemes are case-insensitive, and written in lower case.
+        #expect(try version(["HTTP://a:1", "Https://b"]).validated().targets[0].replicas == ["http://a:1", "https://b"])
+        // A service's URL is checked the same way; a Unix socket (no port) passes as given.
+        #expect(try ServiceURL.check("HTTP://127.0.0.1:8081/", "the registry URL") == "http://127.0.0.1:8081")
+        #expect(try ServiceURL.check("http+unix://%2Ftmp%2Fregistry.sock/", "the registry URL") == "http+unix://%2Ftmp%2Fregistry.sock")
+        #expect(throws: WharfError.self) { try ServiceURL.check("http://127.0.0.1:99999", "the registry URL") }
         // Different servers, or the same server behind different prefixes, are fine.
         #expect(refusal(["http://a:1", "http://a:2", "https://a:1", "http://a:1/p"]) == nil)
         let reasons = [
@@ -113,7 +119,7 @@ struct TrafficSplitterTests {
             "http://host/v?x=1": "query or fragment",
             "http://[::1": "closing ]",
             "http://[::1]x": "after its IPv6 address",
-            "HTTP://host": "must be an http:// or https:// URL",
+            "ftp://host": "must be an http:// or https:// URL",
             "http://" + String(repeating: "a", count: 600): "longer than 512 bytes",
         ]
         for (url, reason) in reasons {

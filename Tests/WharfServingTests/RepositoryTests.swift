@@ -107,5 +107,13 @@ struct RepositoryTests {
         let server = ModelServer(configuration: ServingConfiguration(port: 0, catalog: .repository(root)), logger: ServingFixtures.logger)
         await #expect(throws: WharfError.self) { try await server.manager.load("prices") }
         #expect(server.store.index().first { $0.name == "prices" }?.state == "UNAVAILABLE")
+        // A misspelt key is refused, not a setting silently left at its default.
+        try #"{"max_batch_rows": 8, "max_queue_delay": 5}"#.write(toFile: "\(root)/prices/settings.json", atomically: true, encoding: .utf8)
+        do {
+            _ = try await server.manager.load("prices", force: true)
+            Issue.record("a settings file with max_queue_delay was accepted")
+        } catch let error as WharfError {
+            #expect(error.message.contains("unknown key max_queue_delay"), "\(error.message)")
+        }
     }
 }

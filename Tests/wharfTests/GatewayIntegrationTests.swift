@@ -398,6 +398,19 @@ struct GatewayIntegrationTests {
             // The replica's deadline passed: the answer owed was not cut short by the 400.
             #expect(Date().timeIntervalSince(started) >= 0.29)
         }
+        // The same with a megabyte after the refused request: read over many reads, each of
+        // which the failed decoder reports again; only the first error counts.
+        let trailing = try RawHTTP.exchange(port: base, request: handedOverFirst + owedRequest + "NOT HTTP AT ALL\r\n\r\n"
+                                            + String(repeating: "x", count: 1 << 20))
+        #expect(trailing.map(\.status) == [200, 503, 400], "\(trailing.map(\.head))")
+        // With only the router's answer owed, its own order holds: the answer, then the 400,
+        // also when the client closes its side at once.
+        let routerOwed = try RawHTTP.exchange(port: base, request: handedOverFirst + "NOT HTTP AT ALL\r\n\r\n", halfClose: true)
+        #expect(routerOwed.map(\.status) == [200, 400], "\(routerOwed.map(\.head))")
+        // An absolute-form target whose authority ends in a query has no inference path.
+        let queryOnly = try RawHTTP.exchange(port: base, request: handedOverFirst + "POST http://x?/v2/models/champ/infer HTTP/1.1\r\nHost: x\r\n"
+                                             + "Connection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        #expect(queryOnly.count == 2 && queryOnly.last?.body.contains("\"outputs\"") == false, "\(queryOnly.map(\.head))")
 
         // A ready replica that never answers: 503 after the deployment's timeout, not later, each
         // time on a new connection (a timed-out one is closed); after three, its breaker is open

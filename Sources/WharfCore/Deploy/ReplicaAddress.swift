@@ -28,10 +28,12 @@ public struct ReplicaAddress: Sendable, Hashable {
         }
         guard url.utf8.count <= Self.maxLength else { throw refuse("is longer than \(Self.maxLength) bytes") }
         let rest: Substring
-        if url.hasPrefix("http://") {
+        // Schemes are case-insensitive (RFC 3986); the normalized URL writes them in lower case.
+        let start = url.prefix(8).lowercased()
+        if start.hasPrefix("http://") {
             scheme = .http
             rest = url.dropFirst("http://".count)
-        } else if url.hasPrefix("https://") {
+        } else if start.hasPrefix("https://") {
             scheme = .https
             rest = url.dropFirst("https://".count)
         } else {
@@ -121,6 +123,14 @@ public struct ReplicaAddress: Sendable, Hashable {
 public enum ServiceURL {
     @discardableResult
     public static func check(_ url: String, _ what: String) throws(WharfError) -> String {
-        try ReplicaAddress(url, what: what).normalized
+        // A Unix domain socket (async-http-client's http+unix://, https+unix://, unix://) has a
+        // path, not a port: passed on as given.
+        let scheme = url.prefix { $0 != ":" }.lowercased()
+        if url.dropFirst(scheme.count).hasPrefix("://"), ["http+unix", "https+unix", "unix"].contains(scheme) {
+            var trimmed = url
+            while trimmed.hasSuffix("/") { trimmed.removeLast() }
+            return trimmed
+        }
+        return try ReplicaAddress(url, what: what).normalized
     }
 }

@@ -271,9 +271,27 @@ struct HubController: Sendable {
             var entity: String
             /// RFC 3339 or seconds since 1970; absent: now.
             var time: FeatureValue?
+
+            enum CodingKeys: String, CodingKey, CaseIterable { case entity, time }
+
+            init(from decoder: any Decoder) throws {
+                // A row's time under another name ("ts") would be read as now: a point-in-time
+                // join would take values from after the label's time.
+                try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                entity = try container.decode(String.self, forKey: .entity)
+                time = try container.decodeIfPresent(FeatureValue.self, forKey: .time)
+            }
         }
 
         var rows: [Row]
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case rows }
+
+        init(from decoder: any Decoder) throws {
+            try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
+            rows = try decoder.container(keyedBy: CodingKeys.self).decode([Row].self, forKey: .rows)
+        }
     }
 
     private func defineView(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

@@ -244,10 +244,12 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         return head.uri.utf8.withContiguousStorageIfAvailable { uri -> Target? in
             var start = 0
             if uri.first != UInt8(ascii: "/") {
+                // The authority ends at the first of / ? #; only a path may follow it here.
                 guard let scheme = uri.firstRange(of: "://".utf8), scheme.lowerBound > 0,
-                      let slash = uri[scheme.upperBound...].firstIndex(of: UInt8(ascii: "/"))
+                      let end = uri[scheme.upperBound...].firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }),
+                      uri[end] == UInt8(ascii: "/")
                 else { return nil }
-                start = slash
+                start = end
             }
             let end = uri[start...].firstIndex(of: UInt8(ascii: "?")) ?? uri.count
             return target(path: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: uri[start..<end])))
@@ -410,13 +412,23 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Not while a body is being collected: that request will never end, and the router
-        // answers the error now.
-        if error is HTTPParserError, answerOwed {
+        // Held only while this handler owes an inference answer ahead of it. Not while a body
+        // is being collected (that request will never end: the router answers the error now),
+        // nor when only the router owes answers (its own stream keeps their order).
+        if error is HTTPParserError, heldParseError == nil, owesInferenceAhead {
             heldParseError = error
             return
         }
+        // Bytes after the refused request make the decoder fail again on each read: only the
+        // first error counts, or the router would close before the answer owed is written.
+        if heldParseError != nil, error is ByteToMessageDecoderError { return }
         context.fireErrorCaught(error)
+    }
+
+    /// An inference answer is owed, or a request waits behind one.
+    private var owesInferenceAhead: Bool {
+        if case .awaitingAnswer = state { return true }
+        return !waiting.isEmpty
     }
 
     // MARK: Outbound
@@ -424,7 +436,9 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     func read(context: ChannelHandlerContext) {
         // Reads stop only while pipelined requests wait, so that they cannot pile up. Not while
         // an answer is owed: a client that waits for it sends nothing meanwhile, and stopping
-        // reads would cost two epoll_ctl calls a request.
+        // reads would cost two epoll_ctl calls a request. (After a refused request the decoder
+        // drops what it reads: bytes left unread at the close would reset the connection, and
+        // the client could lose the answers written before it.)
         if waiting.isEmpty {
             context.read()
         } else {

@@ -53,9 +53,8 @@ public struct ArtifactStore: Sendable {
         return try upload.finish()
     }
 
-    /// One artifact on its way in: a temporary file, hashed and counted as it grows. Used by one
-    /// task at a time (each step awaited before the next), on NIO's blocking-I/O pool.
-    public final class Upload: @unchecked Sendable {
+    /// One artifact on its way in: a temporary file, hashed and counted as it grows.
+    public final class Upload {
         private let store: ArtifactStore
         private let temporary: String
         private var descriptor: Int32
@@ -83,6 +82,13 @@ public struct ArtifactStore: Sendable {
             try ArtifactStore.writeAll(descriptor, chunk)
         }
 
+        private static func flushDirectory(_ path: String) throws(WharfError) {
+            let directory = open(path, O_RDONLY | O_DIRECTORY)
+            guard directory >= 0 else { throw WharfError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
+            defer { close(directory) }
+            guard fsync(directory) == 0 else { throw WharfError(.io, "cannot flush \(path): \(String(cString: strerror(errno)))") }
+        }
+
         public func append(_ chunk: [UInt8]) throws {
             try chunk.withUnsafeBytes { bytes in try append(bytes) }
         }
@@ -100,12 +106,11 @@ public struct ArtifactStore: Sendable {
             guard rename(temporary, destination) == 0 else {
                 throw WharfError(.io, "cannot store the artifact: \(String(cString: strerror(errno)))")
             }
-            // The rename is durable once its directory is flushed: without it a crash could lose
+            // The rename is durable once its directory is flushed, and that directory's own entry
+            // once its parent is (it may have just been made): without them a crash could lose
             // an artifact that a version registered right after already names.
-            let directory = open((destination as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
-            guard directory >= 0 else { throw WharfError(.io, "cannot open the artifact's directory: \(String(cString: strerror(errno)))") }
-            defer { close(directory) }
-            guard fsync(directory) == 0 else { throw WharfError(.io, "cannot flush the artifact's directory: \(String(cString: strerror(errno)))") }
+            let shard = (destination as NSString).deletingLastPathComponent
+            for directory in [shard, (shard as NSString).deletingLastPathComponent] { try Self.flushDirectory(directory) }
             return ArtifactReference(sha256: digest, size: size)
         }
     }

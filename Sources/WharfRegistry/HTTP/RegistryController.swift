@@ -165,11 +165,11 @@ struct RegistryController: Sendable {
     /// flushes run on NIO's blocking-I/O pool, as downloads do: an upload (its fsync above all)
     /// must not hold one of Swift's cooperative threads, which every other route needs.
     private func upload(_ request: Request) async throws -> Response {
-        let upload = try await NIOThreadPool.singleton.runIfActive { [artifacts] in try artifacts.beginUpload() }
+        let upload = try await NIOThreadPool.singleton.runIfActive { [artifacts] in UploadInFlight(try artifacts.beginUpload()) }
         for try await buffer in request.body {
-            try await NIOThreadPool.singleton.runIfActive { try buffer.withUnsafeReadableBytes { bytes in try upload.append(bytes) } }
+            try await NIOThreadPool.singleton.runIfActive { try buffer.withUnsafeReadableBytes { bytes in try upload.value.append(bytes) } }
         }
-        let artifact = try await NIOThreadPool.singleton.runIfActive { try upload.finish() }
+        let artifact = try await NIOThreadPool.singleton.runIfActive { try upload.value.finish() }
         return try JSONBody.response(artifact, status: .created)
     }
 
@@ -318,4 +318,11 @@ extension RegistryController.Reason {
         try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
         reason = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(String.self, forKey: .reason)
     }
+}
+
+/// One upload handed between this route's task and NIO's blocking-I/O pool: each step is awaited
+/// before the next, so it is never used from two threads at once.
+private final class UploadInFlight: @unchecked Sendable {
+    let value: ArtifactStore.Upload
+    init(_ value: ArtifactStore.Upload) { self.value = value }
 }

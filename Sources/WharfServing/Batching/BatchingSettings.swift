@@ -39,7 +39,7 @@ public struct BatchingSettings: Sendable, Hashable, Codable {
     /// cost a few percent of a small request when it was read per batch.
     public static let processorCount: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case maxBatchRows = "max_batch_rows"
         case maxQueueDelayMilliseconds = "max_queue_delay_ms"
         case maxQueuedRows = "max_queued_rows"
@@ -47,6 +47,8 @@ public struct BatchingSettings: Sendable, Hashable, Codable {
     }
 
     public init(from decoder: any Decoder) throws {
+        // `max_queue_delay` for `max_queue_delay_ms` would be a setting silently not applied.
+        try UnknownKeys.refuseInInput(decoder, CodingKeys.self)
         let defaults = BatchingSettings()
         let container = try decoder.container(keyedBy: CodingKeys.self)
         maxBatchRows = try container.decodeIfPresent(Int.self, forKey: .maxBatchRows) ?? defaults.maxBatchRows

@@ -60,7 +60,11 @@ public enum ModelCatalog: Sendable {
         let path = "\(root)/\(name)/\(Self.settingsFileName)"
         guard let data = FileManager.default.contents(atPath: path) else { return defaults }
         do {
-            return try JSONDecoder().decode(BatchingSettings.self, from: data).validated()
+            let decoder = JSONDecoder()
+            decoder.userInfo[.refusesUnknownKeys] = true
+            return try decoder.decode(BatchingSettings.self, from: data).validated()
+        } catch let error as DecodingError {
+            throw WharfError(.invalidInput, "\(path) is not a valid settings file: \(JSONErrors.describe(error, in: data))")
         } catch let error as WharfError {
             throw WharfError(.invalidInput, "\(path): \(error.message)")
         } catch {
