@@ -85,9 +85,12 @@ let package = Package(
             // is built unoptimized until the toolchain is fixed.
             swiftSettings: strictSettings + [.unsafeFlags(["-Onone"], .when(configuration: .release))]
         ),
+        // epoll and eventfd, which Glibc's module leaves out: the gateway's forwarding plane.
+        .systemLibrary(name: "CWharfEpoll", path: "Sources/CWharfEpoll"),
         .target(
             name: "WharfGateway",
             dependencies: [
+                .target(name: "CWharfEpoll", condition: .when(platforms: [.linux])),
                 "WharfCore",
                 "WharfHTTP",
                 "WharfClient",

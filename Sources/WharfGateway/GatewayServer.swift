@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HummingbirdCore
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -84,6 +85,9 @@ public struct GatewayServer: Sendable {
         self.logger = logger
     }
 
+    /// The gateway as a Hummingbird application; it logs where it listens. On Linux the
+    /// router's channel given to `onServerRunning` listens on an internal loopback port: clients
+    /// use the configured address, where the forwarding plane listens.
     public func buildApplication(
         metrics: PrometheusCollectorRegistry? = nil,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
@@ -104,14 +108,33 @@ public struct GatewayServer: Sendable {
         let forwarding = InferenceForwarder.Settings(
             router: router, access: access, maxBodyBytes: configuration.maxBodyBytes, serverName: serverName, logger: logger,
             idleTimeout: configuration.idleTimeout.map { .nanoseconds(Int64($0 / .nanoseconds(1))) })
+        var services: [any Service] = [
+            HealthChecker(directory: store.directory, http: http, interval: configuration.healthInterval, logger: logger),
+            ClientShutdown(http: http, upstream: upstream),
+        ]
+        #if os(Linux)
+        // The forwarding plane listens on the gateway's address and hands the router what is
+        // not plain inference; the router listens on a loopback port of its own.
+        let plane = ForwardingPlane(
+            settings: forwarding, host: configuration.host, port: configuration.port,
+            connectionsPerReplica: configuration.connectionsPerReplica, logger: logger)
+        services.append(plane)
+        let server = HTTPServerBuilder.forwardingHTTP1(forwarding, adoption: plane.adoption)
+        let address = BindAddress.hostname("127.0.0.1", port: 0)
+        #else
+        let server = HTTPServerBuilder.forwardingHTTP1(forwarding)
+        let address = BindAddress.hostname(configuration.host, port: configuration.port)
+        let logger = self.logger
+        let onServerRunning: @Sendable (any Channel) async -> Void = { channel in
+            logger.info("wharf gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+            await onServerRunning(channel)
+        }
+        #endif
         return Application(
             router: routes,
-            server: .forwardingHTTP1(forwarding),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: serverName),
-            services: [
-                HealthChecker(directory: store.directory, http: http, interval: configuration.healthInterval, logger: logger),
-                ClientShutdown(http: http, upstream: upstream),
-            ],
+            server: server,
+            configuration: .init(address: address, serverName: serverName),
+            services: services,
             onServerRunning: onServerRunning,
             logger: logger
         )

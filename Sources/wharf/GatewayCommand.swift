@@ -71,9 +71,7 @@ struct GatewayCommand: AsyncParsableCommand {
                 healthInterval: .milliseconds(healthIntervalMs), maxBodyBytes: maxBodyBytes, connectionsPerReplica: connectionsPerReplica,
                 idleTimeout: idleTimeoutSeconds > 0 ? .milliseconds(Int64(idleTimeoutSeconds * 1000)) : nil)
             let gateway = try GatewayServer(configuration: configuration, logger: logger)
-            let application = gateway.buildApplication(metrics: registry) { channel in
-                logger.info("wharf gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
-            }
+            let application = gateway.buildApplication(metrics: registry)
             try await application.runService()
         } catch let error as WharfError {
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))

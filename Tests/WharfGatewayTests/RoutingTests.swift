@@ -500,17 +500,17 @@ struct UpstreamResponseParserTests {
         let made = RequestID(given: "bad id", random: &random)
         let forwarded = ForwardedRequestHeaders(headers, requestID: made)
         let lane = UpstreamLane(endpoint: try #require(UpstreamEndpoint(url: "http://10.0.0.5:8080/base")), model: "m")
-        let start = UpstreamLoopPool.headStart(for: lane)
-        let small = UpstreamLoopPool.requestBytes(start: start, headers: forwarded, body: ByteBuffer(string: "{}"))
+        let start = UpstreamRequestBytes.headStart(for: lane)
+        let small = UpstreamRequestBytes.request(start: start, headers: forwarded, body: ByteBuffer(string: "{}"))
         // A value that could break the framing is left out; an unacceptable id is replaced.
         #expect(made.string.count == 16 && made.string != "bad id")
         #expect(String(buffer: small.head) == "POST /base/v2/models/m/infer HTTP/1.1\r\nhost: 10.0.0.5:8080\r\ncontent-type: application/json"
             + "\r\nx-request-id: \(made.string)\r\ncontent-length: 2\r\n\r\n{}")
         #expect(small.body == nil)
         // A large body is not copied into the head's buffer.
-        let large = ByteBuffer(repeating: UInt8(ascii: "x"), count: UpstreamLoopPool.inlineBodyLimit + 1)
+        let large = ByteBuffer(repeating: UInt8(ascii: "x"), count: UpstreamRequestBytes.inlineBodyLimit + 1)
         let given = ForwardedRequestHeaders(HTTPHeaders(), requestID: RequestID(given: "client-7", random: &random))
-        let split = UpstreamLoopPool.requestBytes(start: start, headers: given, body: large)
+        let split = UpstreamRequestBytes.request(start: start, headers: given, body: large)
         #expect(String(buffer: split.head) == "POST /base/v2/models/m/infer HTTP/1.1\r\nhost: 10.0.0.5:8080\r\nx-request-id: client-7"
             + "\r\ncontent-length: \(large.readableBytes)\r\n\r\n")
         #expect(split.body == large)

@@ -211,6 +211,59 @@ struct GatewayIntegrationTests {
         #expect(reason.contains("error rate"), "\(reason)")
     }
 
+    @Test func shutdownAnswersWhatIsOwedThenCloses() async throws {
+        try await ProcessTestGate.shared.run { try await self.shutdownAnswersWhatIsOwedThenClosesBody() }
+    }
+
+    /// SIGTERM: the gateway takes no new connection, closes idle ones at once, answers the
+    /// inference a connection is owed (here the replica's deadline, 1.5 s on) before closing
+    /// it, and exits 0.
+    private func shutdownAnswersWhatIsOwedThenClosesBody() async throws {
+        let base = WharfCLI.ports(2)
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-gateway-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let hanging = try HangingReplica(port: base + 1)
+        defer { hanging.close() }
+        let gateway = try Server(["gateway", "--port", String(base), "--data-dir", data, "--admin-key", Self.adminKey, "--open-inference"])
+        defer { gateway.stop() }
+        let gatewayURL = "http://127.0.0.1:\(base)"
+        #expect(try await WharfCLI.waitForStatus(gatewayURL + "/v2/health/ready", status: 200, seconds: 60))
+        _ = try deploy(["set", "stuck", "--target", "1=100@http://127.0.0.1:\(base + 1)", "--timeout-ms", "1500", "--retries", "0"],
+                       gateway: gatewayURL)
+        let idle = RawHTTP.open(port: base)
+        defer { Glibc.close(idle) }
+        let body = Self.eightFeatures
+        let request = "POST /v2/models/stuck/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        let owed = Task.detached { try RawHTTP.exchange(port: base, request: request) }
+        var inFlight = 0
+        let deadline = Date().addingTimeInterval(3)
+        while inFlight < 1, Date() < deadline {
+            inFlight = (try status("stuck", gateway: gatewayURL)["in_flight"] as? Int) ?? 0
+        }
+        #expect(inFlight == 1)
+
+        let stopping = Date()
+        #expect(Glibc.kill(gateway.process.processIdentifier, SIGTERM) == 0)
+        // The idle connection is closed at once, not after the answer owed on the other.
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(idle, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var byte: UInt8 = 0
+        #expect(recv(idle, &byte, 1, 0) == 0)
+        #expect(Date().timeIntervalSince(stopping) < 1.2)
+        // New connections are refused from then on (not left in the listener's queue).
+        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let connected = withLoopback(port: base, { connect(probe, $0, $1) })
+        let failure = errno
+        Glibc.close(probe)
+        #expect(connected != 0 && failure == ECONNREFUSED)
+        // The answer owed arrives whole (the replica's deadline passed: 503), then the close.
+        let answers = try await owed.value
+        #expect(answers.map(\.status) == [503], "\(answers.map(\.head))")
+        #expect(Date().timeIntervalSince(stopping) >= 1.0)
+        while gateway.process.isRunning, Date().timeIntervalSince(stopping) < 10 { usleep(10_000) }
+        #expect(!gateway.process.isRunning && gateway.process.terminationStatus == 0)
+    }
+
     @Test func theInferencePathKeepsHTTPOrderLimitsAndDeadlines() async throws {
         try await ProcessTestGate.shared.run { try await self.theInferencePathKeepsHTTPOrderLimitsAndDeadlinesBody() }
     }

@@ -267,47 +267,22 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler, In
 
     private func answer(error: any Error, request: PlainInferenceRequest, requestID: RequestID, context: ChannelHandlerContext) {
         let error = settings.errorAnswer(error, method: .post, path: request.path, requestID: requestID.string)
-        answer(status: HTTPResponseStatus(statusCode: error.status.code), body: error.body, requestID: requestID, context: context) { head in
-            for (name, value) in HTTPHeaders(error.headers) {
-                head.writeStaticString("\r\n")
-                head.writeString(name)
-                head.writeStaticString(": ")
-                head.writeString(value)
-            }
-        }
+        answer(PlainAnswer.bytes(error: error, requestID: requestID, serverName: settings.serverName), context: context)
     }
 
-    /// Writes the answer: the status line, the headers `writeHeaders` writes (each as
-    /// `\r\nname: value`), the gateway's own, and the body.
     private func answer(
         status: HTTPResponseStatus, body: ByteBuffer, requestID: RequestID, context: ChannelHandlerContext, writeHeaders: (inout ByteBuffer) -> Void
     ) {
-        // A small body goes in the head's buffer: one write through the pipeline and one
-        // buffer through NIO's write path; a large one is not copied.
-        let inline = body.readableBytes <= UpstreamLoopPool.inlineBodyLimit
-        var head = ByteBufferAllocator().buffer(capacity: 320 + (inline ? body.readableBytes : 0))
-        if status == .ok {
-            head.writeStaticString("HTTP/1.1 200 OK")
-        } else {
-            head.writeStaticString("HTTP/1.1 ")
-            head.writeString(String(status.code))
-            head.writeStaticString(" ")
-            head.writeString(status.reasonPhrase)
-        }
-        writeHeaders(&head)
-        head.writeStaticString("\r\nx-request-id: ")
-        requestID.write(into: &head)
-        head.writeStaticString("\r\ncontent-length: ")
-        head.writeString(String(body.readableBytes))
-        head.writeStaticString("\r\nserver: ")
-        head.writeString(settings.serverName)
-        head.writeStaticString("\r\n\r\n")
-        if inline {
-            head.writeImmutableBuffer(body)
-            context.writeAndFlush(wrapOutboundOut(.byteBuffer(head)), promise: nil)
-        } else {
-            context.write(wrapOutboundOut(.byteBuffer(head)), promise: nil)
+        answer(PlainAnswer.bytes(status: status, body: body, requestID: requestID, serverName: settings.serverName, writeHeaders: writeHeaders),
+               context: context)
+    }
+
+    private func answer(_ bytes: (head: ByteBuffer, body: ByteBuffer?), context: ChannelHandlerContext) {
+        if let body = bytes.body {
+            context.write(wrapOutboundOut(.byteBuffer(bytes.head)), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.byteBuffer(body)), promise: nil)
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.byteBuffer(bytes.head)), promise: nil)
         }
         busy = false
         lastHeard = .now()
@@ -334,6 +309,50 @@ final class InferenceFastPath: ChannelDuplexHandler, RemovableChannelHandler, In
             readHeld = true
         } else {
             context.read()
+        }
+    }
+}
+
+/// The bytes of an answer on the byte-level paths (``InferenceFastPath``, the forwarding plane).
+enum PlainAnswer {
+    /// The status line, the headers `writeHeaders` writes (each as `\r\nname: value`), the
+    /// gateway's own, and the body: a small body in the head's buffer (one write and one
+    /// buffer to write), a large one apart, not copied.
+    static func bytes(
+        status: HTTPResponseStatus, body: ByteBuffer, requestID: RequestID, serverName: String, writeHeaders: (inout ByteBuffer) -> Void
+    ) -> (head: ByteBuffer, body: ByteBuffer?) {
+        let inline = body.readableBytes <= UpstreamRequestBytes.inlineBodyLimit
+        var head = ByteBufferAllocator().buffer(capacity: 320 + (inline ? body.readableBytes : 0))
+        if status == .ok {
+            head.writeStaticString("HTTP/1.1 200 OK")
+        } else {
+            head.writeStaticString("HTTP/1.1 ")
+            head.writeString(String(status.code))
+            head.writeStaticString(" ")
+            head.writeString(status.reasonPhrase)
+        }
+        writeHeaders(&head)
+        head.writeStaticString("\r\nx-request-id: ")
+        requestID.write(into: &head)
+        head.writeStaticString("\r\ncontent-length: ")
+        head.writeString(String(body.readableBytes))
+        head.writeStaticString("\r\nserver: ")
+        head.writeString(serverName)
+        head.writeStaticString("\r\n\r\n")
+        guard inline else { return (head, body) }
+        head.writeImmutableBuffer(body)
+        return (head, nil)
+    }
+
+    /// An error's answer (``InferenceForwarder/Settings/errorAnswer(_:method:path:requestID:)``).
+    static func bytes(error: ErrorAnswer, requestID: RequestID, serverName: String) -> (head: ByteBuffer, body: ByteBuffer?) {
+        bytes(status: HTTPResponseStatus(statusCode: error.status.code), body: error.body, requestID: requestID, serverName: serverName) { head in
+            for (name, value) in HTTPHeaders(error.headers) {
+                head.writeStaticString("\r\n")
+                head.writeString(name)
+                head.writeStaticString(": ")
+                head.writeString(value)
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypesHTTP1
@@ -484,16 +485,67 @@ struct ForwardingHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
+    /// A connection the forwarding plane read first and handed over: NIO's HTTP/1 codec and the
+    /// ``InferenceForwarder`` from the start, with `bytes` (read by the plane, not taken) passed
+    /// to them first.
+    func setupHandedOver(channel: any Channel, bytes: ByteBuffer?, logger: Logger) -> EventLoopFuture<Value> {
+        inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let pipeline = channel.pipeline.syncOperations
+            let conversion = try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)
+            try pipeline.addHandler(InferenceForwarder(settings: settings), position: .before(conversion))
+            try pipeline.addHandler(HandedOverBytes(bytes: bytes), position: .first)
+            return value
+        }
+    }
+
     func handle(value: Value, logger: Logger) async {
         await inner.handle(value: value, logger: logger)
     }
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1 with the gateway's inference path in front of the router.
-    static func forwardingHTTP1(_ settings: InferenceForwarder.Settings) -> HTTPServerBuilder {
+    /// HTTP/1 with the gateway's inference path in front of the router; `adoption`, when
+    /// given, learns the connection setup, for the connections the forwarding plane hands over.
+    static func forwardingHTTP1(_ settings: InferenceForwarder.Settings, adoption: ChannelAdoption? = nil) -> HTTPServerBuilder {
         HTTPServerBuilder { responder in
-            ForwardingHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: .wharf), settings: settings)
+            let channel = ForwardingHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: .wharf), settings: settings)
+            adoption?.channel = channel
+            return channel
         }
+    }
+}
+
+/// The router's connection setup (``ForwardingHTTP1Channel``), known once Hummingbird builds its
+/// server, for the connections the forwarding plane hands over.
+final class ChannelAdoption: Sendable {
+    private let box = NIOLockedValueBox<ForwardingHTTP1Channel?>(nil)
+
+    var channel: ForwardingHTTP1Channel? {
+        get { box.withLockedValue { $0 } }
+        set { box.withLockedValue { $0 = newValue } }
+    }
+}
+
+/// First in a handed-over connection's pipeline: as it becomes active, before NIO reads the
+/// socket, it tells the handlers behind of the hand-over and passes on the bytes the plane read.
+final class HandedOverBytes: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private var bytes: ByteBuffer?
+
+    init(bytes: ByteBuffer?) {
+        self.bytes = bytes
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        context.fireUserInboundEventTriggered(ConnectionHandedOver())
+        if let bytes, bytes.readableBytes > 0 {
+            self.bytes = nil
+            context.fireChannelRead(wrapInboundOut(bytes))
+            context.fireChannelReadComplete()
+        }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }

@@ -54,7 +54,7 @@ final class InferenceRouter: Sendable {
     /// `headers` are the client's, for the sticky-routing key; `forwarded` what replicas get.
     func route(
         model: String, version: String?, body: ByteBuffer, headers: some RequestHeaderLookup, forwarded: ForwardedRequestHeaders,
-        pool upstreamPool: UpstreamLoopPool, receiver: any InferenceReceiver
+        pool upstreamPool: any UpstreamPool, receiver: any InferenceReceiver
     ) {
         guard let deployment = store.deployment(model) else {
             return receiver.inferenceFinished(.failure(WharfError(.notFound, "no deployment for model \(model) (create one with wharf deploy set)")))
@@ -90,7 +90,7 @@ final class InferenceRouter: Sendable {
     /// ``route(model:version:body:headers:forwarded:pool:receiver:)`` with a closure.
     func route(
         model: String, version: String?, body: ByteBuffer, headers: some RequestHeaderLookup, forwarded: ForwardedRequestHeaders,
-        pool upstreamPool: UpstreamLoopPool, completion: @escaping Completion
+        pool upstreamPool: any UpstreamPool, completion: @escaping Completion
     ) {
         route(model: model, version: version, body: body, headers: headers, forwarded: forwarded, pool: upstreamPool,
               receiver: CompletionReceiver(completion))
@@ -112,7 +112,7 @@ final class InferenceRouter: Sendable {
 
     /// One request to one replica, with a closure (shadow copies): on the raw client for
     /// http://, async-http-client for https://.
-    private func send(_ request: Outbound, to replica: Replica, upstream: UpstreamLoopPool, completion: @escaping Completion) {
+    private func send(_ request: Outbound, to replica: Replica, upstream: any UpstreamPool, completion: @escaping Completion) {
         guard let endpoint = replica.endpoint else {
             sendOverTLS(request, to: replica, upstream: upstream, completion: completion)
             return
@@ -121,11 +121,17 @@ final class InferenceRouter: Sendable {
                          timeout: request.timeout, receiver: CompletionReceiver(completion))
     }
 
-    /// To an https replica, through async-http-client; `completion` runs on `upstream`'s loop.
-    func sendOverTLS(_ request: Outbound, to replica: Replica, upstream: UpstreamLoopPool, completion: @escaping Completion) {
-        let promise = upstream.eventLoop.makePromise(of: Forwarded.self)
-        promise.completeWithTask { try await self.forwardOverTLS(to: replica.url, request: request) }
-        promise.futureResult.assumeIsolated().whenComplete(completion)
+    /// To an https replica, through async-http-client; `completion` runs on `upstream`'s thread.
+    func sendOverTLS(_ request: Outbound, to replica: Replica, upstream: any UpstreamPool, completion: @escaping Completion) {
+        let answered = upstream.callback(completion)
+        let url = replica.url
+        Task {
+            do {
+                answered(.success(try await self.forwardOverTLS(to: url, request: request)))
+            } catch {
+                answered(.failure(error))
+            }
+        }
     }
 
     private func forwardOverTLS(to base: String, request: Outbound) async throws -> Forwarded {
@@ -140,7 +146,7 @@ final class InferenceRouter: Sendable {
 
     /// Copies the request to the shadow version when sampled, compares its answer with the
     /// primary's and records the result; never delays or changes the client's answer.
-    fileprivate func shadow(_ deployment: LiveDeployment, primary: Forwarded, request: Outbound, upstream: UpstreamLoopPool) {
+    fileprivate func shadow(_ deployment: LiveDeployment, primary: Forwarded, request: Outbound, upstream: any UpstreamPool) {
         guard let shadow = deployment.spec.shadow, let pool = deployment.shadowPool, let stats = deployment.stats[shadow.version] else { return }
         guard TrafficSplitter.sampleShadow(share: shadow.share, random: &upstream.random) else { return }
         guard shadowsInFlight.wrappingAdd(1, ordering: .relaxed).newValue <= Self.maxShadowsInFlight else {
@@ -212,7 +218,7 @@ private final class RoutedInference: UpstreamReceiver {
     let router: InferenceRouter
     let deployment: LiveDeployment
     let request: InferenceRouter.Outbound
-    let upstream: UpstreamLoopPool
+    let upstream: any UpstreamPool
     let receiver: any InferenceReceiver
     let first: Int
     let versionPinned: Bool
@@ -228,7 +234,7 @@ private final class RoutedInference: UpstreamReceiver {
     private var lease: Replica.Lease?
 
     init(
-        router: InferenceRouter, deployment: LiveDeployment, request: InferenceRouter.Outbound, upstream: UpstreamLoopPool,
+        router: InferenceRouter, deployment: LiveDeployment, request: InferenceRouter.Outbound, upstream: any UpstreamPool,
         receiver: any InferenceReceiver, first: Int, versionPinned: Bool
     ) {
         self.router = router
