@@ -4,7 +4,7 @@ import WharfCore
 import WharfHTTP
 
 // The few headers the gateway passes between clients and replicas, held as bytes: on the
-// byte-level path they are slices of the buffers read, written out as they came, so a forwarded
+// forwarding plane they are slices of the buffers read, written out as they came, so a forwarded
 // request builds no header list and no strings (those made 7 of the 16 allocations a forwarded
 // request cost).
 

@@ -1,5 +1,5 @@
 /// The byte-level pieces of HTTP/1.1 heads shared by the gateway's two readers: the requests of
-/// plain inference clients (``PlainInferenceRequest``) and the answers of replicas
+/// plain inference clients (``PlainInferenceRequest``, on the forwarding plane) and the answers of replicas
 /// (``UpstreamResponseParser``).
 enum HTTPHeadBytes {
     /// Offset of the CRLF CRLF that ends a head, searched for in the first `limit` bytes; nil

@@ -37,8 +37,8 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         var maxBodyBytes: Int
         var serverName: String
         var logger: Logger
-        /// A connection on the byte-level path silent this long, while not waiting for an
-        /// answer, is closed: idle between requests, or stalled in the middle of one.
+        /// A client connection silent this long, while not waiting for an answer, is closed:
+        /// idle between requests, or stalled in the middle of one.
         var idleTimeout: TimeAmount? = .seconds(60)
 
         /// Refuses a hostile model name, or a caller whose key may not infer with the model.
@@ -98,7 +98,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     private var passedOnSinceReadComplete = false
     private var isRemoved = false
     /// When the client last sent a part or got a whole answer. A connection silent for the idle
-    /// timeout while no answer is owed to it is closed, as on the byte-level path (which hands
+    /// timeout while no answer is owed to it is closed, as on the forwarding plane (which hands
     /// connections to this codec path, where Hummingbird's own timer would not see inference).
     private var lastHeard = NIODeadline.now()
     private var silenceTimer: Scheduled<Void>?
@@ -145,7 +145,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         lastHeard = .now()
-        // Armed at the first part: before it, the byte-level path ahead has the connection.
+        // Armed when the codec takes the connection (``ConnectionHandedOver``), or here.
         if silenceTimer == nil, let timeout = settings.idleTimeout { checkSilence(after: timeout, context: context) }
         let part = unwrapInboundIn(data)
         if waiting.isEmpty, canTake(part) {
@@ -390,8 +390,9 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        // The byte-level reader ahead handed the connection over: the silence limit holds from
-        // now, before NIO's decoder has made a part (a head that never ends makes none).
+        // The codec reads the connection from now (its start, or the forwarding plane's
+        // hand-over): the silence limit holds from here, before NIO's decoder has made a part
+        // (a head that never ends makes none).
         if event is ConnectionHandedOver {
             lastHeard = .now()
             if silenceTimer == nil, let timeout = settings.idleTimeout { checkSilence(after: timeout, context: context) }
@@ -458,12 +459,12 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// Sent by ``InferenceFastPath`` when it hands a connection to NIO's HTTP codec.
+/// Sent ahead of a connection's first bytes (``HandedOverBytes``): the codec reads this
+/// connection from here on, and the forwarder keeps its silence limit.
 struct ConnectionHandedOver {}
 
-/// Hummingbird's HTTP/1 child channel with the ``InferenceFastPath`` ahead of NIO's HTTP/1
-/// codec and the ``InferenceForwarder`` right after it, ahead of the conversion to
-/// swift-http-types that Hummingbird's router needs.
+/// Hummingbird's HTTP/1 child channel with the ``InferenceForwarder`` right after NIO's HTTP/1
+/// codec, ahead of the conversion to swift-http-types that Hummingbird's router needs.
 struct ForwardingHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     typealias Value = HTTP1Channel.Value
 
@@ -473,22 +474,12 @@ struct ForwardingHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     var responder: HTTPChannelHandler.Responder { inner.responder }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
-            let pipeline = channel.pipeline.syncOperations
-            let conversion = try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)
-            try pipeline.addHandler(InferenceForwarder(settings: settings), position: .before(conversion))
-            // Ahead of the whole HTTP/1 codec (the encoder comes first): it reads bytes and
-            // writes bytes.
-            let encoder = try pipeline.handler(type: HTTPResponseEncoder.self)
-            try pipeline.addHandler(InferenceFastPath(settings: settings), position: .before(encoder))
-            return value
-        }
+        setup(channel: channel, bytes: nil, logger: logger)
     }
 
-    /// A connection the forwarding plane read first and handed over: NIO's HTTP/1 codec and the
-    /// ``InferenceForwarder`` from the start, with `bytes` (read by the plane, not taken) passed
-    /// to them first.
-    func setupHandedOver(channel: any Channel, bytes: ByteBuffer?, logger: Logger) -> EventLoopFuture<Value> {
+    /// With `bytes` already read from the connection (by the forwarding plane, which handed
+    /// it over) passed to the codec first.
+    func setup(channel: any Channel, bytes: ByteBuffer?, logger: Logger) -> EventLoopFuture<Value> {
         inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let pipeline = channel.pipeline.syncOperations
             let conversion = try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)
@@ -526,8 +517,9 @@ final class ChannelAdoption: Sendable {
     }
 }
 
-/// First in a handed-over connection's pipeline: as it becomes active, before NIO reads the
-/// socket, it tells the handlers behind of the hand-over and passes on the bytes the plane read.
+/// First in a connection's pipeline: as it becomes active, before NIO reads the socket, it
+/// tells the handlers behind that the codec reads the connection, and passes on the bytes the
+/// forwarding plane read from it, if it handed it over.
 final class HandedOverBytes: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -538,8 +530,17 @@ final class HandedOverBytes: ChannelInboundHandler, RemovableChannelHandler {
         self.bytes = bytes
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        // Added after the channel became active: no `channelActive` will come.
+        if context.channel.isActive { handOver(context: context) }
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         context.fireChannelActive()
+        handOver(context: context)
+    }
+
+    private func handOver(context: ChannelHandlerContext) {
         context.fireUserInboundEventTriggered(ConnectionHandedOver())
         if let bytes, bytes.readableBytes > 0 {
             self.bytes = nil

@@ -104,7 +104,7 @@ final class ForwardingPlane: Service, Sendable {
             value = try await ClientBootstrap(group: NIOSingletons.posixEventLoopGroup)
                 .channelOption(.allowRemoteHalfClosure, value: true)
                 .withConnectedSocket(connection.fd) { channel in
-                    setup.setupHandedOver(channel: channel, bytes: connection.bytes, logger: logger)
+                    setup.setup(channel: channel, bytes: connection.bytes, logger: logger)
                 }
         } catch {
             logger.warning("a connection could not be handed to the router", metadata: ["error": "\(error)"])

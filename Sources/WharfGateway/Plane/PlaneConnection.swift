@@ -7,14 +7,14 @@ import Logging
 import NIOHTTP1
 import WharfCore
 
-/// A client connection on the forwarding plane: ``InferenceFastPath``'s rules on a socket of
-/// its own.
+/// A client connection on the forwarding plane.
 ///
 /// Plain inference requests (``PlainInferenceRequest``) are read, admitted, routed and answered
 /// here, one at a time, in order. The first request that is anything else hands the connection,
 /// from that request's first byte on, to NIO and the gateway's router for good (once the answers
 /// written here have left): ``ForwardingPlane`` gives the socket and the bytes read to a NIO
-/// channel with the same pipeline as a connection NIO accepted after such a hand-over.
+/// channel with the same pipeline as a connection NIO accepted (the codec and the
+/// ``InferenceForwarder``), so only NIO's parser ever judges a doubtful request.
 final class PlaneConnection: LoopSocket, InferenceReceiver {
     private let home: PlaneLoop
     private let fd: Int32
