@@ -22,6 +22,7 @@ import WharfHTTP
 /// | `--max-body-bytes` | 64 MiB | larger requests get 413 |
 /// | `--connections-per-replica` | 64 | connections to each replica, for each model, per event loop |
 /// | `--idle-timeout-seconds` | 60 | an inference connection silent that long (idle, or stalled mid-body) is closed |
+/// | `--forwarding-threads` | cores | threads of the forwarding plane (Linux) |
 public struct GatewayConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -35,10 +36,12 @@ public struct GatewayConfiguration: Sendable {
     /// A client connection silent this long (idle, or stalled in the middle of a request) is
     /// closed; nil: never.
     public var idleTimeout: Duration?
+    /// Threads (epoll loops) of the forwarding plane on Linux; nil: one per core.
+    public var forwardingThreads: Int?
 
     public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String? = ".wharf", adminKeySHA256: String? = nil,
                 openInference: Bool = false, healthInterval: Duration = .milliseconds(500), maxBodyBytes: Int = 64 << 20,
-                connectionsPerReplica: Int = 64, idleTimeout: Duration? = .seconds(60)) {
+                connectionsPerReplica: Int = 64, idleTimeout: Duration? = .seconds(60), forwardingThreads: Int? = nil) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -48,6 +51,7 @@ public struct GatewayConfiguration: Sendable {
         self.maxBodyBytes = maxBodyBytes
         self.connectionsPerReplica = connectionsPerReplica
         self.idleTimeout = idleTimeout
+        self.forwardingThreads = forwardingThreads
     }
 }
 
@@ -116,7 +120,7 @@ public struct GatewayServer: Sendable {
         // The forwarding plane listens on the gateway's address and hands the router what is
         // not plain inference; the router listens on a loopback port of its own.
         let plane = ForwardingPlane(
-            settings: forwarding, host: configuration.host, port: configuration.port,
+            settings: forwarding, host: configuration.host, port: configuration.port, threads: configuration.forwardingThreads ?? System.coreCount,
             connectionsPerReplica: configuration.connectionsPerReplica, logger: logger)
         services.append(plane)
         let server = HTTPServerBuilder.forwardingHTTP1(forwarding, adoption: plane.adoption)

@@ -34,6 +34,8 @@ struct GatewayCommand: AsyncParsableCommand {
     var connectionsPerReplica = 64
     @Option(help: "Close an inference connection silent this many seconds: idle, or stalled in the middle of a request (0: never).")
     var idleTimeoutSeconds = 60.0
+    @Option(help: "Threads of the forwarding plane, which forwards plain inference requests on Linux (default: one per core).")
+    var forwardingThreads: Int?
     @Option(help: "Log format: text or json.") var logFormat: LogFormat = .text
     @Option(help: "Log level.") var logLevel: Logger.Level = .info
 
@@ -63,13 +65,17 @@ struct GatewayCommand: AsyncParsableCommand {
             let digest = adminKeySha256?.lowercased() ?? key.map { SHA256.hash(Array($0.utf8)).hex }
             guard healthIntervalMs >= 50 else { throw WharfError(.invalidInput, "--health-interval-ms must be at least 50") }
             guard (1...4096).contains(connectionsPerReplica) else { throw WharfError(.invalidInput, "--connections-per-replica must be 1…4096") }
+            if let forwardingThreads, !(1...256).contains(forwardingThreads) {
+                throw WharfError(.invalidInput, "--forwarding-threads must be 1…256")
+            }
             guard idleTimeoutSeconds == 0 || (0.01...86_400).contains(idleTimeoutSeconds) else {
                 throw WharfError(.invalidInput, "--idle-timeout-seconds must be 0 (never) or 0.01 … 86400")
             }
             let configuration = GatewayConfiguration(
                 host: host, port: port, dataDirectory: dataDir, adminKeySHA256: digest, openInference: openInference,
                 healthInterval: .milliseconds(healthIntervalMs), maxBodyBytes: maxBodyBytes, connectionsPerReplica: connectionsPerReplica,
-                idleTimeout: idleTimeoutSeconds > 0 ? .milliseconds(Int64(idleTimeoutSeconds * 1000)) : nil)
+                idleTimeout: idleTimeoutSeconds > 0 ? .milliseconds(Int64(idleTimeoutSeconds * 1000)) : nil,
+                forwardingThreads: forwardingThreads)
             let gateway = try GatewayServer(configuration: configuration, logger: logger)
             let application = gateway.buildApplication(metrics: registry)
             try await application.runService()

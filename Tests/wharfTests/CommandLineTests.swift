@@ -205,7 +205,7 @@ extension ServeCommandLineTests {
         #expect(lines.contains { $0.contains("model loaded") })
     }
 
-    @Test("the gateway refuses an empty or short admin key")
+    @Test("the gateway refuses an empty or short admin key, and a number of threads out of range")
     func gatewayAdminKeyLength() throws {
         let empty = try WharfCLI.run(["gateway", "--port", "0", "--admin-key", ""])
         #expect(empty.status == 2)
@@ -213,6 +213,10 @@ extension ServeCommandLineTests {
         let short = try WharfCLI.run(["gateway", "--port", "0", "--admin-key", "secret"])
         #expect(short.status == 2)
         #expect(short.stderr.contains("is 6 bytes long"), "\(short.stderr)")
+        for threads in ["0", "257"] {
+            let refused = try WharfCLI.run(["gateway", "--port", "0", "--admin-key", "0123456789abcdef", "--forwarding-threads", threads])
+            #expect(refused.status == 2 && refused.stderr.contains("--forwarding-threads must be 1…256"), "\(refused.stderr)")
+        }
     }
 
     @Test("deploy set --spec: the file's model must be the one named, and no flag is ignored")

@@ -21,6 +21,7 @@ final class ForwardingPlane: Service, Sendable {
     let settings: InferenceForwarder.Settings
     let host: String
     let port: Int
+    let threads: Int
     let connectionsPerReplica: Int
     let logger: Logger
     /// The router's connection setup, given once the HTTP server is built.
@@ -34,10 +35,11 @@ final class ForwardingPlane: Service, Sendable {
         var bytes: ByteBuffer?
     }
 
-    init(settings: InferenceForwarder.Settings, host: String, port: Int, connectionsPerReplica: Int, logger: Logger) {
+    init(settings: InferenceForwarder.Settings, host: String, port: Int, threads: Int, connectionsPerReplica: Int, logger: Logger) {
         self.settings = settings
         self.host = host
         self.port = port
+        self.threads = max(1, threads)
         self.connectionsPerReplica = max(1, connectionsPerReplica)
         self.logger = logger
         (handedOver, handOvers) = AsyncStream.makeStream(of: HandedOver.self)
@@ -47,7 +49,7 @@ final class ForwardingPlane: Service, Sendable {
         let (listener, address) = try Self.listen(host: host, port: port)
         defer { close(listener) }
         logger.info("wharf gateway listening", metadata: ["address": "\(address)"])
-        let loops = try (0..<max(1, System.coreCount)).map { _ in
+        let loops = try (0..<threads).map { _ in
             PlaneLoop(loop: try ForwardingLoop(), plane: self, listener: listener, connectionsPerReplica: connectionsPerReplica)
         }
         for home in loops {
