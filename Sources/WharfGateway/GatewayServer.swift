@@ -125,11 +125,12 @@ public struct GatewayServer: Sendable {
         services.append(plane)
         let server = HTTPServerBuilder.forwardingHTTP1(forwarding, adoption: plane.adoption)
         let address = BindAddress.hostname("127.0.0.1", port: 0)
+        let onRunning = onServerRunning
         #else
         let server = HTTPServerBuilder.forwardingHTTP1(forwarding)
         let address = BindAddress.hostname(configuration.host, port: configuration.port)
         let logger = self.logger
-        let onServerRunning: @Sendable (any Channel) async -> Void = { channel in
+        let onRunning: @Sendable (any Channel) async -> Void = { channel in
             logger.info("wharf gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
             await onServerRunning(channel)
         }
@@ -139,7 +140,7 @@ public struct GatewayServer: Sendable {
             server: server,
             configuration: .init(address: address, serverName: serverName),
             services: services,
-            onServerRunning: onServerRunning,
+            onServerRunning: onRunning,
             logger: logger
         )
     }
