@@ -18,7 +18,6 @@ import WharfCore
 final class PlaneConnection: LoopSocket, InferenceReceiver {
     private let home: PlaneLoop
     private let fd: Int32
-    private var settings: InferenceForwarder.Settings { home.settings }
     /// Bytes read and not yet taken.
     private var pending: ByteBuffer?
     /// The head at the front of `pending`, read while its body is still arriving.
@@ -54,13 +53,13 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
 
     func start() {
         home.loop.watch(fd, self, events: watching)
-        if let timeout = settings.idleTimeout { checkSilence(after: timeout) }
+        if let timeout = home.settings.idleTimeout { checkSilence(after: timeout) }
     }
 
     private func checkSilence(after delay: TimeAmount) {
         silenceTimer = home.loop.schedule(at: .now() + delay) { [self] in
             silenceTimer = nil
-            guard let timeout = settings.idleTimeout, !isGone else { return }
+            guard let timeout = home.settings.idleTimeout, !isGone else { return }
             let quiet = NIODeadline.now() - lastHeard
             // Waiting for a replica is the gateway's silence, not the client's.
             if quiet >= timeout, !busy {
@@ -130,7 +129,7 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
             if let headRead {
                 parsed = .request(headRead)
             } else {
-                parsed = PlainInferenceRequest.parse(buffer, maxBodyBytes: settings.maxBodyBytes)
+                parsed = PlainInferenceRequest.parse(buffer, maxBodyBytes: home.settings.maxBodyBytes)
             }
             switch parsed {
             case .incomplete:
@@ -145,7 +144,7 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
                         // refused request is answered now, and the connection closed, since its
                         // body will not be read.
                         do {
-                            try settings.admit(model: request.model, headers: request)
+                            try home.settings.admit(model: request.model, headers: request)
                             headAdmitted = true
                         } catch {
                             headRead = nil
@@ -175,7 +174,7 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
         let requestID = RequestID(given: request.value(request.requestID), random: &home.upstream.random)
         if !admitted {
             do {
-                try settings.admit(model: request.model, headers: request)
+                try home.settings.admit(model: request.model, headers: request)
             } catch {
                 return answer(error: error, request: request, requestID: requestID)
             }
@@ -184,7 +183,7 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
         let headers = ForwardedRequestHeaders(
             contentType: request.value(request.contentType), inferenceHeaderContentLength: request.value(request.inferenceHeaderContentLength),
             requestID: requestID)
-        settings.router.route(
+        home.settings.router.route(
             model: request.model, version: request.version, body: body, headers: request, forwarded: headers, pool: home.upstream, receiver: self)
     }
 
@@ -195,7 +194,7 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
         guard !isGone else { return }
         switch result {
         case .success(let answer):
-            write(PlainAnswer.bytes(status: answer.status, body: answer.body, requestID: requestID, serverName: settings.serverName) {
+            write(PlainAnswer.bytes(status: answer.status, body: answer.body, requestID: requestID, serverName: home.settings.serverName) {
                 answer.headers.write(into: &$0)
             })
         case .failure(let error):
@@ -204,8 +203,8 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
     }
 
     private func answer(error: any Error, request: PlainInferenceRequest, requestID: RequestID) {
-        let error = settings.errorAnswer(error, method: .post, path: request.path, requestID: requestID.string)
-        write(PlainAnswer.bytes(error: error, requestID: requestID, serverName: settings.serverName))
+        let error = home.settings.errorAnswer(error, method: .post, path: request.path, requestID: requestID.string)
+        write(PlainAnswer.bytes(error: error, requestID: requestID, serverName: home.settings.serverName))
     }
 
     /// Writes an answer and takes the next request.
