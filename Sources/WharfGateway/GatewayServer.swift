@@ -38,10 +38,16 @@ public struct GatewayConfiguration: Sendable {
     public var idleTimeout: Duration?
     /// Threads (epoll loops) of the forwarding plane on Linux; nil: one per core.
     public var forwardingThreads: Int?
+    /// On SIGTERM, how long the answers owed may take to be written and read; the connections
+    /// still open then are closed. Below Kubernetes' grace period (30 s), so the gateway still
+    /// exits on its own: a client that stopped reading would otherwise hold it until its idle
+    /// timeout, or for ever with none.
+    public var shutdownTimeout: Duration
 
     public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String? = ".wharf", adminKeySHA256: String? = nil,
                 openInference: Bool = false, healthInterval: Duration = .milliseconds(500), maxBodyBytes: Int = 64 << 20,
-                connectionsPerReplica: Int = 64, idleTimeout: Duration? = .seconds(60), forwardingThreads: Int? = nil) {
+                connectionsPerReplica: Int = 64, idleTimeout: Duration? = .seconds(60), forwardingThreads: Int? = nil,
+                shutdownTimeout: Duration = .seconds(25)) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -52,6 +58,7 @@ public struct GatewayConfiguration: Sendable {
         self.connectionsPerReplica = connectionsPerReplica
         self.idleTimeout = idleTimeout
         self.forwardingThreads = forwardingThreads
+        self.shutdownTimeout = shutdownTimeout
     }
 }
 
@@ -121,7 +128,8 @@ public struct GatewayServer: Sendable {
         // not plain inference; the router listens on a loopback port of its own.
         let plane = ForwardingPlane(
             settings: forwarding, host: configuration.host, port: configuration.port, threads: configuration.forwardingThreads ?? System.coreCount,
-            connectionsPerReplica: configuration.connectionsPerReplica, logger: logger)
+            connectionsPerReplica: configuration.connectionsPerReplica,
+            shutdownTimeout: .nanoseconds(Int64(configuration.shutdownTimeout / .nanoseconds(1))), logger: logger)
         services.append(plane)
         let server = HTTPServerBuilder.forwardingHTTP1(forwarding, adoption: plane.adoption)
         let address = BindAddress.hostname("127.0.0.1", port: 0)

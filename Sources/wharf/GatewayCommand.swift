@@ -36,6 +36,8 @@ struct GatewayCommand: AsyncParsableCommand {
     var idleTimeoutSeconds = 60.0
     @Option(help: "Threads of the forwarding plane, which forwards plain inference requests on Linux (default: one per core).")
     var forwardingThreads: Int?
+    @Option(help: "On SIGTERM, seconds the answers owed may take to be written and read; connections still open then are closed.")
+    var shutdownTimeoutSeconds = 25.0
     @Option(help: "Log format: text or json.") var logFormat: LogFormat = .text
     @Option(help: "Log level.") var logLevel: Logger.Level = .info
 
@@ -71,11 +73,14 @@ struct GatewayCommand: AsyncParsableCommand {
             guard idleTimeoutSeconds == 0 || (0.01...86_400).contains(idleTimeoutSeconds) else {
                 throw WharfError(.invalidInput, "--idle-timeout-seconds must be 0 (never) or 0.01 … 86400")
             }
+            guard (0.01...3600).contains(shutdownTimeoutSeconds) else {
+                throw WharfError(.invalidInput, "--shutdown-timeout-seconds must be 0.01 … 3600")
+            }
             let configuration = GatewayConfiguration(
                 host: host, port: port, dataDirectory: dataDir, adminKeySHA256: digest, openInference: openInference,
                 healthInterval: .milliseconds(healthIntervalMs), maxBodyBytes: maxBodyBytes, connectionsPerReplica: connectionsPerReplica,
                 idleTimeout: idleTimeoutSeconds > 0 ? .milliseconds(Int64(idleTimeoutSeconds * 1000)) : nil,
-                forwardingThreads: forwardingThreads)
+                forwardingThreads: forwardingThreads, shutdownTimeout: .milliseconds(Int64(shutdownTimeoutSeconds * 1000)))
             let gateway = try GatewayServer(configuration: configuration, logger: logger)
             let application = gateway.buildApplication(metrics: registry)
             try await application.runService()

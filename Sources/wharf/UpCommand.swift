@@ -144,7 +144,9 @@ struct LocalPlatform: Service {
         let gateway = ServiceProcess(
             name: "gateway",
             arguments: ["gateway", "--port", String(command.port), "--data-dir", directory, "--admin-key-sha256", SHA256.hash(Array(adminKey.utf8)).hex,
-                        "--open-inference", "--health-interval-ms", "250", "--log-format", command.logFormat.rawValue],
+                        "--open-inference", "--health-interval-ms", "250", "--log-format", command.logFormat.rawValue,
+                        // Within the supervisor's 10 s between SIGTERM and SIGKILL.
+                        "--shutdown-timeout-seconds", "8"],
             readyURL: gatewayURL + "/v2/health/ready")
         try supervisor.start(gateway)
         try await supervisor.waitReady(gateway)

@@ -205,7 +205,7 @@ extension ServeCommandLineTests {
         #expect(lines.contains { $0.contains("model loaded") })
     }
 
-    @Test("the gateway refuses an empty or short admin key, and a number of threads out of range")
+    @Test("the gateway refuses an empty or short admin key, and a number of threads or a shutdown timeout out of range")
     func gatewayAdminKeyLength() throws {
         let empty = try WharfCLI.run(["gateway", "--port", "0", "--admin-key", ""])
         #expect(empty.status == 2)
@@ -216,6 +216,10 @@ extension ServeCommandLineTests {
         for threads in ["0", "257"] {
             let refused = try WharfCLI.run(["gateway", "--port", "0", "--admin-key", "0123456789abcdef", "--forwarding-threads", threads])
             #expect(refused.status == 2 && refused.stderr.contains("--forwarding-threads must be 1…256"), "\(refused.stderr)")
+        }
+        for seconds in ["0", "3601", "nan"] {
+            let refused = try WharfCLI.run(["gateway", "--port", "0", "--admin-key", "0123456789abcdef", "--shutdown-timeout-seconds", seconds])
+            #expect(refused.status == 2 && refused.stderr.contains("--shutdown-timeout-seconds must be 0.01 … 3600"), "\(refused.stderr)")
         }
     }
 

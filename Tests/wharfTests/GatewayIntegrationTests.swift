@@ -264,6 +264,82 @@ struct GatewayIntegrationTests {
         #expect(!gateway.process.isRunning && gateway.process.terminationStatus == 0)
     }
 
+    @Test func shutdownClosesWhatIsNotTakenInTime() async throws {
+        try await ProcessTestGate.shared.run { try await self.shutdownClosesWhatIsNotTakenInTimeBody() }
+    }
+
+    /// SIGTERM with 16 MB answers still on their way, on the plane and on connections handed to
+    /// NIO: a client that reads from then on gets its answer whole, as the closing promises; the
+    /// connections of clients that never read are closed after `--shutdown-timeout-seconds`, and
+    /// the gateway exits 0, rather than waiting for the idle timeout (60 s) or for ever.
+    private func shutdownClosesWhatIsNotTakenInTimeBody() async throws {
+        let base = WharfCLI.ports(2)
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("wharf-gateway-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let replica = try HangingReplica(port: base + 1, large: "big", largeBytes: 16 << 20)
+        defer { replica.close() }
+        let gateway = try Server(["gateway", "--port", String(base), "--data-dir", data, "--admin-key", Self.adminKey, "--open-inference",
+                                  "--shutdown-timeout-seconds", "1"])
+        defer { gateway.stop() }
+        let gatewayURL = "http://127.0.0.1:\(base)"
+        #expect(try await WharfCLI.waitForStatus(gatewayURL + "/v2/health/ready", status: 200, seconds: 60))
+        _ = try deploy(["set", "big", "--target", "1=100@http://127.0.0.1:\(base + 1)"], gateway: gatewayURL)
+
+        // Four clients ask for 16 MB and read nothing for now: two on the plane, two whose first
+        // request (a health check) hands them to NIO. Two of them read once SIGTERM is sent.
+        let body = Self.eightFeatures
+        let big = "POST /v2/models/big/infer HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        let handOver = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+        let clients = [("plane", ""), ("NIO", handOver)].flatMap { path, prefix in
+            [false, true].map { reads in
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                if !reads {
+                    var small: Int32 = 4096
+                    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+                }
+                var timeout = timeval(tv_sec: 5, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                _ = withLoopback(port: base, { connect(fd, $0, $1) })
+                RawHTTP.write(fd, prefix + big)
+                return (path: path, reads: reads, fd: fd)
+            }
+        }
+        defer { clients.forEach { _ = Glibc.close($0.fd) } }
+        // Every answer came from the replica: what is left is the clients' reading.
+        var answered = 0
+        let deadline = Date().addingTimeInterval(10)
+        while answered < clients.count, Date() < deadline {
+            let versions = try status("big", gateway: gatewayURL)["versions"] as? [[String: Any]]
+            answered = (versions?.first?["live"] as? [String: Any])?["requests"] as? Int ?? 0
+        }
+        #expect(answered == clients.count)
+
+        func readToEnd(_ fd: Int32) -> [UInt8] {
+            var received: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                guard count > 0 else { break }
+                received += chunk[..<count]
+            }
+            return received
+        }
+        let stopping = Date()
+        #expect(Glibc.kill(gateway.process.processIdentifier, SIGTERM) == 0)
+        for client in clients where client.reads {
+            let answers = RawHTTP.parse(readToEnd(client.fd))
+            #expect(answers.map(\.status) == (client.path == "NIO" ? [200, 200] : [200]) && answers.last?.body.utf8.count == 16 << 20,
+                    "\(client.path): \(answers.map(\.head)), \(answers.last?.body.utf8.count ?? 0) bytes of the body")
+        }
+        while gateway.process.isRunning, Date().timeIntervalSince(stopping) < 10 { usleep(10_000) }
+        let took = Date().timeIntervalSince(stopping)
+        #expect(!gateway.process.isRunning && gateway.process.terminationStatus == 0)
+        #expect(took >= 0.9 && took < 5, "exited \(took) s after SIGTERM")
+        for client in clients where !client.reads {
+            #expect(readToEnd(client.fd).count < 16 << 20, "\(client.path): the answer was not cut")
+        }
+    }
+
     @Test func theInferencePathKeepsHTTPOrderLimitsAndDeadlines() async throws {
         try await ProcessTestGate.shared.run { try await self.theInferencePathKeepsHTTPOrderLimitsAndDeadlinesBody() }
     }

@@ -92,6 +92,7 @@ final class CanaryController: Sendable {
 
     /// Does `write` (a change of `model`'s deployment by hand) only while no canary of it runs,
     /// under the lock a canary's start and steps take, so neither can overwrite the other.
+    @discardableResult
     func withoutRunningCanary<T>(_ model: String, _ write: () throws(WharfError) -> T) throws(WharfError) -> T {
         try runs.withLock { runs throws(WharfError) in
             if let run = runs[model], run.status.state == "running" {

@@ -92,6 +92,10 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
     private var upstream: UpstreamLoopPool?
     private var readHeld = false
     private var quiesceHeld = false
+    /// Answers written here that have not all left for the socket yet. Shutting down waits for
+    /// them: the router's handler closes an idle connection at once, which fails what the socket
+    /// has not taken of a large answer.
+    private var answersLeaving = 0
     /// The client closed its side while an inference was owed: passed on once it is answered.
     private var inputClosedHeld = false
     /// Parts passed to the router that no read-complete event has followed yet.
@@ -346,7 +350,13 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return
         }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        answersLeaving += 1
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            self.answersLeaving -= 1
+            self.passOnQuiesceIfDone(context: context)
+        }
         if case .awaitingAnswer = state { state = .idle }
         resume(context: context)
     }
@@ -367,10 +377,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             heldParseError = nil
             context.fireErrorCaught(error)
         }
-        if quiesceHeld, routerAnswersOwed == 0 {
-            quiesceHeld = false
-            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-        }
+        passOnQuiesceIfDone(context: context)
         if inputClosedHeld, routerAnswersOwed == 0 {
             inputClosedHeld = false
             context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
@@ -379,6 +386,13 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
             readHeld = false
             context.read()
         }
+    }
+
+    /// Shutting down, held while something was owed: passed on once nothing is.
+    private func passOnQuiesceIfDone(context: ChannelHandlerContext) {
+        guard quiesceHeld, routerAnswersOwed == 0, answersLeaving == 0, waiting.isEmpty, !isBusy, !isRemoved else { return }
+        quiesceHeld = false
+        context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 
     /// An inference is being read or answered on this connection.
@@ -400,7 +414,7 @@ final class InferenceForwarder: ChannelDuplexHandler, RemovableChannelHandler {
         }
         // Shutting down: the router's connection handler closes idle connections at once, and it
         // does not see the inference in flight here, so it hears of it once that is answered.
-        if event is ChannelShouldQuiesceEvent, isBusy || !waiting.isEmpty {
+        if event is ChannelShouldQuiesceEvent, isBusy || !waiting.isEmpty || answersLeaving > 0 {
             quiesceHeld = true
             return
         }

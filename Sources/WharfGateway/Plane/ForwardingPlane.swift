@@ -23,6 +23,8 @@ final class ForwardingPlane: Service, Sendable {
     let port: Int
     let threads: Int
     let connectionsPerReplica: Int
+    /// On SIGTERM, how long the answers owed may take; the connections still open then are closed.
+    let shutdownTimeout: TimeAmount
     let logger: Logger
     /// The router's connection setup, given once the HTTP server is built.
     let adoption = ChannelAdoption()
@@ -35,12 +37,16 @@ final class ForwardingPlane: Service, Sendable {
         var bytes: ByteBuffer?
     }
 
-    init(settings: InferenceForwarder.Settings, host: String, port: Int, threads: Int, connectionsPerReplica: Int, logger: Logger) {
+    init(
+        settings: InferenceForwarder.Settings, host: String, port: Int, threads: Int, connectionsPerReplica: Int, shutdownTimeout: TimeAmount,
+        logger: Logger
+    ) {
         self.settings = settings
         self.host = host
         self.port = port
         self.threads = max(1, threads)
         self.connectionsPerReplica = max(1, connectionsPerReplica)
+        self.shutdownTimeout = shutdownTimeout
         self.logger = logger
         (handedOver, handOvers) = AsyncStream.makeStream(of: HandedOver.self)
     }
@@ -59,6 +65,8 @@ final class ForwardingPlane: Service, Sendable {
         }
         let drains = loops.map { _ in Drain() }
         let bounds = loops.map { LoopBound($0) }
+        let timeout = shutdownTimeout
+        let closingLate = NIOLockedValueBox<Scheduled<Void>?>(nil)
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 for await connection in handedOver {
@@ -70,13 +78,17 @@ final class ForwardingPlane: Service, Sendable {
             // reset); each open one closes once the answer owed to it is written.
             shutdown(listener, Int32(SHUT_RD))
             for (bound, drain) in zip(bounds, drains) {
-                bound.value.loop.execute { bound.value.quiesce { drain.finish() } }
+                bound.value.loop.execute { bound.value.quiesce(closingAfter: timeout) { drain.finish() } }
             }
             self.handOvers.finish()
             for channel in self.adoptedChannels.withLockedValue({ Array($0.values) }) {
                 channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
             }
+            closingLate.withLockedValue {
+                $0 = NIOSingletons.posixEventLoopGroup.next().scheduleTask(in: timeout) { self.closeAdoptedChannels() }
+            }
         }
+        closingLate.withLockedValue { $0?.cancel() }
         for (home, drain) in zip(loops, drains) {
             await drain.wait()
             let bound = LoopBound(home)
@@ -84,6 +96,14 @@ final class ForwardingPlane: Service, Sendable {
             home.loop.stop()
             await home.loop.waitForExit()
         }
+    }
+
+    /// The shutdown timeout passed: the connections NIO took that are still open are closed.
+    private func closeAdoptedChannels() {
+        let open = adoptedChannels.withLockedValue { Array($0.values) }
+        guard !open.isEmpty else { return }
+        logger.warning("shutdown timeout: closing connections whose answers were not taken", metadata: ["connections": "\(open.count)"])
+        for channel in open { channel.close(promise: nil) }
     }
 
     /// Called on a loop's thread: NIO takes the connection from here.

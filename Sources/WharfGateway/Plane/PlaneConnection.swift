@@ -109,6 +109,11 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
         flush()
     }
 
+    /// Shutting down, and the answer owed was not taken in time: closed whatever is left.
+    func abandon() {
+        closeNow()
+    }
+
     /// Shutting down: close once the answer owed has been written.
     func quiesce() {
         guard !isGone else { return }
@@ -346,9 +351,9 @@ final class PlaneLoop: LoopSocket {
         }
     }
 
-    /// Stops accepting and closes every connection once its owed answer is written; `drained`
-    /// runs when the last has closed.
-    func quiesce(drained: @escaping () -> Void) {
+    /// Stops accepting and closes every connection once its owed answer is written, or when
+    /// `timeout` has passed; `drained` runs when the last has closed.
+    func quiesce(closingAfter timeout: TimeAmount, drained: @escaping () -> Void) {
         quiescing = true
         if accepting {
             accepting = false
@@ -358,7 +363,12 @@ final class PlaneLoop: LoopSocket {
         for connection in Array(clients.values) { connection.quiesce() }
         if clients.isEmpty, let waiting = self.drained {
             self.drained = nil
-            waiting()
+            return waiting()
+        }
+        loop.schedule(at: .now() + timeout) { [self] in
+            guard !clients.isEmpty else { return }
+            plane.logger.warning("shutdown timeout: closing connections whose answers were not taken", metadata: ["connections": "\(clients.count)"])
+            for connection in Array(clients.values) { connection.abandon() }
         }
     }
 
