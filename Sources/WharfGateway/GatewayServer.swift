@@ -134,6 +134,11 @@ public struct GatewayServer: Sendable {
         let server = HTTPServerBuilder.forwardingHTTP1(forwarding, adoption: plane.adoption)
         let address = BindAddress.hostname("127.0.0.1", port: 0)
         let onRunning = onServerRunning
+        // Hummingbird's own lines at info are where its internal listener started and that it
+        // stops: an address no client should use, next to the gateway's. The gateway logs both
+        // events itself.
+        var applicationLogger = logger
+        if applicationLogger.logLevel == .info { applicationLogger.logLevel = .notice }
         #else
         let server = HTTPServerBuilder.forwardingHTTP1(forwarding)
         let address = BindAddress.hostname(configuration.host, port: configuration.port)
@@ -142,6 +147,7 @@ public struct GatewayServer: Sendable {
             logger.info("wharf gateway listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
             await onServerRunning(channel)
         }
+        let applicationLogger = logger
         #endif
         return Application(
             router: routes,
@@ -149,7 +155,7 @@ public struct GatewayServer: Sendable {
             configuration: .init(address: address, serverName: serverName),
             services: services,
             onServerRunning: onRunning,
-            logger: logger
+            logger: applicationLogger
         )
     }
 }

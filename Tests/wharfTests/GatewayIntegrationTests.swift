@@ -17,7 +17,8 @@ struct GatewayIntegrationTests {
         let process: Process
         let arguments: [String]
 
-        init(_ arguments: [String], environment: [String: String] = [:]) throws {
+        /// `output`: where its standard output and error go (nowhere by default).
+        init(_ arguments: [String], environment: [String: String] = [:], output: FileHandle? = nil) throws {
             self.arguments = arguments
             process = Process()
             process.executableURL = WharfCLI.executable
@@ -25,8 +26,8 @@ struct GatewayIntegrationTests {
             if !environment.isEmpty {
                 process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
             }
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
+            process.standardOutput = output ?? FileHandle.nullDevice
+            process.standardError = output ?? FileHandle.nullDevice
             try process.run()
         }
 
@@ -278,8 +279,11 @@ struct GatewayIntegrationTests {
         defer { try? FileManager.default.removeItem(atPath: data) }
         let replica = try HangingReplica(port: base + 1, large: "big", largeBytes: 16 << 20)
         defer { replica.close() }
+        let logFile = data + ".log"
+        FileManager.default.createFile(atPath: logFile, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: logFile) }
         let gateway = try Server(["gateway", "--port", String(base), "--data-dir", data, "--admin-key", Self.adminKey, "--open-inference",
-                                  "--shutdown-timeout-seconds", "1"])
+                                  "--shutdown-timeout-seconds", "1"], output: FileHandle(forWritingAtPath: logFile))
         defer { gateway.stop() }
         let gatewayURL = "http://127.0.0.1:\(base)"
         #expect(try await WharfCLI.waitForStatus(gatewayURL + "/v2/health/ready", status: 200, seconds: 60))
@@ -338,6 +342,13 @@ struct GatewayIntegrationTests {
         for client in clients where !client.reads {
             #expect(readToEnd(client.fd).count < 16 << 20, "\(client.path): the answer was not cut")
         }
+        // The log says where the gateway listens, and not where its router does (a loopback
+        // port no client should use); then the shutdown, and what its timeout closed.
+        let log = try String(contentsOfFile: logFile, encoding: .utf8)
+        #expect(log.contains("127.0.0.1:\(base)") && log.contains("wharf gateway listening"), "\(log)")
+        #expect(!log.contains("Server started"), "\(log)")
+        #expect(log.contains("wharf gateway shutting down"), "\(log)")
+        #expect(log.components(separatedBy: "shutdown timeout: closing connections whose answers were not taken").count - 1 == 2, "\(log)")
     }
 
     @Test func theInferencePathKeepsHTTPOrderLimitsAndDeadlines() async throws {

@@ -74,6 +74,7 @@ final class ForwardingPlane: Service, Sendable {
                 }
             }
         } onGracefulShutdown: {
+            self.logger.info("wharf gateway shutting down: answering what is owed", metadata: ["timeout": "\(timeout)"])
             // No new connection (they are refused from here on, and those not yet accepted
             // reset); each open one closes once the answer owed to it is written.
             shutdown(listener, Int32(SHUT_RD))
