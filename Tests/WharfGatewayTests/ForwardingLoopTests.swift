@@ -87,5 +87,73 @@ struct ForwardingLoopTests {
         loop.stop()
         await loop.waitForExit()
     }
+
+    /// Two sockets ready in one batch: the first told closes the other, and a new socket gets
+    /// the closed one's descriptor number and is watched. The closed socket's event, still in
+    /// the batch, must not reach the new one (it once failed a replica connection still
+    /// connecting, which takes any readable event for a refused connect).
+    @Test func anEventOfAClosedDescriptorDoesNotReachItsNextSocket() async throws {
+        final class Recorder: LoopSocket, @unchecked Sendable {
+            var told = 0
+            func readable(events: UInt32) { told += 1 }
+            func writable() { told += 1 }
+        }
+        final class Closer: LoopSocket, @unchecked Sendable {
+            let loop: ForwardingLoop
+            let fd: Int32
+            var other: Closer?
+            var replacement: (fd: Int32, peer: Int32, socket: Recorder)?
+            init(loop: ForwardingLoop, fd: Int32) {
+                self.loop = loop
+                self.fd = fd
+            }
+            func readable(events: UInt32) {
+                guard let other else { return }
+                self.other = nil
+                other.other = nil
+                loop.forget(other.fd)
+                close(other.fd)
+                var pair: [Int32] = [0, 0]
+                guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0 else { return }
+                let recorder = Recorder()
+                loop.watch(pair[0], recorder, events: ForwardingLoop.reads)
+                replacement = (pair[0], pair[1], recorder)
+            }
+            func writable() {}
+        }
+        let loop = try ForwardingLoop()
+        loop.start()
+        var first: [Int32] = [0, 0]
+        var second: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &first) == 0)
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &second) == 0)
+        let peers = [first[1], second[1]]
+        let a = Closer(loop: loop, fd: first[0])
+        let b = Closer(loop: loop, fd: second[0])
+        (a.other, b.other) = (b, a)
+        let (closedFD, told, replacementFD) = await withCheckedContinuation { (done: CheckedContinuation<(Int32, Int, Int32), Never>) in
+            loop.execute {
+                loop.watch(a.fd, a, events: ForwardingLoop.reads)
+                loop.watch(b.fd, b, events: ForwardingLoop.reads)
+                // Both readable before the loop waits again: one batch.
+                for peer in peers { _ = [UInt8](arrayLiteral: 1).withUnsafeBytes { send(peer, $0.baseAddress, $0.count, 0) } }
+                // After the next pass's events (timers run after them), whose batch has both.
+                loop.schedule(at: .now() + .milliseconds(2)) {
+                    // The batch is over: which closed which, and what the new socket was told.
+                    let closer = a.replacement != nil ? a : b
+                    let closed = closer === a ? b : a
+                    done.resume(returning: (closed.fd, closer.replacement?.socket.told ?? -1, closer.replacement?.fd ?? -1))
+                }
+            }
+        }
+        // The point of the test: the new socket took the closed one's number.
+        #expect(replacementFD == closedFD)
+        #expect(told == 0)
+        let leftOpen = [first[1], second[1], a.fd == closedFD ? b.fd : a.fd] + [a, b].compactMap { $0.replacement.map { [$0.fd, $0.peer] } }.flatMap { $0 }
+        loop.execute { for fd in leftOpen { loop.forget(fd) } }
+        loop.stop()
+        await loop.waitForExit()
+        for fd in leftOpen { close(fd) }
+    }
 }
 #endif

@@ -24,8 +24,12 @@ protocol LoopSocket: AnyObject {
 final class ForwardingLoop: @unchecked Sendable {
     private let epoll: Int32
     private let wake: Int32
-    /// By file descriptor.
-    private var sockets: [(any LoopSocket)?] = []
+    /// By file descriptor, with the registration's number. A descriptor closed while its
+    /// events wait in the current batch can be reused at once by a socket made meanwhile (a new
+    /// replica connection): the events carry the number they were registered with, and those of
+    /// an older registration are dropped instead of reaching the new socket.
+    private var sockets: [(socket: (any LoopSocket)?, registration: UInt32)] = []
+    private var registrations: UInt32 = 0
     private let lock = NIOLock()
     private var queued: [@Sendable () -> Void] = []
     private var stopping = false
@@ -46,7 +50,7 @@ final class ForwardingLoop: @unchecked Sendable {
         }
         var event = epoll_event()
         event.events = EPOLLIN.rawValue
-        event.data.fd = wake
+        event.data.u64 = Self.eventData(fd: wake, registration: 0)
         epoll_ctl(epoll, EPOLL_CTL_ADD, wake, &event)
     }
 
@@ -65,25 +69,33 @@ final class ForwardingLoop: @unchecked Sendable {
     /// shared by loops).
     func watch(_ fd: Int32, _ socket: any LoopSocket, events: UInt32) {
         let slot = Int(fd)
-        if slot >= sockets.count { sockets.append(contentsOf: repeatElement(nil, count: max(slot + 1 - sockets.count, sockets.count))) }
-        sockets[slot] = socket
+        if slot >= sockets.count {
+            sockets.append(contentsOf: repeatElement((socket: nil, registration: 0), count: max(slot + 1 - sockets.count, sockets.count)))
+        }
+        registrations &+= 1
+        if registrations == 0 { registrations = 1 }
+        sockets[slot] = (socket, registrations)
         var event = epoll_event()
         event.events = events
-        event.data.fd = fd
+        event.data.u64 = Self.eventData(fd: fd, registration: registrations)
         epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event)
     }
 
     func change(_ fd: Int32, events: UInt32) {
         var event = epoll_event()
         event.events = events
-        event.data.fd = fd
+        event.data.u64 = Self.eventData(fd: fd, registration: sockets[Int(fd)].registration)
         epoll_ctl(epoll, EPOLL_CTL_MOD, fd, &event)
     }
 
     /// Stops watching `fd`; the caller closes it (or hands it on).
     func forget(_ fd: Int32) {
         epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil)
-        if Int(fd) < sockets.count { sockets[Int(fd)] = nil }
+        if Int(fd) < sockets.count { sockets[Int(fd)] = (socket: nil, registration: 0) }
+    }
+
+    private static func eventData(fd: Int32, registration: UInt32) -> UInt64 {
+        UInt64(registration) << 32 | UInt64(UInt32(bitPattern: fd))
     }
 
     // MARK: Tasks and timers
@@ -153,17 +165,20 @@ final class ForwardingLoop: @unchecked Sendable {
                 continue
             }
             for i in 0..<Int(ready) {
-                let fd = events[i].data.fd
+                let data = events[i].data.u64
+                let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
+                let registration = UInt32(truncatingIfNeeded: data >> 32)
                 let flags = events[i].events
                 if fd == wake {
                     runQueued()
                     continue
                 }
-                guard Int(fd) < sockets.count, let socket = sockets[Int(fd)] else { continue }
+                // Forgotten, or the descriptor closed and since watched again for another socket.
+                guard Int(fd) < sockets.count, sockets[Int(fd)].registration == registration, let socket = sockets[Int(fd)].socket else { continue }
                 if flags & EPOLLOUT.rawValue != 0 {
                     socket.writable()
                     // Closed by what it did, or its descriptor already someone else's.
-                    guard Int(fd) < sockets.count, sockets[Int(fd)] === socket else { continue }
+                    guard sockets[Int(fd)].registration == registration else { continue }
                 }
                 if flags & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
                     socket.readable(events: flags)
