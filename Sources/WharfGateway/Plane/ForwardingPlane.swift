@@ -30,7 +30,18 @@ final class ForwardingPlane: Service, Sendable {
     let adoption = ChannelAdoption()
     private let handedOver: AsyncStream<HandedOver>
     private let handOvers: AsyncStream<HandedOver>.Continuation
-    private let adoptedChannels = NIOLockedValueBox([ObjectIdentifier: any Channel]())
+    private let adopted = NIOLockedValueBox(Adopted())
+    /// Set once, by the first of a graceful shutdown and a cancellation.
+    private let stopping = NIOLockedValueBox(false)
+
+    /// The connections NIO took from the loops, and how far the shutdown has come for them.
+    private struct Adopted {
+        var channels: [ObjectIdentifier: any Channel] = [:]
+        /// Each channel is asked to close once its answers are written.
+        var quiescing = false
+        /// The shutdown timeout passed: each is closed.
+        var closing = false
+    }
 
     struct HandedOver: Sendable {
         var fd: Int32
@@ -64,30 +75,24 @@ final class ForwardingPlane: Service, Sendable {
             home.loop.start()
         }
         let drains = loops.map { _ in Drain() }
-        let bounds = loops.map { LoopBound($0) }
-        let timeout = shutdownTimeout
         let closingLate = NIOLockedValueBox<Scheduled<Void>?>(nil)
-        await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                for await connection in handedOver {
-                    group.addTask { await self.serve(connection) }
+        let bounds = loops.map { LoopBound($0) }
+        let stop: @Sendable (TimeAmount) -> Void = { timeout in
+            self.beginShutdown(listener: listener, loops: bounds, drains: drains, timeout: timeout, closingLate: closingLate)
+        }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withDiscardingTaskGroup { group in
+                    for await connection in handedOver {
+                        group.addTask { await self.serve(connection) }
+                    }
                 }
+            } onGracefulShutdown: {
+                stop(self.shutdownTimeout)
             }
-        } onGracefulShutdown: {
-            self.logger.info("wharf gateway shutting down: answering what is owed", metadata: ["timeout": "\(timeout)"])
-            // No new connection (they are refused from here on, and those not yet accepted
-            // reset); each open one closes once the answer owed to it is written.
-            shutdown(listener, Int32(SHUT_RD))
-            for (bound, drain) in zip(bounds, drains) {
-                bound.value.loop.execute { bound.value.quiesce(closingAfter: timeout) { drain.finish() } }
-            }
-            self.handOvers.finish()
-            for channel in self.adoptedChannels.withLockedValue({ Array($0.values) }) {
-                channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-            }
-            closingLate.withLockedValue {
-                $0 = NIOSingletons.posixEventLoopGroup.next().scheduleTask(in: timeout) { self.closeAdoptedChannels() }
-            }
+        } onCancel: {
+            // Another service failed, or the process is asked to stop at once: no time is given.
+            stop(.zero)
         }
         closingLate.withLockedValue { $0?.cancel() }
         for (home, drain) in zip(loops, drains) {
@@ -99,9 +104,43 @@ final class ForwardingPlane: Service, Sendable {
         }
     }
 
+    /// No new connection (they are refused from here on, and those not yet accepted reset);
+    /// each open one closes once the answer owed to it is written, or when `timeout` has
+    /// passed. Connections a loop hands to NIO meanwhile are still served (the stream of them
+    /// ends once every loop has drained) and get the same quiesce.
+    private func beginShutdown(
+        listener: Int32, loops: [LoopBound<PlaneLoop>], drains: [Drain], timeout: TimeAmount, closingLate: NIOLockedValueBox<Scheduled<Void>?>
+    ) {
+        guard stopping.withLockedValue({ stopping in
+            defer { stopping = true }
+            return !stopping
+        }) else { return }
+        logger.info("wharf gateway shutting down: answering what is owed", metadata: ["timeout": "\(timeout)"])
+        shutdown(listener, Int32(SHUT_RD))
+        for (bound, drain) in zip(loops, drains) {
+            bound.value.loop.execute { bound.value.quiesce(closingAfter: timeout) { drain.finish() } }
+        }
+        let handOvers = self.handOvers
+        Task {
+            for drain in drains { await drain.wait() }
+            handOvers.finish()
+        }
+        let open = adopted.withLockedValue { adopted in
+            adopted.quiescing = true
+            return Array(adopted.channels.values)
+        }
+        for channel in open { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+        closingLate.withLockedValue {
+            $0 = NIOSingletons.posixEventLoopGroup.next().scheduleTask(in: timeout) { self.closeAdoptedChannels() }
+        }
+    }
+
     /// The shutdown timeout passed: the connections NIO took that are still open are closed.
     private func closeAdoptedChannels() {
-        let open = adoptedChannels.withLockedValue { Array($0.values) }
+        let open = adopted.withLockedValue { adopted in
+            adopted.closing = true
+            return Array(adopted.channels.values)
+        }
         guard !open.isEmpty else { return }
         logger.warning("shutdown timeout: closing connections whose answers were not taken", metadata: ["connections": "\(open.count)"])
         for channel in open { channel.close(promise: nil) }
@@ -110,7 +149,7 @@ final class ForwardingPlane: Service, Sendable {
     /// Called on a loop's thread: NIO takes the connection from here.
     func adopt(fd: Int32, bytes: ByteBuffer?) {
         guard case .enqueued = handOvers.yield(HandedOver(fd: fd, bytes: bytes)) else {
-            // Shutting down: no one will serve it.
+            // Stopped (the loops drained, or cancelled): no one will serve it.
             close(fd)
             return
         }
@@ -134,9 +173,19 @@ final class ForwardingPlane: Service, Sendable {
             return
         }
         let key = ObjectIdentifier(value.channel)
-        adoptedChannels.withLockedValue { $0[key] = value.channel }
+        // Taken while shutting down (a loop's hand-over waited for its answers to leave): told
+        // at once, as the others were.
+        let (quiescing, closing) = adopted.withLockedValue { adopted in
+            adopted.channels[key] = value.channel
+            return (adopted.quiescing, adopted.closing)
+        }
+        if closing {
+            value.channel.close(promise: nil)
+        } else if quiescing {
+            value.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
         await setup.handle(value: value, logger: logger)
-        adoptedChannels.withLockedValue { $0[key] = nil }
+        adopted.withLockedValue { _ = $0.channels.removeValue(forKey: key) }
     }
 
     /// A listening socket on `host`:`port` (0: any free port), and where it listens.

@@ -37,6 +37,15 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
     private var readsPaused = false
     /// The next request is the router's: the connection goes to NIO once the writes have left.
     private var handOverWaiting = false
+    /// A request refused at its head: after its answer the connection is shut for writing and
+    /// its unread body read and dropped for a while before the close, since a close with bytes
+    /// unread resets the connection, and the reset can destroy the answer before the client
+    /// reads it.
+    private var lingersAfterAnswer = false
+    private var lingering = false
+    private var lingerTimer: LoopTimer?
+    /// Longest a refused request's body is read and dropped after its answer.
+    static let lingerLimit = TimeAmount.seconds(2)
     /// Closed, or handed to NIO.
     private var isGone = false
     private var outbound = OutboundBytes()
@@ -76,6 +85,10 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
         guard !isGone else { return }
         let scratch = home.loop.scratch
         let count = recv(fd, scratch.baseAddress, scratch.count, 0)
+        if lingering {
+            if count == 0 || (count < 0 && errno != EAGAIN && errno != EINTR) { closeNow() }
+            return
+        }
         if count > 0 {
             lastHeard = .now()
             let bytes = UnsafeRawBufferPointer(rebasing: scratch[0..<count])
@@ -88,7 +101,9 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
             }
             takeRequests()
             // Reads stop only while a pipelined request waits for the answer before it.
-            if !isGone, busy, let pending, pending.readableBytes > 0 {
+            // Or while the next waits to be handed over: nothing is taken meanwhile, so what came
+            // would pile up.
+            if !isGone, busy || handOverWaiting, let pending, pending.readableBytes > 0 {
                 readsPaused = true
                 updateInterest()
             }
@@ -98,7 +113,7 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
             inputClosed = true
             updateInterest()
             takeRequests()
-            if !isGone, !busy { closeAfterWrites() }
+            if !isGone, !busy, !handOverWaiting { closeAfterWrites() }
         } else if errno != EAGAIN, errno != EINTR {
             closeNow()
         }
@@ -114,10 +129,11 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
         closeNow()
     }
 
-    /// Shutting down: close once the answer owed has been written.
+    /// Shutting down: close once the answer owed has been written (a request whose body is
+    /// still arriving is owed one too), or hand over the request waiting for NIO.
     func quiesce() {
         guard !isGone else { return }
-        if busy {
+        if busy || headRead != nil || handOverWaiting {
             quiesceHeld = true
         } else {
             closeAfterWrites()
@@ -156,6 +172,7 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
                             pending = nil
                             busy = true
                             quiesceHeld = true
+                            lingersAfterAnswer = true
                             let requestID = RequestID(given: request.value(request.requestID), random: &home.upstream.random)
                             answer(error: error, request: request, requestID: requestID)
                         }
@@ -224,7 +241,7 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
         takeRequests()
         guard !isGone else { return }
         if inputClosed, !busy, !handOverWaiting { return closeAfterWrites() }
-        if !busy, readsPaused {
+        if !busy, !handOverWaiting, readsPaused {
             readsPaused = false
             updateInterest()
         }
@@ -235,7 +252,7 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
     private func flush() {
         switch outbound.flush(fd) {
         case .all:
-            if closing { return closeNow() }
+            if closing { return lingersAfterAnswer ? linger() : closeNow() }
             if handOverWaiting { return handOver() }
             updateInterest()
         case .some:
@@ -247,7 +264,7 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
 
     private func updateInterest() {
         var wanted: UInt32 = 0
-        if !inputClosed, !readsPaused, !closing { wanted |= EPOLLIN.rawValue }
+        if !inputClosed, !readsPaused, !closing || lingering { wanted |= EPOLLIN.rawValue }
         if !outbound.isEmpty { wanted |= EPOLLOUT.rawValue }
         guard wanted != watching else { return }
         watching = wanted
@@ -259,16 +276,28 @@ final class PlaneConnection: LoopSocket, InferenceReceiver {
     private func closeAfterWrites() {
         closing = true
         if outbound.isEmpty {
-            closeNow()
+            lingersAfterAnswer ? linger() : closeNow()
         } else {
             updateInterest()
         }
+    }
+
+    /// The answer has left: no more is written, and what the client still sends is dropped
+    /// until it closes its side or the limit passes.
+    private func linger() {
+        guard !lingering else { return }
+        lingering = true
+        shutdown(fd, Int32(SHUT_WR))
+        if inputClosed { return closeNow() }
+        updateInterest()
+        lingerTimer = home.loop.schedule(at: .now() + Self.lingerLimit) { [self] in closeNow() }
     }
 
     private func closeNow() {
         guard !isGone else { return }
         isGone = true
         silenceTimer?.cancel()
+        lingerTimer?.cancel()
         home.loop.forget(fd)
         Glibc.close(fd)
         home.ended(self)
